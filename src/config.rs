@@ -1,0 +1,888 @@
+//! The configuration file: serde structs that mirror what an admin writes, then one
+//! `validate()` that turns them into the typed [`Settings`] the gate runs on.
+//!
+//! Parsing and validation happen once, before anything listens, so that a bad value is refused
+//! with one message naming the key, the value and what is wrong (and, for values Exchange Online
+//! itself would refuse, saying so). Names mirror Exchange's own properties
+//! (`tls_sender_certificate_name` is `TlsSenderCertificateName`). Relative paths are taken from
+//! the working directory the gate is started in.
+
+use crate::policy::{
+    AcceptedDomain, CertificateName, ConnectorType, DomainType, InboundConnector, Profile,
+    SenderDomain, Tenant,
+};
+use crate::tls::{self, ServerTls, TlsError};
+use ipnet::Ipv4Net;
+use serde::Deserialize;
+use std::collections::HashSet;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read configuration {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("configuration {path} is not valid: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("configuration key {key} = {value}: {reason}")]
+    Invalid {
+        key: String,
+        value: String,
+        reason: String,
+    },
+    #[error("configuration key {key}: {source}")]
+    Tls { key: String, source: TlsError },
+}
+
+fn invalid(key: impl Into<String>, value: impl fmt::Display, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        value: value.to_string(),
+        reason: reason.into(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The file as written
+// ---------------------------------------------------------------------------------------------
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    /// Absent: STARTTLS is not offered.
+    pub tls: Option<TlsConfig>,
+    #[serde(default)]
+    pub policy: PolicyConfig,
+    #[serde(default)]
+    pub accepted_domains: Vec<AcceptedDomainConfig>,
+    #[serde(default)]
+    pub inbound_connectors: Vec<InboundConnectorConfig>,
+    pub upstream: UpstreamConfig,
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+const fn default_max_message_size() -> u64 {
+    // Exchange Online's default maximum message size (35 MB).
+    36_700_160
+}
+const fn default_max_recipients() -> usize {
+    500
+}
+const fn default_command_timeout_secs() -> u64 {
+    // RFC 5321 section 4.5.3.2.7: server timeout of at least 5 minutes.
+    300
+}
+const fn default_data_timeout_secs() -> u64 {
+    // RFC 5321 section 4.5.3.2.5: data block, 3 minutes.
+    180
+}
+const fn default_tls_handshake_timeout_secs() -> u64 {
+    30
+}
+const fn default_session_timeout_secs() -> u64 {
+    3600
+}
+const fn default_max_header_size() -> usize {
+    // Exchange Online's header size limit (256 KB); the header block is the only part of a
+    // message the gate buffers.
+    262_144
+}
+const fn default_max_line_length() -> usize {
+    // RFC 5321 allows 1000 octets; real applications send longer lines and Exchange Online
+    // accepts them, so the gate is generous but bounded.
+    65_536
+}
+fn default_hostname() -> String {
+    "relaygate.localdomain".to_string()
+}
+fn default_listen() -> Vec<SocketAddr> {
+    vec![SocketAddr::from(([127, 0, 0, 1], 2525))]
+}
+
+/// `[server]`: the listening side.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Name in the banner, the EHLO reply, `Received:` headers and the reply suffix.
+    #[serde(default = "default_hostname")]
+    pub hostname: String,
+    /// Addresses to listen on, IPv4 and IPv6. Default `["127.0.0.1:2525"]`.
+    #[serde(default = "default_listen")]
+    pub listen: Vec<SocketAddr>,
+    /// Largest message accepted, in bytes, advertised in `SIZE`. Default 36700160 (35 MB).
+    #[serde(default = "default_max_message_size")]
+    pub max_message_size: u64,
+    /// Most recipients in one transaction; more get `452 4.5.3`. Default 500.
+    #[serde(default = "default_max_recipients")]
+    pub max_recipients: usize,
+    /// Wait for a command (also banner to first command). Default 300 (RFC 5321 4.5.3.2.7).
+    #[serde(default = "default_command_timeout_secs")]
+    pub command_timeout_secs: u64,
+    /// Wait for each read while receiving DATA. Default 180 (RFC 5321 4.5.3.2.5).
+    #[serde(default = "default_data_timeout_secs")]
+    pub data_timeout_secs: u64,
+    /// Whole STARTTLS handshake. Default 30.
+    #[serde(default = "default_tls_handshake_timeout_secs")]
+    pub tls_handshake_timeout_secs: u64,
+    /// Whole session, however active. Default 3600.
+    #[serde(default = "default_session_timeout_secs")]
+    pub session_timeout_secs: u64,
+    /// Largest header block, in bytes (it is buffered to find the `From:` header). Default 262144.
+    #[serde(default = "default_max_header_size")]
+    pub max_header_size: usize,
+    /// Longest line of message text, in bytes including CRLF. Default 65536.
+    #[serde(default = "default_max_line_length")]
+    pub max_line_length: usize,
+}
+
+/// `[tls]`: STARTTLS towards the clients.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain, leaf first.
+    pub certificate: PathBuf,
+    /// PEM private key of the leaf.
+    pub private_key: PathBuf,
+    /// PEM trust anchors for client certificates. Absent: no client certificate is requested.
+    pub client_ca: Option<PathBuf>,
+}
+
+/// `[policy]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// `"exo-2023"` (default) or `"exo-legacy"`.
+    #[serde(default = "default_profile")]
+    pub profile: String,
+    /// `"enforce"` (default) or `"audit"`: decide and log, but forward everything.
+    #[serde(default = "default_mode")]
+    pub mode: String,
+    /// Where 5.7.64 is answered: `"data"` (default, Exchange Online's current behaviour) or `"rcpt"`.
+    #[serde(default = "default_reject_stage")]
+    pub reject_stage: String,
+    /// `RejectDirectSend` of the organisation (5.7.68). Default false.
+    #[serde(default)]
+    pub reject_direct_send: bool,
+    /// Recipient domains hosted by other Microsoft 365 tenants.
+    #[serde(default)]
+    pub other_tenant_domains: Vec<String>,
+}
+
+fn default_profile() -> String {
+    "exo-2023".into()
+}
+fn default_mode() -> String {
+    "enforce".into()
+}
+fn default_reject_stage() -> String {
+    "data".into()
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        PolicyConfig {
+            profile: default_profile(),
+            mode: default_mode(),
+            reject_stage: default_reject_stage(),
+            reject_direct_send: false,
+            other_tenant_domains: Vec::new(),
+        }
+    }
+}
+
+/// `[[accepted_domains]]` (`Get-AcceptedDomain`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AcceptedDomainConfig {
+    /// `DomainName`.
+    pub domain: String,
+    /// `DomainType`: `"Authoritative"` (default) or `"InternalRelay"`.
+    #[serde(default = "default_domain_type")]
+    pub domain_type: String,
+    /// `MatchSubDomains`: only with InternalRelay.
+    #[serde(default)]
+    pub match_subdomains: bool,
+    /// Known recipient addresses: enables 5.4.1 (Directory-Based Edge Blocking) for others.
+    pub recipients: Option<Vec<String>>,
+}
+
+fn default_domain_type() -> String {
+    "Authoritative".into()
+}
+
+/// `[[inbound_connectors]]` (`New-InboundConnector`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InboundConnectorConfig {
+    /// `Name`.
+    pub name: String,
+    /// `ConnectorType`: `"OnPremises"` or `"Partner"`.
+    pub connector_type: String,
+    /// `Enabled`. Default true.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// `SenderIPAddresses`: IPv4 addresses or CIDR /24 to /32.
+    #[serde(default)]
+    pub sender_ip_addresses: Vec<String>,
+    /// `TlsSenderCertificateName`: a host name or `*.` followed by one.
+    pub tls_sender_certificate_name: Option<String>,
+    /// `SenderDomains` (Partner only). Default `["*"]`.
+    #[serde(default = "default_sender_domains")]
+    pub sender_domains: Vec<String>,
+    /// `RestrictDomainsToIPAddresses` (Partner only).
+    #[serde(default)]
+    pub restrict_domains_to_ip_addresses: bool,
+    /// `RestrictDomainsToCertificate` (Partner only).
+    #[serde(default)]
+    pub restrict_domains_to_certificate: bool,
+    /// `RequireTls`: accepted for completeness; Exchange Online enforces it on Partner
+    /// connectors only, and the gate does not enforce it.
+    #[serde(default)]
+    pub require_tls: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_sender_domains() -> Vec<String> {
+    vec!["*".into()]
+}
+
+/// `[upstream]`: where accepted transactions go.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// `"smtp"` or `"directory"`.
+    pub kind: String,
+    /// `host:port` of the upstream SMTP server (kind smtp).
+    pub address: Option<String>,
+    /// `"required"` (default), `"opportunistic"` or `"none"`.
+    #[serde(default = "default_upstream_tls")]
+    pub tls: String,
+    /// Name to verify the upstream certificate against. Default: the host part of `address`.
+    pub tls_server_name: Option<String>,
+    /// PEM trust anchors for the upstream. Default: the public web PKI roots.
+    pub ca: Option<PathBuf>,
+    /// Certificate presented upstream (how Exchange Online recognises the gate).
+    pub client_certificate: Option<PathBuf>,
+    pub client_private_key: Option<PathBuf>,
+    /// Directory messages are written to (kind directory).
+    pub path: Option<PathBuf>,
+    /// TCP connect timeout. Default 30.
+    #[serde(default = "default_connect_timeout_secs")]
+    pub connect_timeout_secs: u64,
+    /// Wait for each upstream reply. Default 300 (RFC 5321 4.5.3.2).
+    #[serde(default = "default_command_timeout_secs")]
+    pub reply_timeout_secs: u64,
+    /// Wait for the upstream's reply to the final dot. Default 600 (RFC 5321 4.5.3.2.6).
+    #[serde(default = "default_data_end_timeout_secs")]
+    pub data_end_timeout_secs: u64,
+}
+
+fn default_upstream_tls() -> String {
+    "required".into()
+}
+const fn default_connect_timeout_secs() -> u64 {
+    30
+}
+const fn default_data_end_timeout_secs() -> u64 {
+    600
+}
+
+/// `[log]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// `"text"` (default) or `"json"`.
+    #[serde(default = "default_log_format")]
+    pub format: String,
+    /// tracing filter, e.g. `"info"` (default) or `"relaygate=debug"`. `RUST_LOG` overrides it.
+    #[serde(default = "default_log_level")]
+    pub level: String,
+}
+
+fn default_log_format() -> String {
+    "text".into()
+}
+fn default_log_level() -> String {
+    "info".into()
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: default_log_format(),
+            level: default_log_level(),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The validated result
+// ---------------------------------------------------------------------------------------------
+
+/// Enforce or only observe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Enforce,
+    /// Decide and log, but forward everything.
+    Audit,
+}
+
+/// Where 5.7.64 is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RejectStage {
+    Rcpt,
+    Data,
+}
+
+/// `[upstream] tls`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamTls {
+    Required,
+    Opportunistic,
+    None,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Validated listening-side settings.
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    pub hostname: String,
+    pub listen: Vec<SocketAddr>,
+    pub max_message_size: u64,
+    pub max_recipients: usize,
+    pub command_timeout: Duration,
+    pub data_timeout: Duration,
+    pub tls_handshake_timeout: Duration,
+    pub session_timeout: Duration,
+    pub max_header_size: usize,
+    pub max_line_length: usize,
+}
+
+/// Validated policy settings: the tenant plus how to apply it.
+#[derive(Debug, Clone)]
+pub struct PolicySettings {
+    pub profile: Profile,
+    pub mode: Mode,
+    pub reject_stage: RejectStage,
+    pub tenant: Tenant,
+}
+
+/// Validated upstream settings.
+#[derive(Clone)]
+pub enum UpstreamSettings {
+    Smtp(SmtpUpstreamSettings),
+    Directory { path: PathBuf },
+}
+
+/// Validated SMTP upstream settings.
+#[derive(Clone)]
+pub struct SmtpUpstreamSettings {
+    /// `host:port` as configured (resolved at connect time, so DNS changes are followed).
+    pub address: String,
+    pub tls: UpstreamTls,
+    pub tls_server_name: rustls_pki_types::ServerName<'static>,
+    pub tls_config: Option<Arc<rustls::ClientConfig>>,
+    pub connect_timeout: Duration,
+    pub reply_timeout: Duration,
+    pub data_end_timeout: Duration,
+}
+
+impl fmt::Debug for UpstreamSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UpstreamSettings::Smtp(s) => f
+                .debug_struct("Smtp")
+                .field("address", &s.address)
+                .field("tls", &s.tls)
+                .finish_non_exhaustive(),
+            UpstreamSettings::Directory { path } => {
+                f.debug_struct("Directory").field("path", path).finish()
+            }
+        }
+    }
+}
+
+/// Everything the gate runs on, validated. Shared read-only by all sessions (`Arc`); a reload
+/// builds a new one.
+pub struct Settings {
+    pub server: ServerSettings,
+    pub tls: Option<ServerTls>,
+    pub policy: PolicySettings,
+    pub upstream: UpstreamSettings,
+    pub log_format: LogFormat,
+    pub log_level: String,
+}
+
+impl Config {
+    /// Read and parse a configuration file (no validation yet).
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::parse(&text).map_err(|message| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message,
+        })
+    }
+
+    /// Parse TOML text (no validation yet).
+    pub fn parse(text: &str) -> Result<Config, String> {
+        toml::from_str(text).map_err(|e| e.to_string().trim_end().replace('\n', " "))
+    }
+
+    /// Check every value and build the settings the gate runs on. Loads TLS material, so a
+    /// missing or mismatched certificate is refused here, before anything listens.
+    pub fn validate(&self) -> Result<Settings, ConfigError> {
+        tls::install_crypto_provider();
+        let server = self.server.validate()?;
+        let tls = match &self.tls {
+            None => None,
+            Some(t) => Some(
+                ServerTls::load(&t.certificate, &t.private_key, t.client_ca.as_deref())
+                    .map_err(|source| ConfigError::Tls {
+                        key: "tls".into(),
+                        source,
+                    })?,
+            ),
+        };
+        let policy = self.validate_policy()?;
+        let upstream = self.upstream.validate()?;
+        let log_format = match self.log.format.as_str() {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => return Err(invalid("log.format", quoted(other), "must be \"text\" or \"json\"")),
+        };
+        Ok(Settings {
+            server,
+            tls,
+            policy,
+            upstream,
+            log_format,
+            log_level: self.log.level.clone(),
+        })
+    }
+
+    fn validate_policy(&self) -> Result<PolicySettings, ConfigError> {
+        let p = &self.policy;
+        let profile = match p.profile.as_str() {
+            "exo-2023" => Profile::Exo2023,
+            "exo-legacy" => Profile::ExoLegacy,
+            other => {
+                return Err(invalid(
+                    "policy.profile",
+                    quoted(other),
+                    "must be \"exo-2023\" or \"exo-legacy\"",
+                ))
+            }
+        };
+        let mode = match p.mode.as_str() {
+            "enforce" => Mode::Enforce,
+            "audit" => Mode::Audit,
+            other => return Err(invalid("policy.mode", quoted(other), "must be \"enforce\" or \"audit\"")),
+        };
+        let reject_stage = match p.reject_stage.as_str() {
+            "data" => RejectStage::Data,
+            "rcpt" => RejectStage::Rcpt,
+            other => {
+                return Err(invalid(
+                    "policy.reject_stage",
+                    quoted(other),
+                    "must be \"data\" or \"rcpt\"",
+                ))
+            }
+        };
+        let mut other_tenant_domains = Vec::new();
+        for (i, d) in p.other_tenant_domains.iter().enumerate() {
+            other_tenant_domains.push(domain_name(&format!("policy.other_tenant_domains[{i}]"), d)?);
+        }
+
+        let mut accepted_domains = Vec::new();
+        let mut seen = HashSet::new();
+        for (i, d) in self.accepted_domains.iter().enumerate() {
+            let key = format!("accepted_domains[{i}]");
+            let domain = d.validate(&key)?;
+            if !seen.insert(domain.domain.clone()) {
+                return Err(invalid(format!("{key}.domain"), quoted(&d.domain), "is listed twice"));
+            }
+            accepted_domains.push(domain);
+        }
+        let mut inbound_connectors = Vec::new();
+        let mut names = HashSet::new();
+        for (i, c) in self.inbound_connectors.iter().enumerate() {
+            let key = format!("inbound_connectors[{i}]");
+            let connector = c.validate(&key)?;
+            if !names.insert(connector.name.to_ascii_lowercase()) {
+                return Err(invalid(format!("{key}.name"), quoted(&c.name), "is used by another connector"));
+            }
+            inbound_connectors.push(connector);
+        }
+        Ok(PolicySettings {
+            profile,
+            mode,
+            reject_stage,
+            tenant: Tenant {
+                accepted_domains,
+                inbound_connectors,
+                other_tenant_domains,
+                reject_direct_send: p.reject_direct_send,
+            },
+        })
+    }
+}
+
+fn quoted(s: &str) -> String {
+    format!("{s:?}")
+}
+
+/// A DNS domain name: lower-cased, trailing dot removed, labels of letters, digits and hyphens
+/// (punycode for IDNs), 1 to 63 octets each.
+fn domain_name(key: &str, value: &str) -> Result<String, ConfigError> {
+    let d = value.trim().trim_end_matches('.').to_ascii_lowercase();
+    let bad = |why: &str| invalid(key, quoted(value), why.to_string());
+    if d.is_empty() {
+        return Err(bad("is empty"));
+    }
+    if d.len() > 253 {
+        return Err(bad("is longer than 253 characters"));
+    }
+    for label in d.split('.') {
+        if label.is_empty() || label.len() > 63 {
+            return Err(bad("has an empty label or one longer than 63 characters"));
+        }
+        if !label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            || label.starts_with('-')
+            || label.ends_with('-')
+        {
+            return Err(bad(
+                "is not a domain name (letters, digits and hyphens; write IDNs in punycode, xn--)",
+            ));
+        }
+    }
+    Ok(d)
+}
+
+impl ServerConfig {
+    fn validate(&self) -> Result<ServerSettings, ConfigError> {
+        if self.hostname.is_empty() || self.hostname.contains(char::is_whitespace) {
+            return Err(invalid("server.hostname", quoted(&self.hostname), "must be a host name without spaces"));
+        }
+        if self.listen.is_empty() {
+            return Err(invalid("server.listen", "[]", "needs at least one address"));
+        }
+        if self.max_message_size < 1024 {
+            return Err(invalid("server.max_message_size", self.max_message_size, "must be at least 1024 bytes"));
+        }
+        if self.max_recipients == 0 {
+            return Err(invalid("server.max_recipients", 0, "must be at least 1"));
+        }
+        for (key, v) in [
+            ("server.command_timeout_secs", self.command_timeout_secs),
+            ("server.data_timeout_secs", self.data_timeout_secs),
+            ("server.tls_handshake_timeout_secs", self.tls_handshake_timeout_secs),
+            ("server.session_timeout_secs", self.session_timeout_secs),
+        ] {
+            if v == 0 {
+                return Err(invalid(key, v, "must be at least 1 second"));
+            }
+        }
+        if self.max_header_size < 1024 {
+            return Err(invalid("server.max_header_size", self.max_header_size, "must be at least 1024 bytes"));
+        }
+        if self.max_line_length < 1000 {
+            return Err(invalid(
+                "server.max_line_length",
+                self.max_line_length,
+                "must be at least 1000 (RFC 5321 section 4.5.3.1.6)",
+            ));
+        }
+        Ok(ServerSettings {
+            hostname: self.hostname.clone(),
+            listen: self.listen.clone(),
+            max_message_size: self.max_message_size,
+            max_recipients: self.max_recipients,
+            command_timeout: Duration::from_secs(self.command_timeout_secs),
+            data_timeout: Duration::from_secs(self.data_timeout_secs),
+            tls_handshake_timeout: Duration::from_secs(self.tls_handshake_timeout_secs),
+            session_timeout: Duration::from_secs(self.session_timeout_secs),
+            max_header_size: self.max_header_size,
+            max_line_length: self.max_line_length,
+        })
+    }
+}
+
+impl AcceptedDomainConfig {
+    fn validate(&self, key: &str) -> Result<AcceptedDomain, ConfigError> {
+        let domain = domain_name(&format!("{key}.domain"), &self.domain)?;
+        let domain_type = match self.domain_type.as_str() {
+            "Authoritative" => DomainType::Authoritative,
+            "InternalRelay" => DomainType::InternalRelay,
+            other => {
+                return Err(invalid(
+                    format!("{key}.domain_type"),
+                    quoted(other),
+                    "must be \"Authoritative\" or \"InternalRelay\"",
+                ))
+            }
+        };
+        if self.match_subdomains && domain_type != DomainType::InternalRelay {
+            return Err(invalid(
+                format!("{key}.match_subdomains"),
+                true,
+                "is only allowed with domain_type = \"InternalRelay\" (Exchange Online refuses it too)",
+            ));
+        }
+        let recipients = match &self.recipients {
+            None => None,
+            Some(list) => {
+                let mut set = HashSet::new();
+                for (i, r) in list.iter().enumerate() {
+                    let rkey = format!("{key}.recipients[{i}]");
+                    let Some((local, dom)) = r.rsplit_once('@') else {
+                        return Err(invalid(rkey, quoted(r), "is not an address (local@domain)"));
+                    };
+                    let dom = domain_name(&rkey, dom)?;
+                    let belongs = dom == domain
+                        || (self.match_subdomains && dom.ends_with(&format!(".{domain}")));
+                    if local.is_empty() || !belongs {
+                        return Err(invalid(rkey, quoted(r), format!("is not an address in {domain}")));
+                    }
+                    set.insert(format!("{}@{dom}", local.to_lowercase()));
+                }
+                Some(set)
+            }
+        };
+        Ok(AcceptedDomain {
+            domain,
+            domain_type,
+            match_subdomains: self.match_subdomains,
+            recipients,
+        })
+    }
+}
+
+/// `SenderIPAddresses` as Exchange Online accepts them: IPv4, single or CIDR /24 to /32.
+fn sender_ip_address(key: &str, value: &str) -> Result<Ipv4Net, ConfigError> {
+    let exo = "Exchange Online accepts only IPv4 addresses and CIDR ranges from /24 to /32, and would refuse it too";
+    let v = value.trim();
+    if v.contains('-') {
+        return Err(invalid(key, quoted(value), format!("address ranges (a-b) are not supported; {exo}")));
+    }
+    let net: ipnet::IpNet = if v.contains('/') {
+        v.parse().map_err(|_| invalid(key, quoted(value), format!("is not an address or CIDR range; {exo}")))?
+    } else {
+        let ip: IpAddr = v
+            .parse()
+            .map_err(|_| invalid(key, quoted(value), format!("is not an IP address; {exo}")))?;
+        ipnet::IpNet::from(ip)
+    };
+    match net {
+        ipnet::IpNet::V6(_) => Err(invalid(key, quoted(value), format!("is IPv6; {exo}"))),
+        ipnet::IpNet::V4(n) if n.prefix_len() < 24 => Err(invalid(
+            key,
+            quoted(value),
+            format!("a /{} range is larger than /24; {exo}", n.prefix_len()),
+        )),
+        ipnet::IpNet::V4(n) => Ok(n.trunc()),
+    }
+}
+
+/// `TlsSenderCertificateName`: `host.name` or `*.host.name`, nothing else.
+fn certificate_name(key: &str, value: &str) -> Result<CertificateName, ConfigError> {
+    match value.strip_prefix("*.") {
+        Some(rest) => {
+            if rest.contains('*') {
+                return Err(invalid(key, quoted(value), "only a leading \"*.\" is allowed (Exchange Online refuses other wildcards too)"));
+            }
+            Ok(CertificateName::Wildcard(domain_name(key, rest)?))
+        }
+        None => {
+            if value.contains('*') {
+                return Err(invalid(key, quoted(value), "only a leading \"*.\" is allowed (Exchange Online refuses other wildcards too)"));
+            }
+            Ok(CertificateName::Exact(domain_name(key, value)?))
+        }
+    }
+}
+
+impl InboundConnectorConfig {
+    fn validate(&self, key: &str) -> Result<InboundConnector, ConfigError> {
+        if self.name.trim().is_empty() {
+            return Err(invalid(format!("{key}.name"), quoted(&self.name), "must not be empty"));
+        }
+        let connector_type = match self.connector_type.as_str() {
+            "OnPremises" => ConnectorType::OnPremises,
+            "Partner" => ConnectorType::Partner,
+            other => {
+                return Err(invalid(
+                    format!("{key}.connector_type"),
+                    quoted(other),
+                    "must be \"OnPremises\" or \"Partner\"",
+                ))
+            }
+        };
+        let mut sender_ip_addresses = Vec::new();
+        for (i, a) in self.sender_ip_addresses.iter().enumerate() {
+            sender_ip_addresses.push(sender_ip_address(&format!("{key}.sender_ip_addresses[{i}]"), a)?);
+        }
+        let tls_sender_certificate_name = match &self.tls_sender_certificate_name {
+            None => None,
+            Some(n) => Some(certificate_name(&format!("{key}.tls_sender_certificate_name"), n)?),
+        };
+        if connector_type == ConnectorType::OnPremises
+            && sender_ip_addresses.is_empty()
+            && tls_sender_certificate_name.is_none()
+        {
+            return Err(invalid(
+                key,
+                quoted(&self.name),
+                "an OnPremises connector needs sender_ip_addresses or tls_sender_certificate_name (Exchange Online requires one)",
+            ));
+        }
+        let mut sender_domains = Vec::new();
+        for (i, d) in self.sender_domains.iter().enumerate() {
+            let dkey = format!("{key}.sender_domains[{i}]");
+            sender_domains.push(if d == "*" {
+                SenderDomain::Any
+            } else if let Some(rest) = d.strip_prefix("*.") {
+                SenderDomain::WithSubdomains(domain_name(&dkey, rest)?)
+            } else {
+                SenderDomain::Exact(domain_name(&dkey, d)?)
+            });
+        }
+        if self.restrict_domains_to_certificate && tls_sender_certificate_name.is_none() {
+            return Err(invalid(
+                format!("{key}.restrict_domains_to_certificate"),
+                true,
+                "needs tls_sender_certificate_name on the same connector",
+            ));
+        }
+        if self.restrict_domains_to_ip_addresses && sender_ip_addresses.is_empty() {
+            return Err(invalid(
+                format!("{key}.restrict_domains_to_ip_addresses"),
+                true,
+                "needs sender_ip_addresses on the same connector",
+            ));
+        }
+        Ok(InboundConnector {
+            name: self.name.clone(),
+            connector_type,
+            enabled: self.enabled,
+            sender_ip_addresses,
+            tls_sender_certificate_name,
+            sender_domains,
+            restrict_domains_to_ip_addresses: self.restrict_domains_to_ip_addresses,
+            restrict_domains_to_certificate: self.restrict_domains_to_certificate,
+        })
+    }
+}
+
+impl UpstreamConfig {
+    fn validate(&self) -> Result<UpstreamSettings, ConfigError> {
+        match self.kind.as_str() {
+            "directory" => {
+                let path = self.path.clone().ok_or_else(|| {
+                    invalid("upstream.path", "(missing)", "is required with kind = \"directory\"")
+                })?;
+                Ok(UpstreamSettings::Directory { path })
+            }
+            "smtp" => {
+                let address = self.address.clone().ok_or_else(|| {
+                    invalid("upstream.address", "(missing)", "is required with kind = \"smtp\" (host:port)")
+                })?;
+                let (host, port) = address.rsplit_once(':').ok_or_else(|| {
+                    invalid("upstream.address", quoted(&address), "must be host:port")
+                })?;
+                if port.parse::<u16>().is_err() {
+                    return Err(invalid("upstream.address", quoted(&address), "the port is not a number from 0 to 65535"));
+                }
+                let host = host.trim_start_matches('[').trim_end_matches(']');
+                let tls = match self.tls.as_str() {
+                    "required" => UpstreamTls::Required,
+                    "opportunistic" => UpstreamTls::Opportunistic,
+                    "none" => UpstreamTls::None,
+                    other => {
+                        return Err(invalid(
+                            "upstream.tls",
+                            quoted(other),
+                            "must be \"required\", \"opportunistic\" or \"none\"",
+                        ))
+                    }
+                };
+                let name = self.tls_server_name.as_deref().unwrap_or(host).to_string();
+                let tls_server_name = rustls_pki_types::ServerName::try_from(name.clone()).map_err(|_| {
+                    invalid("upstream.tls_server_name", quoted(&name), "is not a valid DNS name or IP address")
+                })?;
+                match (&self.client_certificate, &self.client_private_key) {
+                    (Some(_), None) => {
+                        return Err(invalid(
+                            "upstream.client_certificate",
+                            "(set)",
+                            "upstream.client_private_key is missing: a certificate needs its key",
+                        ))
+                    }
+                    (None, Some(_)) => {
+                        return Err(invalid(
+                            "upstream.client_private_key",
+                            "(set)",
+                            "upstream.client_certificate is missing: a key needs its certificate",
+                        ))
+                    }
+                    _ => {}
+                }
+                let tls_config = if tls == UpstreamTls::None {
+                    None
+                } else {
+                    Some(
+                        tls::upstream_client_config(
+                            self.ca.as_deref(),
+                            self.client_certificate.as_deref(),
+                            self.client_private_key.as_deref(),
+                        )
+                        .map_err(|source| ConfigError::Tls {
+                            key: "upstream".into(),
+                            source,
+                        })?,
+                    )
+                };
+                for (key, v) in [
+                    ("upstream.connect_timeout_secs", self.connect_timeout_secs),
+                    ("upstream.reply_timeout_secs", self.reply_timeout_secs),
+                    ("upstream.data_end_timeout_secs", self.data_end_timeout_secs),
+                ] {
+                    if v == 0 {
+                        return Err(invalid(key, v, "must be at least 1 second"));
+                    }
+                }
+                Ok(UpstreamSettings::Smtp(SmtpUpstreamSettings {
+                    address,
+                    tls,
+                    tls_server_name,
+                    tls_config,
+                    connect_timeout: Duration::from_secs(self.connect_timeout_secs),
+                    reply_timeout: Duration::from_secs(self.reply_timeout_secs),
+                    data_end_timeout: Duration::from_secs(self.data_end_timeout_secs),
+                }))
+            }
+            other => Err(invalid("upstream.kind", quoted(other), "must be \"smtp\" or \"directory\"")),
+        }
+    }
+}

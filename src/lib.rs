@@ -1,0 +1,14 @@
+//! relaygate: an SMTP gate that applies Exchange Online's relay-attribution rules (the
+//! November 2023 "Updated requirements for SMTP relay") before the cloud does, and forwards
+//! every accepted transaction upstream without ever losing one.
+//!
+//! Data flows one way: bytes → [`smtp`] session → facts → [`policy`] → verdict → session →
+//! [`upstream`]. The policy never sees a socket; the session never decides a rule.
+
+pub mod config;
+pub mod policy;
+pub mod server;
+pub mod smtp;
+pub mod stream;
+pub mod tls;
+pub mod upstream;

@@ -1,0 +1,59 @@
+//! The relay-attribution engine: Exchange Online's rules for mail arriving from on-premises
+//! senders (`shared/exo-relay-rules.md` is the contract).
+//!
+//! This module is pure: facts in, verdict out. No I/O, no clock, no async. The session gathers
+//! the facts (peer address, trusted certificate names, P1 and P2 senders, recipients) and asks;
+//! it decides nothing itself. That keeps every rule testable as a table row.
+
+mod engine;
+mod tenant;
+
+pub use engine::{
+    authorize_relay, judge_recipient, AcceptReason, Condition1, Condition2, HeaderSender,
+    RecipientVerdict, RelayDecision, RelayDenial, Rejection,
+};
+pub use tenant::{
+    AcceptedDomain, CertificateName, ConnectorType, DomainType, InboundConnector, SenderDomain,
+    Tenant,
+};
+
+use std::net::IpAddr;
+
+/// Which generation of Exchange Online's relay rule to apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Profile {
+    /// Since 1 November 2023: condition 1 is the certificate's domain (1a) or the P1 domain (1b).
+    Exo2023,
+    /// Before: the P2 (`From:` header) domain also satisfied condition 1 (branch 1c).
+    ExoLegacy,
+}
+
+impl Profile {
+    /// The name used in the configuration file and in logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Profile::Exo2023 => "exo-2023",
+            Profile::ExoLegacy => "exo-legacy",
+        }
+    }
+}
+
+/// What the gate knows about the connection before any transaction: who is speaking.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionFacts<'a> {
+    /// The peer address the policy sees (after PROXY protocol, when that is configured).
+    pub peer_ip: IpAddr,
+    /// Subject CN and SAN dNSNames of the client certificate, lower-cased, and only when the
+    /// certificate chained to a trust anchor and was within its validity period. An untrusted
+    /// certificate gives an empty slice: it is no identity at all.
+    pub certificate_names: &'a [String],
+}
+
+/// The envelope sender (P1), `MAIL FROM:<...>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReversePath<'a> {
+    /// `MAIL FROM:<>`: NDRs, DSNs, out-of-office replies. It has no domain.
+    Null,
+    /// The domain part of a non-null reverse path (any case, maybe with a trailing dot).
+    Domain(&'a str),
+}

@@ -1,0 +1,246 @@
+//! The upstream leg: where an accepted transaction goes.
+//!
+//! Two kinds: an SMTP server (usually Exchange Online) driven command by command, so every
+//! recipient gets the upstream's own verdict and DATA streams; or a directory, for trying the
+//! gate with nothing else running. Either way the session answers 250 to DATA only after the
+//! upstream did (or the file is fsynced and renamed): nothing is ever lost at the gate.
+//!
+//! A leg lives as long as the client session and keeps its connection between transactions
+//! (RSET in between), which is the seam a shared connection pool will use later.
+
+mod directory;
+mod smtp;
+
+pub use directory::DirectoryLeg;
+pub use smtp::SmtpLeg;
+
+use crate::config::UpstreamSettings;
+use crate::smtp::reply::Reply;
+use std::sync::Arc;
+
+/// What the session tells the upstream about the transaction.
+#[derive(Debug, Clone, Default)]
+pub struct Envelope {
+    /// Reverse path without angle brackets; empty for the null sender.
+    pub mail_from: String,
+    /// `SIZE=` the client declared.
+    pub size: Option<u64>,
+    /// `BODY=8BITMIME`.
+    pub eight_bit: bool,
+    /// `SMTPUTF8`.
+    pub smtputf8: bool,
+}
+
+/// An upstream reply, kept verbatim (every line) so the client sees exactly what the upstream said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamReply {
+    pub code: u16,
+    /// The reply lines, each ending in CRLF.
+    pub raw: Vec<u8>,
+}
+
+impl UpstreamReply {
+    /// A reply the leg makes itself (directory kind, or a refusal before asking the upstream).
+    pub fn local(code: u16, text: &str) -> UpstreamReply {
+        UpstreamReply {
+            code,
+            raw: format!("{code} {text}\r\n").into_bytes(),
+        }
+    }
+
+    /// The reply as one line for logs (continuation lines joined by " / ").
+    pub fn summary(&self) -> String {
+        String::from_utf8_lossy(&self.raw)
+            .lines()
+            .map(str::trim_end)
+            .collect::<Vec<_>>()
+            .join(" / ")
+    }
+
+    pub fn is_positive(&self) -> bool {
+        (200..400).contains(&self.code)
+    }
+}
+
+/// Trouble reaching or talking to the upstream. Always temporary for the client: the session
+/// answers 451 so the sender keeps the message and retries.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("upstream unreachable: {0}")]
+    Connect(String),
+    #[error("upstream did not answer in time ({0})")]
+    Timeout(&'static str),
+    #[error("upstream closed the connection ({0})")]
+    Dropped(&'static str),
+    #[error("upstream TLS failed: {0}")]
+    Tls(String),
+    #[error("upstream refused the session at {stage}: {reply}")]
+    Refused { stage: &'static str, reply: String },
+    #[error("upstream protocol error: {0}")]
+    Protocol(String),
+    #[error("upstream storage failed: {0}")]
+    Storage(String),
+}
+
+impl UpstreamError {
+    /// The 4xx the client gets. Enhanced codes per RFC 3463: 4.4.1 no answer from host,
+    /// 4.4.2 bad connection, 4.4.3 other routing/system trouble.
+    pub fn reply(&self) -> Reply {
+        let enhanced = match self {
+            UpstreamError::Connect(_) => "4.4.1",
+            UpstreamError::Timeout(_) | UpstreamError::Dropped(_) => "4.4.2",
+            _ => "4.4.3",
+        };
+        Reply::new(
+            451,
+            enhanced,
+            format!("Temporary server error. Please try again later ({self})"),
+        )
+    }
+}
+
+/// The upstream leg of one client session.
+pub enum Upstream {
+    Smtp(SmtpLeg),
+    Directory(DirectoryLeg),
+}
+
+/// Facts about the client the directory kind records in its envelope file.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ClientFacts {
+    pub session_id: String,
+    pub peer: String,
+    pub helo: String,
+    pub tls: bool,
+    pub certificate_names: Vec<String>,
+    pub certificate_trusted: bool,
+}
+
+impl Upstream {
+    pub fn new(settings: &UpstreamSettings, helo_name: &str) -> Upstream {
+        match settings {
+            UpstreamSettings::Smtp(s) => Upstream::Smtp(SmtpLeg::new(Arc::new(s.clone()), helo_name)),
+            UpstreamSettings::Directory { path } => Upstream::Directory(DirectoryLeg::new(path.clone())),
+        }
+    }
+
+    /// Open the upstream transaction (connecting first if needed).
+    pub async fn mail(&mut self, env: &Envelope) -> Result<UpstreamReply, UpstreamError> {
+        match self {
+            Upstream::Smtp(l) => l.mail(env).await,
+            Upstream::Directory(l) => Ok(l.mail(env)),
+        }
+    }
+
+    pub async fn rcpt(&mut self, path: &str) -> Result<UpstreamReply, UpstreamError> {
+        match self {
+            Upstream::Smtp(l) => l.rcpt(path).await,
+            Upstream::Directory(l) => Ok(l.rcpt(path)),
+        }
+    }
+
+    /// Start the message; a positive reply (354) means text may follow.
+    pub async fn data(&mut self, client: &ClientFacts) -> Result<UpstreamReply, UpstreamError> {
+        match self {
+            Upstream::Smtp(l) => l.data().await,
+            Upstream::Directory(l) => l.data(client).await,
+        }
+    }
+
+    /// Message text, unstuffed, lines ending in CRLF.
+    pub async fn write_text(&mut self, text: &[u8]) -> Result<(), UpstreamError> {
+        match self {
+            Upstream::Smtp(l) => l.write_text(text).await,
+            Upstream::Directory(l) => l.write_text(text).await,
+        }
+    }
+
+    /// End the message and get the upstream's final word on it.
+    pub async fn finish_data(&mut self) -> Result<UpstreamReply, UpstreamError> {
+        match self {
+            Upstream::Smtp(l) => l.finish_data().await,
+            Upstream::Directory(l) => l.finish_data().await,
+        }
+    }
+
+    /// Abandon a message in progress so that nothing of it is delivered: an SMTP upstream
+    /// loses the connection before the final dot; a directory loses the temporary file.
+    pub async fn abort(&mut self) {
+        match self {
+            Upstream::Smtp(l) => l.abort(),
+            Upstream::Directory(l) => l.abort().await,
+        }
+    }
+
+    /// End the transaction (RSET) but keep the connection for the next one.
+    pub async fn reset(&mut self) {
+        match self {
+            Upstream::Smtp(l) => l.reset().await,
+            Upstream::Directory(l) => l.reset().await,
+        }
+    }
+
+    /// Close politely.
+    pub async fn quit(&mut self) {
+        if let Upstream::Smtp(l) = self {
+            l.quit().await
+        }
+    }
+}
+
+/// Rebuild a path for an upstream command from a parsed address: a local part that is not a
+/// dot-atom is quoted again (the parser removed the quotes), so `"a b"@c` stays one address.
+pub fn format_path(address: &str) -> String {
+    let Some((local, domain)) = address.rsplit_once('@') else {
+        return format!("<{address}>");
+    };
+    let atext = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-/=?^_`{|}~".contains(&b) || b >= 0x80;
+    let dot_atom = !local.is_empty()
+        && !local.starts_with('.')
+        && !local.ends_with('.')
+        && !local.contains("..")
+        && local.bytes().all(|b| b == b'.' || atext(b));
+    if dot_atom {
+        format!("<{address}>")
+    } else {
+        let mut q = String::with_capacity(local.len() + 2);
+        q.push('"');
+        for c in local.chars() {
+            if c == '"' || c == '\\' {
+                q.push('\\');
+            }
+            q.push(c);
+        }
+        q.push('"');
+        format!("<{q}@{domain}>")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_requoted_when_needed() {
+        assert_eq!(format_path("app@contoso.com"), "<app@contoso.com>");
+        assert_eq!(format_path(""), "<>");
+        assert_eq!(format_path("a b@contoso.com"), "<\"a b\"@contoso.com>");
+        assert_eq!(format_path("x@y@example.org"), "<\"x@y\"@example.org>");
+        assert_eq!(format_path("q\"x@example.org"), "<\"q\\\"x\"@example.org>");
+    }
+
+    #[test]
+    fn upstream_trouble_is_always_4xx() {
+        for e in [
+            UpstreamError::Connect("refused".into()),
+            UpstreamError::Timeout("RCPT"),
+            UpstreamError::Dropped("DATA"),
+            UpstreamError::Tls("bad certificate".into()),
+            UpstreamError::Refused { stage: "greeting", reply: "554 go away".into() },
+        ] {
+            let r = e.reply();
+            assert_eq!(r.code, 451, "{e}");
+            assert!(r.enhanced.starts_with("4.4."));
+        }
+    }
+}

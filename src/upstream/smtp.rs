@@ -1,0 +1,349 @@
+//! The SMTP client leg, driven command by command.
+//!
+//! SMTP client crates abort on the first refused RCPT and want the whole message in memory, so
+//! the gate speaks the client side itself: it needs each recipient's own reply and a streamed
+//! DATA. Commands are rebuilt from parsed values, never copied from the client.
+
+use super::{format_path, Envelope, UpstreamError, UpstreamReply};
+use crate::config::{SmtpUpstreamSettings, UpstreamTls};
+use crate::smtp::data::DotStuffer;
+use crate::stream::MaybeTls;
+use memchr::memchr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+
+/// Bytes of stuffed text gathered before a write to the upstream.
+const WRITE_CHUNK: usize = 64 * 1024;
+/// Bounds on an upstream reply, so a broken upstream cannot make the gate buffer without end.
+const MAX_REPLY_LINE: usize = 4096;
+const MAX_REPLY_LINES: usize = 128;
+
+/// What the upstream's EHLO reply offered.
+#[derive(Debug, Default, Clone, Copy)]
+struct Capabilities {
+    starttls: bool,
+    size: bool,
+    eight_bit_mime: bool,
+    smtputf8: bool,
+}
+
+impl Capabilities {
+    fn from_ehlo(reply: &UpstreamReply) -> Capabilities {
+        let mut caps = Capabilities::default();
+        for line in String::from_utf8_lossy(&reply.raw).lines().skip(1) {
+            let kw = line.get(4..).unwrap_or("").split_whitespace().next().unwrap_or("");
+            match kw.to_ascii_uppercase().as_str() {
+                "STARTTLS" => caps.starttls = true,
+                "SIZE" => caps.size = true,
+                "8BITMIME" => caps.eight_bit_mime = true,
+                "SMTPUTF8" => caps.smtputf8 = true,
+                _ => {}
+            }
+        }
+        caps
+    }
+}
+
+struct Connection {
+    stream: MaybeTls<TcpStream>,
+    rbuf: Vec<u8>,
+    caps: Capabilities,
+}
+
+/// One client session's SMTP upstream.
+pub struct SmtpLeg {
+    settings: Arc<SmtpUpstreamSettings>,
+    helo_name: String,
+    conn: Option<Connection>,
+    in_transaction: bool,
+    stuffer: DotStuffer,
+    wbuf: Vec<u8>,
+    last_text_ended_crlf: bool,
+}
+
+impl SmtpLeg {
+    pub fn new(settings: Arc<SmtpUpstreamSettings>, helo_name: &str) -> SmtpLeg {
+        SmtpLeg {
+            settings,
+            helo_name: helo_name.to_string(),
+            conn: None,
+            in_transaction: false,
+            stuffer: DotStuffer::default(),
+            wbuf: Vec::new(),
+            last_text_ended_crlf: true,
+        }
+    }
+
+    async fn connect(&self) -> Result<Connection, UpstreamError> {
+        let s = &self.settings;
+        let tcp = match timeout(s.connect_timeout, TcpStream::connect(&s.address)).await {
+            Err(_) => return Err(UpstreamError::Timeout("connect")),
+            Ok(Err(e)) => return Err(UpstreamError::Connect(e.to_string())),
+            Ok(Ok(t)) => t,
+        };
+        let _ = tcp.set_nodelay(true);
+        let mut c = Connection {
+            stream: MaybeTls::Plain(tcp),
+            rbuf: Vec::with_capacity(1024),
+            caps: Capabilities::default(),
+        };
+        let greeting = c.read_reply(s.reply_timeout, "greeting").await?;
+        if greeting.code != 220 {
+            return Err(UpstreamError::Refused {
+                stage: "greeting",
+                reply: greeting.summary(),
+            });
+        }
+        c.hello(&self.helo_name, s.reply_timeout).await?;
+        match (s.tls, c.caps.starttls) {
+            (UpstreamTls::None, _) | (UpstreamTls::Opportunistic, false) => {}
+            (UpstreamTls::Required, false) => {
+                return Err(UpstreamError::Tls(
+                    "the upstream does not offer STARTTLS and upstream.tls is \"required\"".into(),
+                ))
+            }
+            (_, true) => {
+                let reply = c.command("STARTTLS", s.reply_timeout, "STARTTLS").await?;
+                if reply.code != 220 {
+                    return Err(UpstreamError::Tls(format!("STARTTLS refused: {}", reply.summary())));
+                }
+                // Anything the upstream sent before the handshake is not to be trusted.
+                c.rbuf.clear();
+                let config = s
+                    .tls_config
+                    .clone()
+                    .ok_or_else(|| UpstreamError::Tls("no TLS configuration".into()))?;
+                let connector = tokio_rustls::TlsConnector::from(config);
+                let MaybeTls::Plain(tcp) = c.stream else {
+                    return Err(UpstreamError::Protocol("STARTTLS twice".into()));
+                };
+                let tls = match timeout(s.connect_timeout, connector.connect(s.tls_server_name.clone(), tcp)).await {
+                    Err(_) => return Err(UpstreamError::Timeout("TLS handshake")),
+                    Ok(Err(e)) => return Err(UpstreamError::Tls(e.to_string())),
+                    Ok(Ok(t)) => t,
+                };
+                c.stream = MaybeTls::Client(Box::new(tls));
+                c.hello(&self.helo_name, s.reply_timeout).await?;
+            }
+        }
+        Ok(c)
+    }
+
+    async fn conn(&mut self) -> Result<&mut Connection, UpstreamError> {
+        if self.conn.is_none() {
+            self.conn = Some(self.connect().await?);
+        }
+        Ok(self.conn.as_mut().expect("just connected"))
+    }
+
+    /// Run a command; on trouble the connection is dropped so the next transaction starts clean.
+    async fn exchange(&mut self, line: &str, stage: &'static str, wait: Duration) -> Result<UpstreamReply, UpstreamError> {
+        let c = self.conn().await?;
+        let r = c.command(line, wait, stage).await;
+        if r.is_err() || matches!(r, Ok(ref reply) if reply.code == 421) {
+            self.conn = None;
+            self.in_transaction = false;
+        }
+        match r {
+            // 421 means the upstream is closing: for the client that is trouble, not a verdict.
+            Ok(reply) if reply.code == 421 => Err(UpstreamError::Refused {
+                stage,
+                reply: reply.summary(),
+            }),
+            other => other,
+        }
+    }
+
+    pub async fn mail(&mut self, env: &Envelope) -> Result<UpstreamReply, UpstreamError> {
+        let caps = self.conn().await?.caps;
+        if env.smtputf8 && !caps.smtputf8 {
+            // RFC 6531 section 3.2: a relay must not pass such a message to a server without
+            // SMTPUTF8. A permanent answer, like Exchange's own.
+            return Ok(UpstreamReply::local(553, "5.6.7 The upstream does not support SMTPUTF8"));
+        }
+        let mut line = format!("MAIL FROM:{}", format_path(&env.mail_from));
+        if let (Some(size), true) = (env.size, caps.size) {
+            line.push_str(&format!(" SIZE={size}"));
+        }
+        if env.eight_bit && caps.eight_bit_mime {
+            line.push_str(" BODY=8BITMIME");
+        }
+        if env.smtputf8 {
+            line.push_str(" SMTPUTF8");
+        }
+        let wait = self.settings.reply_timeout;
+        let reply = self.exchange(&line, "MAIL", wait).await?;
+        self.in_transaction = reply.is_positive();
+        Ok(reply)
+    }
+
+    pub async fn rcpt(&mut self, address: &str) -> Result<UpstreamReply, UpstreamError> {
+        let wait = self.settings.reply_timeout;
+        self.exchange(&format!("RCPT TO:{}", format_path(address)), "RCPT", wait).await
+    }
+
+    pub async fn data(&mut self) -> Result<UpstreamReply, UpstreamError> {
+        let wait = self.settings.reply_timeout;
+        let reply = self.exchange("DATA", "DATA", wait).await?;
+        self.stuffer = DotStuffer::default();
+        self.wbuf.clear();
+        self.last_text_ended_crlf = true;
+        Ok(reply)
+    }
+
+    async fn flush_wbuf(&mut self) -> Result<(), UpstreamError> {
+        let wait = self.settings.reply_timeout;
+        let Some(c) = self.conn.as_mut() else {
+            return Err(UpstreamError::Dropped("DATA"));
+        };
+        let r = match timeout(wait, c.stream.write_all(&self.wbuf)).await {
+            Err(_) => Err(UpstreamError::Timeout("DATA")),
+            Ok(Err(_)) => Err(UpstreamError::Dropped("DATA")),
+            Ok(Ok(())) => Ok(()),
+        };
+        self.wbuf.clear();
+        if r.is_err() {
+            self.conn = None;
+            self.in_transaction = false;
+        }
+        r
+    }
+
+    pub async fn write_text(&mut self, text: &[u8]) -> Result<(), UpstreamError> {
+        if text.is_empty() {
+            return Ok(());
+        }
+        self.stuffer.stuff(text, &mut self.wbuf);
+        self.last_text_ended_crlf = text.ends_with(b"\r\n");
+        if self.wbuf.len() >= WRITE_CHUNK {
+            self.flush_wbuf().await?;
+        }
+        Ok(())
+    }
+
+    pub async fn finish_data(&mut self) -> Result<UpstreamReply, UpstreamError> {
+        self.stuffer.finish(self.last_text_ended_crlf, &mut self.wbuf);
+        self.flush_wbuf().await?;
+        let wait = self.settings.data_end_timeout;
+        let Some(c) = self.conn.as_mut() else {
+            return Err(UpstreamError::Dropped("end of DATA"));
+        };
+        let r = c.read_reply(wait, "end of DATA").await;
+        self.in_transaction = false;
+        match r {
+            Ok(reply) if reply.code == 421 => {
+                self.conn = None;
+                Err(UpstreamError::Refused {
+                    stage: "end of DATA",
+                    reply: reply.summary(),
+                })
+            }
+            Ok(reply) => Ok(reply),
+            Err(e) => {
+                self.conn = None;
+                Err(e)
+            }
+        }
+    }
+
+    pub fn abort(&mut self) {
+        // There is no way to cancel DATA in SMTP but to close before the final dot; an upstream
+        // then discards what it received.
+        self.conn = None;
+        self.in_transaction = false;
+        self.wbuf.clear();
+    }
+
+    pub async fn reset(&mut self) {
+        if self.in_transaction && self.conn.is_some() {
+            let wait = self.settings.reply_timeout;
+            match self.exchange("RSET", "RSET", wait).await {
+                Ok(r) if r.code == 250 => {}
+                _ => self.conn = None,
+            }
+        }
+        self.in_transaction = false;
+    }
+
+    pub async fn quit(&mut self) {
+        if let Some(mut c) = self.conn.take() {
+            let _ = c.command("QUIT", Duration::from_secs(5), "QUIT").await;
+            let _ = c.stream.shutdown().await;
+        }
+    }
+}
+
+impl Connection {
+    async fn hello(&mut self, name: &str, wait: Duration) -> Result<(), UpstreamError> {
+        let reply = self.command(&format!("EHLO {name}"), wait, "EHLO").await?;
+        if reply.code == 250 {
+            self.caps = Capabilities::from_ehlo(&reply);
+            return Ok(());
+        }
+        let reply = self.command(&format!("HELO {name}"), wait, "HELO").await?;
+        if reply.code != 250 {
+            return Err(UpstreamError::Refused {
+                stage: "HELO",
+                reply: reply.summary(),
+            });
+        }
+        self.caps = Capabilities::default();
+        Ok(())
+    }
+
+    async fn command(&mut self, line: &str, wait: Duration, stage: &'static str) -> Result<UpstreamReply, UpstreamError> {
+        let mut buf = Vec::with_capacity(line.len() + 2);
+        buf.extend_from_slice(line.as_bytes());
+        buf.extend_from_slice(b"\r\n");
+        match timeout(wait, self.stream.write_all(&buf)).await {
+            Err(_) => return Err(UpstreamError::Timeout(stage)),
+            Ok(Err(_)) => return Err(UpstreamError::Dropped(stage)),
+            Ok(Ok(())) => {}
+        }
+        self.read_reply(wait, stage).await
+    }
+
+    /// Read one complete (possibly multi-line) reply.
+    async fn read_reply(&mut self, wait: Duration, stage: &'static str) -> Result<UpstreamReply, UpstreamError> {
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut raw = Vec::new();
+        let mut lines = 0;
+        loop {
+            if let Some(nl) = memchr(b'\n', &self.rbuf) {
+                let line: Vec<u8> = self.rbuf.drain(..=nl).collect();
+                let text = line.strip_suffix(b"\n").unwrap_or(&line);
+                let text = text.strip_suffix(b"\r").unwrap_or(text);
+                if text.len() < 3 || !text[..3].iter().all(u8::is_ascii_digit) {
+                    return Err(UpstreamError::Protocol(format!(
+                        "malformed reply at {stage}: {:?}",
+                        String::from_utf8_lossy(text)
+                    )));
+                }
+                let code = (text[0] - b'0') as u16 * 100 + (text[1] - b'0') as u16 * 10 + (text[2] - b'0') as u16;
+                raw.extend_from_slice(text);
+                raw.extend_from_slice(b"\r\n");
+                lines += 1;
+                if text.get(3) != Some(&b'-') {
+                    return Ok(UpstreamReply { code, raw });
+                }
+                if lines >= MAX_REPLY_LINES {
+                    return Err(UpstreamError::Protocol(format!("reply at {stage} is too long")));
+                }
+                continue;
+            }
+            if self.rbuf.len() > MAX_REPLY_LINE {
+                return Err(UpstreamError::Protocol(format!("reply line at {stage} is too long")));
+            }
+            let mut chunk = [0u8; 4096];
+            let n = match tokio::time::timeout_at(deadline, self.stream.read(&mut chunk)).await {
+                Err(_) => return Err(UpstreamError::Timeout(stage)),
+                Ok(Err(_)) | Ok(Ok(0)) => return Err(UpstreamError::Dropped(stage)),
+                Ok(Ok(n)) => n,
+            };
+            self.rbuf.extend_from_slice(&chunk[..n]);
+        }
+    }
+}
