@@ -886,3 +886,131 @@ impl UpstreamConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = r#"
+[server]
+hostname = "gate.contoso.com"
+[upstream]
+kind = "directory"
+path = "out"
+"#;
+
+    fn check(extra: &str) -> Result<Settings, String> {
+        let text = format!("{BASE}\n{extra}");
+        let config = Config::parse(&text)?;
+        config.validate().map_err(|e| e.to_string())
+    }
+
+    fn refused(extra: &str) -> String {
+        match check(extra) {
+            Ok(_) => panic!("accepted:\n{extra}"),
+            Err(e) => e,
+        }
+    }
+
+    #[test]
+    fn shipped_default_config_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/relaygate.toml");
+        let config = Config::load(&path).expect("parses");
+        // Paths in the shipped file are relative to the repository root, which is where
+        // cargo runs unit tests.
+        let s = config.validate().expect("valid");
+        assert_eq!(s.server.listen, vec!["127.0.0.1:2525".parse::<SocketAddr>().unwrap()]);
+        assert!(s.tls.is_some());
+        assert_eq!(s.policy.profile, Profile::Exo2023);
+        assert_eq!(s.policy.reject_stage, RejectStage::Data);
+        assert_eq!(s.policy.tenant.inbound_connectors.len(), 2);
+        assert!(matches!(s.upstream, UpstreamSettings::Directory { .. }));
+    }
+
+    #[test]
+    fn ipv6_sender_ip_address_is_refused_like_exchange_online() {
+        let e = refused(
+            "[[inbound_connectors]]\nname = \"c\"\nconnector_type = \"OnPremises\"\nsender_ip_addresses = [\"2001:db8::/64\"]\n",
+        );
+        assert!(e.contains("inbound_connectors[0].sender_ip_addresses[0] = \"2001:db8::/64\""), "{e}");
+        assert!(e.contains("IPv6") && e.contains("Exchange Online"), "{e}");
+    }
+
+    #[test]
+    fn ranges_larger_than_slash_24_are_refused() {
+        let e = refused(
+            "[[inbound_connectors]]\nname = \"c\"\nconnector_type = \"OnPremises\"\nsender_ip_addresses = [\"10.0.0.0/16\"]\n",
+        );
+        assert!(e.contains("/16 range is larger than /24"), "{e}");
+        let e = refused(
+            "[[inbound_connectors]]\nname = \"c\"\nconnector_type = \"OnPremises\"\nsender_ip_addresses = [\"10.0.0.1-10.0.0.9\"]\n",
+        );
+        assert!(e.contains("ranges (a-b)"), "{e}");
+    }
+
+    #[test]
+    fn single_addresses_and_slash_24_to_32_are_accepted() {
+        let s = check(
+            "[[inbound_connectors]]\nname = \"c\"\nconnector_type = \"OnPremises\"\nsender_ip_addresses = [\"203.0.113.7\", \"198.51.100.0/24\", \"192.0.2.9/32\"]\n",
+        )
+        .unwrap();
+        let nets: Vec<String> = s.policy.tenant.inbound_connectors[0]
+            .sender_ip_addresses
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        assert_eq!(nets, ["203.0.113.7/32", "198.51.100.0/24", "192.0.2.9/32"]);
+    }
+
+    #[test]
+    fn certificate_name_forms() {
+        let ok = |v: &str| {
+            check(&format!(
+                "[[inbound_connectors]]\nname = \"c\"\nconnector_type = \"OnPremises\"\ntls_sender_certificate_name = \"{v}\"\n"
+            ))
+            .map(|s| s.policy.tenant.inbound_connectors[0].tls_sender_certificate_name.clone())
+        };
+        assert_eq!(ok("Mail.Contoso.com.").unwrap(), Some(CertificateName::Exact("mail.contoso.com".into())));
+        assert_eq!(ok("*.contoso.com").unwrap(), Some(CertificateName::Wildcard("contoso.com".into())));
+        for bad in ["mail.*.contoso.com", "*contoso.com", "*.*.contoso.com", "contoso..com", "-x.com"] {
+            assert!(ok(bad).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn match_subdomains_only_with_internal_relay() {
+        let e = refused("[[accepted_domains]]\ndomain = \"contoso.com\"\nmatch_subdomains = true\n");
+        assert!(e.contains("accepted_domains[0].match_subdomains") && e.contains("InternalRelay"), "{e}");
+        check("[[accepted_domains]]\ndomain = \"fabrikam.com\"\ndomain_type = \"InternalRelay\"\nmatch_subdomains = true\n")
+            .unwrap();
+    }
+
+    #[test]
+    fn certificate_without_key_is_refused() {
+        let text = r#"
+[server]
+[upstream]
+kind = "smtp"
+address = "127.0.0.1:25"
+client_certificate = "certs/gate.pem"
+"#;
+        let e = Config::parse(text).unwrap().validate().err().unwrap().to_string();
+        assert!(e.contains("upstream.client_certificate") && e.contains("needs its key"), "{e}");
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_enums_are_refused() {
+        let e = Config::parse(&format!("{BASE}\n[policy]\nprofle = \"exo-2023\"\n")).err().unwrap();
+        assert!(e.contains("profle"), "{e}");
+        let e = refused("[policy]\nprofile = \"exo-2019\"\n");
+        assert!(e.contains("policy.profile = \"exo-2019\""), "{e}");
+        let e = refused("[[inbound_connectors]]\nname = \"c\"\nconnector_type = \"Onpremises\"\nsender_ip_addresses = [\"192.0.2.1\"]\n");
+        assert!(e.contains("connector_type"), "{e}");
+    }
+
+    #[test]
+    fn on_premises_connector_needs_an_ip_or_a_certificate_name() {
+        let e = refused("[[inbound_connectors]]\nname = \"empty\"\nconnector_type = \"OnPremises\"\n");
+        assert!(e.contains("needs sender_ip_addresses or tls_sender_certificate_name"), "{e}");
+    }
+}

@@ -68,6 +68,7 @@ where
     };
     tracing::debug!(session = %s.id, peer = %s.peer.addr, "connection opened");
     let end = s.serve().await;
+    s.end_transaction(&format!("session ended ({end:?})")).await;
     s.upstream.quit().await;
     if let Some(io) = s.io.as_mut() {
         let _ = io.flush().await;
@@ -108,8 +109,10 @@ struct Transaction {
     envelope: Envelope,
     relay: RelayDecision,
     recipients: Vec<Recipient>,
-    /// Recipients answered with a refusal at RCPT (for the log).
+    /// Recipients answered with a refusal at RCPT (for the log; at most `max_recipients`).
     refused: Vec<(String, String)>,
+    /// Refusals beyond that, only counted, so a client cannot grow the session's memory.
+    refused_unlisted: usize,
     upstream_open: bool,
 }
 
@@ -215,6 +218,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     self.reply(&Reply::new(500, "5.5.2", "Line too long"));
                     continue;
                 }
+                if nl + 1 > MAX_COMMAND_LINE {
+                    self.consume(nl + 1);
+                    self.errors += 1;
+                    self.reply(&Reply::new(500, "5.5.2", "Line too long"));
+                    continue;
+                }
                 return Input::Line(nl + 1);
             }
             if discarding || self.buffered().len() > MAX_COMMAND_LINE {
@@ -310,7 +319,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             Request::Rcpt { to } => self.rcpt(to).await,
             Request::Data => return self.data().await,
             Request::Rset => {
-                self.end_transaction().await;
+                self.end_transaction("RSET").await;
                 self.reply(&Reply::new(250, "2.0.0", "Resetting"));
             }
             Request::Noop { .. } => self.reply(&Reply::new(250, "2.0.0", "OK")),
@@ -340,7 +349,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             self.error_reply(Reply::new(501, "5.5.4", "Syntax: EHLO hostname"));
             return;
         }
-        self.end_transaction().await;
+        self.end_transaction("EHLO/HELO").await;
         let name = &self.settings.server.hostname;
         let greeting = format!("{name} Hello [{}]", self.peer.addr.ip());
         if !esmtp {
@@ -479,6 +488,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             relay,
             recipients: Vec::new(),
             refused: Vec::new(),
+            refused_unlisted: 0,
             upstream_open: false,
         });
         self.reply(&Reply::new(250, "2.1.0", "Sender OK"));
@@ -494,6 +504,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             return;
         }
         let address = to.address;
+        if address.is_empty() {
+            self.error_reply(Reply::new(501, "5.1.3", "Bad recipient address syntax"));
+            return;
+        }
         let settings = Arc::clone(&self.settings);
         let p = &settings.policy;
         let verdict = policy::judge_recipient(
@@ -522,7 +536,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             Action::Refuse(r) => {
                 let (code, enhanced, text) = r.reply();
                 let line = self.reply_with_suffix(&Reply::new(code, enhanced, text));
-                self.txn.as_mut().expect("txn").refused.push((address, line));
+                self.note_refused(address, line);
             }
             Action::Hold => {
                 self.reply(&Reply::new(250, "2.1.5", "Recipient OK"));
@@ -537,23 +551,32 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     Ok(reply) => {
                         let positive = reply.is_positive();
                         let line = self.reply_upstream(&reply);
-                        let txn = self.txn.as_mut().expect("txn");
                         if positive {
-                            txn.recipients.push(Recipient {
+                            self.txn.as_mut().expect("txn").recipients.push(Recipient {
                                 address,
                                 verdict,
                                 forwarded: true,
                             });
                         } else {
-                            txn.refused.push((address, line));
+                            self.note_refused(address, line);
                         }
                     }
                     Err(r) => {
                         let line = self.reply_with_suffix(&r);
-                        self.txn.as_mut().expect("txn").refused.push((address, line));
+                        self.note_refused(address, line);
                     }
                 }
             }
+        }
+    }
+
+    fn note_refused(&mut self, address: String, line: String) {
+        let max = self.settings.server.max_recipients;
+        let txn = self.txn.as_mut().expect("txn");
+        if txn.refused.len() < max {
+            txn.refused.push((address, line));
+        } else {
+            txn.refused_unlisted += 1;
         }
     }
 
@@ -584,8 +607,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         }
     }
 
-    async fn end_transaction(&mut self) {
+    /// End a transaction that never reached the end of DATA (RSET, EHLO, QUIT, a lost client):
+    /// it is logged all the same, since its refusals at RCPT are what an admin looks for.
+    async fn end_transaction(&mut self, why: &str) {
         if let Some(txn) = self.txn.take() {
+            let outcome = Outcome {
+                reply: format!("no message: {why}"),
+                enforce_reply: None,
+            };
+            self.log_transaction(&txn, None, &txn.relay, &outcome, 0);
             if txn.upstream_open {
                 self.upstream.reset().await;
             }
@@ -727,8 +757,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 Ok(d) => d,
                 Err(end) => {
                     // The client is gone or too slow: nothing of this message may be delivered.
+                    // The transaction is logged when the session ends.
                     self.upstream.abort().await;
-                    self.txn = None;
                     return Err(end);
                 }
             };
@@ -795,9 +825,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             },
             ..outcome
         };
-        self.log_transaction(p2.as_deref(), &decision, &outcome, size);
         // The upstream transaction is over (answered, aborted, or never started).
         let txn = self.txn.take().expect("txn");
+        self.log_transaction(&txn, p2.as_deref(), &decision.relay, &outcome, size);
         if txn.upstream_open && !sending {
             self.upstream.reset().await;
         }
@@ -832,10 +862,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         Decision { relay, refusal }
     }
 
-    fn log_transaction(&self, p2: Option<&str>, decision: &Decision, outcome: &Outcome, size: u64) {
-        let txn = self.txn.as_ref().expect("txn");
+    fn log_transaction(&self, txn: &Transaction, p2: Option<&str>, relay: &RelayDecision, outcome: &Outcome, size: u64) {
         let p = &self.settings.policy;
-        let (verdict, branch, connector) = describe(&decision.relay);
+        let (verdict, branch, connector) = describe(relay);
         let recipients: Vec<String> = txn
             .recipients
             .iter()
@@ -844,6 +873,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 format!("{}={}{held}", r.address, describe_recipient(&r.verdict))
             })
             .chain(txn.refused.iter().map(|(a, line)| format!("{a}=refused at RCPT: {line}")))
+            .chain((txn.refused_unlisted > 0).then(|| format!("and {} more refused", txn.refused_unlisted)))
             .collect();
         tracing::info!(
             target: "relaygate::transaction",

@@ -102,7 +102,7 @@ impl UpstreamError {
 /// The upstream leg of one client session.
 pub enum Upstream {
     Smtp(SmtpLeg),
-    Directory(DirectoryLeg),
+    Directory(Box<DirectoryLeg>),
 }
 
 /// Facts about the client the directory kind records in its envelope file.
@@ -120,7 +120,7 @@ impl Upstream {
     pub fn new(settings: &UpstreamSettings, helo_name: &str) -> Upstream {
         match settings {
             UpstreamSettings::Smtp(s) => Upstream::Smtp(SmtpLeg::new(Arc::new(s.clone()), helo_name)),
-            UpstreamSettings::Directory { path } => Upstream::Directory(DirectoryLeg::new(path.clone())),
+            UpstreamSettings::Directory { path } => Upstream::Directory(Box::new(DirectoryLeg::new(path.clone()))),
         }
     }
 
