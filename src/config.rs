@@ -92,6 +92,21 @@ const fn default_tls_handshake_timeout_secs() -> u64 {
 const fn default_session_timeout_secs() -> u64 {
     3600
 }
+const fn default_max_connections() -> usize {
+    1000
+}
+const fn default_max_connections_per_ip() -> usize {
+    100
+}
+const fn default_shutdown_grace_secs() -> u64 {
+    30
+}
+const fn default_proxy_header_timeout_secs() -> u64 {
+    10
+}
+fn default_proxy_trusted_networks() -> Vec<String> {
+    vec!["127.0.0.0/8".into(), "::1/128".into()]
+}
 const fn default_max_header_size() -> usize {
     // Exchange Online's header size limit (256 KB); the header block is the only part of a
     // message the gate buffers.
@@ -143,6 +158,24 @@ pub struct ServerConfig {
     /// Longest line of message text, in bytes including CRLF. Default 65536.
     #[serde(default = "default_max_line_length")]
     pub max_line_length: usize,
+    /// Sessions at once; more are answered `421 4.7.0` and closed. Default 1000.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Sessions at once from one client address. Default 100.
+    #[serde(default = "default_max_connections_per_ip")]
+    pub max_connections_per_ip: usize,
+    /// On SIGTERM/SIGINT, how long transactions in flight may take to finish. Default 30.
+    #[serde(default = "default_shutdown_grace_secs")]
+    pub shutdown_grace_secs: u64,
+    /// Expect a PROXY protocol (v1 or v2) header before the banner. Default false.
+    #[serde(default)]
+    pub proxy_protocol: bool,
+    /// Peers allowed to send a PROXY header (CIDR). Default loopback only.
+    #[serde(default = "default_proxy_trusted_networks")]
+    pub proxy_trusted_networks: Vec<String>,
+    /// Wait for the PROXY header. Default 10.
+    #[serde(default = "default_proxy_header_timeout_secs")]
+    pub proxy_header_timeout_secs: u64,
 }
 
 /// `[tls]`: STARTTLS towards the clients.
@@ -374,6 +407,12 @@ pub struct ServerSettings {
     pub session_timeout: Duration,
     pub max_header_size: usize,
     pub max_line_length: usize,
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    pub shutdown_grace: Duration,
+    /// `Some(trusted networks)` when a PROXY header is expected.
+    pub proxy_protocol: Option<Vec<ipnet::IpNet>>,
+    pub proxy_header_timeout: Duration,
 }
 
 /// Validated policy settings: the tenant plus how to apply it.
@@ -599,6 +638,7 @@ impl ServerConfig {
             ("server.data_timeout_secs", self.data_timeout_secs),
             ("server.tls_handshake_timeout_secs", self.tls_handshake_timeout_secs),
             ("server.session_timeout_secs", self.session_timeout_secs),
+            ("server.proxy_header_timeout_secs", self.proxy_header_timeout_secs),
         ] {
             if v == 0 {
                 return Err(invalid(key, v, "must be at least 1 second"));
@@ -614,6 +654,24 @@ impl ServerConfig {
                 "must be at least 1000 (RFC 5321 section 4.5.3.1.6)",
             ));
         }
+        if self.max_connections == 0 {
+            return Err(invalid("server.max_connections", 0, "must be at least 1"));
+        }
+        if self.max_connections_per_ip == 0 {
+            return Err(invalid("server.max_connections_per_ip", 0, "must be at least 1"));
+        }
+        let mut trusted = Vec::new();
+        for (i, n) in self.proxy_trusted_networks.iter().enumerate() {
+            let key = format!("server.proxy_trusted_networks[{i}]");
+            let net = match n.parse::<ipnet::IpNet>() {
+                Ok(net) => net,
+                Err(_) => ipnet::IpNet::from(
+                    n.parse::<IpAddr>()
+                        .map_err(|_| invalid(&key, quoted(n), "is not an IP address or CIDR range"))?,
+                ),
+            };
+            trusted.push(net.trunc());
+        }
         Ok(ServerSettings {
             hostname: self.hostname.clone(),
             listen: self.listen.clone(),
@@ -625,6 +683,11 @@ impl ServerConfig {
             session_timeout: Duration::from_secs(self.session_timeout_secs),
             max_header_size: self.max_header_size,
             max_line_length: self.max_line_length,
+            max_connections: self.max_connections,
+            max_connections_per_ip: self.max_connections_per_ip,
+            shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
+            proxy_protocol: self.proxy_protocol.then_some(trusted),
+            proxy_header_timeout: Duration::from_secs(self.proxy_header_timeout_secs),
         })
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod config;
 pub mod policy;
+pub mod proxy;
 pub mod server;
 pub mod smtp;
 pub mod stream;

@@ -47,6 +47,33 @@ async fn shutdown_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
+/// SIGHUP: re-read and validate the configuration and certificates. On success new sessions
+/// use it (running ones keep theirs); on failure the error is logged and the old one stays.
+async fn reload_on_sighup(path: PathBuf, tx: tokio::sync::watch::Sender<Arc<Settings>>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot install the SIGHUP handler: reload is unavailable");
+            return;
+        };
+        while hup.recv().await.is_some() {
+            match Config::load(&path).and_then(|c| c.validate()) {
+                Ok(new) => {
+                    if new.server.listen != tx.borrow().server.listen {
+                        tracing::warn!("server.listen changed: restart relaygate to listen on the new addresses");
+                    }
+                    tracing::info!(config = %path.display(), "configuration reloaded");
+                    let _ = tx.send(Arc::new(new));
+                }
+                Err(e) => tracing::error!(config = %path.display(), error = %e, "reload failed, keeping the running configuration"),
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (path, tx);
+}
+
 fn serve(config: PathBuf) -> ExitCode {
     let settings = match Config::load(&config).and_then(|c| c.validate()) {
         Ok(s) => Arc::new(s),
@@ -76,7 +103,9 @@ fn serve(config: PathBuf) -> ExitCode {
                 tracing::info!(%addr, config = %config.display(), profile = settings.policy.profile.as_str(), "relaygate listening");
             }
         }
-        relaygate::server::run(listeners, settings, shutdown_signal()).await;
+        let (tx, rx) = tokio::sync::watch::channel(Arc::clone(&settings));
+        tokio::spawn(reload_on_sighup(config.clone(), tx));
+        relaygate::server::run_reloadable(listeners, rx, shutdown_signal()).await;
         tracing::info!("relaygate stopped");
         ExitCode::SUCCESS
     })

@@ -1,16 +1,22 @@
-//! Listeners and the accept loop: one task per client session.
+//! Listeners, admission, PROXY headers, graceful shutdown and reload.
 //!
-//! `run` takes the shutdown signal as an argument (mini-redis style), so tests and `main` both
-//! decide when the gate stops.
+//! `run` takes the configuration as a watch channel and the shutdown signal as a future
+//! (mini-redis style), so `main` wires them to SIGHUP and SIGTERM and tests drive them directly.
+//! Every session reads the configuration once, when it starts: a reload changes new sessions,
+//! never one in flight.
 
 use crate::config::Settings;
-use crate::smtp::{run_session, Peer};
+use crate::proxy;
+use crate::smtp::{run_session, Peer, Phase};
+use std::collections::HashMap;
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Notify};
 
 /// Bind every configured address; the first failure is returned with the address it concerns.
 pub async fn bind(addrs: &[SocketAddr]) -> Result<Vec<TcpListener>, (SocketAddr, io::Error)> {
@@ -21,32 +27,213 @@ pub async fn bind(addrs: &[SocketAddr]) -> Result<Vec<TcpListener>, (SocketAddr,
     Ok(listeners)
 }
 
-/// Accept clients on all listeners until `shutdown` completes.
-pub async fn run(listeners: Vec<TcpListener>, settings: Arc<Settings>, shutdown: impl Future<Output = ()>) {
-    let mut tasks = tokio::task::JoinSet::new();
-    for listener in listeners {
-        tasks.spawn(accept_loop(listener, Arc::clone(&settings)));
-    }
-    shutdown.await;
-    tasks.abort_all();
+/// Sessions in progress, in total and per client address.
+#[derive(Default)]
+struct Admission {
+    active: AtomicUsize,
+    per_ip: Mutex<HashMap<IpAddr, usize>>,
+    idle: Notify,
 }
 
-async fn accept_loop(listener: TcpListener, settings: Arc<Settings>) {
+/// Holds a session's place; frees it when the session ends, however it ends.
+struct Ticket {
+    admission: Arc<Admission>,
+    ip: Option<IpAddr>,
+}
+
+impl Admission {
+    fn enter(self: &Arc<Self>, max: usize) -> Option<Ticket> {
+        let mut n = self.active.load(Ordering::Relaxed);
+        loop {
+            if n >= max {
+                return None;
+            }
+            match self.active.compare_exchange_weak(n, n + 1, Ordering::AcqRel, Ordering::Relaxed) {
+                Ok(_) => {
+                    return Some(Ticket {
+                        admission: Arc::clone(self),
+                        ip: None,
+                    })
+                }
+                Err(current) => n = current,
+            }
+        }
+    }
+
+    fn enter_ip(&self, ticket: &mut Ticket, ip: IpAddr, max: usize) -> bool {
+        let mut map = self.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+        let n = map.get(&ip).copied().unwrap_or(0);
+        if n >= max {
+            return false;
+        }
+        map.insert(ip, n + 1);
+        ticket.ip = Some(ip);
+        true
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        if let Some(ip) = self.ip {
+            let mut map = self.admission.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(n) = map.get_mut(&ip) {
+                *n -= 1;
+                if *n == 0 {
+                    map.remove(&ip);
+                }
+            }
+        }
+        if self.admission.active.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.admission.idle.notify_waiters();
+        }
+    }
+}
+
+/// Run with a fixed configuration (tests, and callers without reload).
+pub async fn run(listeners: Vec<TcpListener>, settings: Arc<Settings>, shutdown: impl Future<Output = ()>) {
+    let (_tx, rx) = watch::channel(settings);
+    run_reloadable(listeners, rx, shutdown).await
+}
+
+/// Accept clients until `shutdown` completes; then stop accepting, let sessions finish their
+/// transactions for `shutdown_grace_secs` (idle ones are answered `421 4.3.2` at once), and
+/// drop whatever is left. A dropped session's upstream loses its connection before the final
+/// dot, so nothing half-received is ever delivered, and its client, never having had a 250,
+/// keeps the message.
+pub async fn run_reloadable(
+    listeners: Vec<TcpListener>,
+    settings: watch::Receiver<Arc<Settings>>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let admission = Arc::new(Admission::default());
+    let (phase_tx, phase_rx) = watch::channel(Phase::Running);
+    let mut accept_tasks = tokio::task::JoinSet::new();
+    for listener in listeners {
+        accept_tasks.spawn(accept_loop(
+            listener,
+            settings.clone(),
+            Arc::clone(&admission),
+            phase_rx.clone(),
+        ));
+    }
+    shutdown.await;
+    accept_tasks.abort_all();
+    let grace = settings.borrow().server.shutdown_grace;
+    let active = admission.active.load(Ordering::Acquire);
+    tracing::info!(sessions = active, grace_secs = grace.as_secs(), "shutting down: no new connections");
+    let _ = phase_tx.send(Phase::Draining);
+    let drained = tokio::time::timeout(grace, async {
+        loop {
+            let idle = admission.idle.notified();
+            if admission.active.load(Ordering::Acquire) == 0 {
+                break;
+            }
+            idle.await;
+        }
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            sessions = admission.active.load(Ordering::Acquire),
+            "grace period over: closing the remaining sessions"
+        );
+        let _ = phase_tx.send(Phase::Stopped);
+        // Give the dropped sessions a moment to close their sockets.
+        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+            while admission.active.load(Ordering::Acquire) > 0 {
+                let idle = admission.idle.notified();
+                if admission.active.load(Ordering::Acquire) == 0 {
+                    break;
+                }
+                idle.await;
+            }
+        })
+        .await;
+    }
+}
+
+/// Refuse a connection without spending a task on it: one non-blocking write, then close.
+fn refuse(stream: TcpStream, hostname: &str, why: &str) {
+    let line = format!("421 4.7.0 {hostname} {why}, closing connection\r\n");
+    let _ = stream.try_write(line.as_bytes());
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    settings: watch::Receiver<Arc<Settings>>,
+    admission: Arc<Admission>,
+    phase: watch::Receiver<Phase>,
+) {
     let mut backoff = Duration::from_millis(10);
     loop {
-        match listener.accept().await {
-            Ok((stream, addr)) => {
-                backoff = Duration::from_millis(10);
-                let _ = stream.set_nodelay(true);
-                let settings = Arc::clone(&settings);
-                tokio::spawn(run_session(stream, Peer { addr }, settings));
-            }
+        let (stream, addr) = match listener.accept().await {
+            Ok(x) => x,
             Err(e) => {
                 // Usually out of file descriptors: wait instead of spinning.
                 tracing::warn!(error = %e, "accept failed");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(1));
+                continue;
             }
+        };
+        backoff = Duration::from_millis(10);
+        let settings = Arc::clone(&settings.borrow());
+        let server = &settings.server;
+        let Some(mut ticket) = admission.enter(server.max_connections) else {
+            tracing::info!(peer = %addr, "refused: max_connections reached");
+            refuse(stream, &server.hostname, "Too many connections");
+            continue;
+        };
+        // Behind a PROXY header the TCP peer is the load balancer: the per-address limit is
+        // applied to the real client once the header has been read.
+        if server.proxy_protocol.is_none() && !admission.enter_ip(&mut ticket, addr.ip(), server.max_connections_per_ip) {
+            tracing::info!(peer = %addr, "refused: max_connections_per_ip reached");
+            refuse(stream, &server.hostname, "Too many connections from your address");
+            continue;
         }
+        let _ = stream.set_nodelay(true);
+        let admission = Arc::clone(&admission);
+        let session_phase = phase.clone();
+        let mut phase = phase.clone();
+        tokio::spawn(async move {
+            let stopped = async {
+                let _ = phase.wait_for(|p| *p == Phase::Stopped).await;
+            };
+            tokio::select! {
+                _ = serve_connection(stream, addr, settings, admission, ticket, session_phase) => {}
+                _ = stopped => {}
+            }
+        });
     }
+}
+
+async fn serve_connection(
+    mut stream: TcpStream,
+    addr: SocketAddr,
+    settings: Arc<Settings>,
+    admission: Arc<Admission>,
+    mut ticket: Ticket,
+    phase: watch::Receiver<Phase>,
+) {
+    let server = &settings.server;
+    let (peer, early) = match &server.proxy_protocol {
+        None => (addr, Vec::new()),
+        Some(trusted) => match proxy::read_header(&mut stream, addr, trusted, server.proxy_header_timeout).await {
+            Ok((client, rest)) => {
+                if !admission.enter_ip(&mut ticket, client.ip(), server.max_connections_per_ip) {
+                    tracing::info!(peer = %client, via = %addr, "refused: max_connections_per_ip reached");
+                    refuse(stream, &server.hostname, "Too many connections from your address");
+                    return;
+                }
+                (client, rest)
+            }
+            Err(e) => {
+                // Closed without a word: whoever sent this is not a load balancer we trust.
+                tracing::warn!(peer = %addr, error = %e, "PROXY header refused");
+                return;
+            }
+        },
+    };
+    run_session(stream, Peer { addr: peer, early }, settings, phase).await;
+    drop(ticket);
 }

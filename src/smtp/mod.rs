@@ -6,4 +6,4 @@ pub mod header;
 pub mod reply;
 mod session;
 
-pub use session::{run_session, Peer};
+pub use session::{run_session, Peer, Phase};

@@ -34,23 +34,42 @@ const MAX_ERRORS: u32 = 10;
 const READ_CHUNK: usize = 16 * 1024;
 
 /// Who is on the other end, as the policy should see it.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Peer {
     /// The client's address (from the PROXY header when one is used).
     pub addr: SocketAddr,
+    /// Bytes already read from the client (after a PROXY header).
+    pub early: Vec<u8>,
+}
+
+/// Where the server is in its life; sessions watch it to end politely on shutdown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Running,
+    /// No new transactions: idle sessions get `421 4.3.2`, busy ones finish their transaction.
+    Draining,
+    /// The grace period is over.
+    Stopped,
 }
 
 /// Serve one client connection until it quits, times out or breaks.
-pub async fn run_session<S>(stream: S, peer: Peer, settings: Arc<Settings>)
+pub async fn run_session<S>(stream: S, peer: Peer, settings: Arc<Settings>, phase: tokio::sync::watch::Receiver<Phase>)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let id = SessionId::new();
     let upstream = Upstream::new(&settings.upstream, &settings.server.hostname);
     let session_deadline = Instant::now() + settings.server.session_timeout;
+    let mut rbuf = Vec::with_capacity(READ_CHUNK);
+    rbuf.extend_from_slice(&peer.early);
+    let peer = Peer {
+        addr: peer.addr,
+        early: Vec::new(),
+    };
     let mut s = Session {
         io: Some(MaybeTls::Plain(stream)),
-        rbuf: Vec::with_capacity(READ_CHUNK),
+        rbuf,
+        phase,
         rstart: 0,
         wbuf: Vec::with_capacity(1024),
         settings,
@@ -81,6 +100,7 @@ where
 #[derive(Debug)]
 enum End {
     Quit,
+    Shutdown,
     ClientClosed,
     Timeout,
     TooManyErrors,
@@ -91,6 +111,8 @@ enum End {
 /// The result of waiting for input.
 enum Input {
     Line(usize),
+    /// The server is shutting down and the session has no transaction.
+    ShuttingDown,
     Closed,
     TimedOut,
     Failed,
@@ -118,6 +140,7 @@ struct Transaction {
 
 struct Session<S> {
     io: Option<MaybeTls<S>>,
+    phase: tokio::sync::watch::Receiver<Phase>,
     rbuf: Vec<u8>,
     rstart: usize,
     wbuf: Vec<u8>,
@@ -196,12 +219,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         }
         let deadline = (Instant::now() + wait).min(self.session_deadline);
         self.rbuf.reserve(READ_CHUNK);
+        let idle = self.txn.is_none();
         let io = self.io.as_mut().expect("stream present");
-        match tokio::time::timeout_at(deadline, io.read_buf(&mut self.rbuf)).await {
-            Err(_) => Input::TimedOut,
-            Ok(Err(_)) => Input::Failed,
-            Ok(Ok(0)) => Input::Closed,
-            Ok(Ok(_)) => Input::Line(0),
+        let phase = &mut self.phase;
+        let draining = async {
+            if !idle || phase.wait_for(|p| *p != Phase::Running).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            r = tokio::time::timeout_at(deadline, io.read_buf(&mut self.rbuf)) => match r {
+                Err(_) => Input::TimedOut,
+                Ok(Err(_)) => Input::Failed,
+                Ok(Ok(0)) => Input::Closed,
+                Ok(Ok(_)) => Input::Line(0),
+            },
+            _ = draining => Input::ShuttingDown,
         }
     }
 
@@ -251,6 +284,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         self.reply(&banner);
         loop {
             let len = match self.next_line().await {
+                Input::Line(_) if self.txn.is_none() && *self.phase.borrow() != Phase::Running => {
+                    return self.shutting_down().await;
+                }
+                Input::ShuttingDown => return self.shutting_down().await,
                 Input::Line(n) => n,
                 Input::Closed => return End::ClientClosed,
                 Input::Failed => return End::Io,
@@ -275,6 +312,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 return End::TooManyErrors;
             }
         }
+    }
+
+    async fn shutting_down(&mut self) -> End {
+        let host = self.settings.server.hostname.clone();
+        self.reply(&Reply::new(421, "4.3.2", format!("{host} Service shutting down, closing connection")));
+        let _ = self.flush().await;
+        End::Shutdown
     }
 
     fn error_reply(&mut self, r: Reply) {
@@ -664,7 +708,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             match self.fill(self.settings.server.data_timeout).await {
                 Input::Line(_) => {}
                 Input::Closed => return Err(End::ClientClosed),
-                Input::Failed => return Err(End::Io),
+                Input::Failed | Input::ShuttingDown => return Err(End::Io),
                 Input::TimedOut => {
                     self.reply(&Reply::new(421, "4.4.2", format!("{} Timeout exceeded, closing connection", self.settings.server.hostname)));
                     return Err(End::Timeout);
