@@ -5,6 +5,7 @@
 //! flushed whenever the buffer holds no further complete command (RFC 2920). The session
 //! gathers facts and asks the policy; it never decides a rule itself.
 
+use super::command::parse_command;
 use super::data::{DataDecoder, DataError};
 use super::header::{domain_of, header_sender, HeaderCollector};
 use super::reply::{exo_suffix, rfc5322_date, Reply, SessionId};
@@ -327,29 +328,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     }
 
     async fn command(&mut self, line: &[u8]) -> Result<(), End> {
-        if line.contains(&0) {
-            self.error_reply(Reply::new(500, "5.5.2", "NUL character in command"));
-            return Ok(());
-        }
-        let parsed = Request::parse(&mut line.iter()).map(Request::into_owned);
-        let req = match parsed {
+        let req = match parse_command(line) {
             Ok(r) => r,
-            Err(e) => {
-                let r = match e {
-                    smtp_proto::Error::UnknownCommand => Reply::new(500, "5.5.1", "Command unrecognized"),
-                    smtp_proto::Error::InvalidSenderAddress => Reply::new(501, "5.1.7", "Bad sender address syntax"),
-                    smtp_proto::Error::InvalidRecipientAddress => {
-                        Reply::new(501, "5.1.3", "Bad recipient address syntax")
-                    }
-                    smtp_proto::Error::SyntaxError { syntax } => Reply::new(501, "5.5.4", format!("Syntax: {syntax}")),
-                    smtp_proto::Error::InvalidParameter { param } => {
-                        Reply::new(501, "5.5.4", format!("Invalid parameter {param}"))
-                    }
-                    smtp_proto::Error::UnsupportedParameter { param } => {
-                        Reply::new(555, "5.5.4", format!("Unsupported parameter {param}"))
-                    }
-                    _ => Reply::new(500, "5.5.2", "Syntax error"),
-                };
+            Err(r) => {
                 self.error_reply(r);
                 return Ok(());
             }
