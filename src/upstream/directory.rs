@@ -16,6 +16,15 @@ struct Open {
     client: ClientFacts,
 }
 
+impl Drop for Open {
+    /// However the message ends (refused, aborted, the session dropped at shutdown), a
+    /// temporary file left behind would be a half message: remove it. After a successful
+    /// rename there is nothing left at this path and this does nothing.
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.tmp_path);
+    }
+}
+
 pub struct DirectoryLeg {
     path: PathBuf,
     envelope: Envelope,
@@ -96,9 +105,10 @@ impl DirectoryLeg {
             .open
             .take()
             .ok_or_else(|| UpstreamError::Storage("no message open".into()))?;
+        // On failure, dropping `open` removes the temporary message; the envelope goes here.
         let result = self.commit(&mut open).await;
         if result.is_err() {
-            let _ = tokio::fs::remove_file(&open.tmp_path).await;
+            let _ = tokio::fs::remove_file(open.tmp_path.with_extension("envelope.json")).await;
         }
         result
     }
@@ -148,10 +158,8 @@ impl DirectoryLeg {
     }
 
     pub async fn abort(&mut self) {
-        if let Some(open) = self.open.take() {
-            drop(open.file);
-            let _ = tokio::fs::remove_file(&open.tmp_path).await;
-        }
+        // Dropping the open message removes its temporary file.
+        self.open = None;
     }
 
     pub async fn reset(&mut self) {

@@ -1,0 +1,337 @@
+//! TLS on both legs: STARTTLS towards clients with optional client certificates, and the
+//! upstream client configuration.
+//!
+//! Exchange Online completes the handshake whatever certificate a client presents and only
+//! then decides whether it is an identity; Exchange servers present their serverAuth
+//! certificate. rustls' `WebPkiClientVerifier` would instead fail the handshake for an untrusted
+//! certificate and insist on clientAuth, so the gate has its own verifier: it accepts any
+//! certificate during the handshake (while still verifying the handshake signature, so nobody
+//! can present a certificate without its key), and `ServerTls::client_identity` checks the
+//! chain afterwards against `client_ca` and the validity period.
+
+use rustls::client::danger::HandshakeSignatureValid;
+use rustls::crypto::WebPkiSupportedAlgorithms;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, TrustAnchor, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Errors loading TLS material; each names the file and what is wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("{path}: {reason}")]
+    File { path: PathBuf, reason: String },
+    #[error("{0}")]
+    Config(String),
+}
+
+fn file_error(path: &Path, reason: impl Into<String>) -> TlsError {
+    TlsError::File {
+        path: path.to_path_buf(),
+        reason: reason.into(),
+    }
+}
+
+/// Install the ring provider as the process default, once. rustls panics at `builder()` when
+/// it cannot tell which of several providers to use; with one installed it never has to.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+fn algorithms() -> WebPkiSupportedAlgorithms {
+    rustls::crypto::ring::default_provider().signature_verification_algorithms
+}
+
+fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    if !path.exists() {
+        return Err(file_error(path, "no such file"));
+    }
+    let certs: Vec<_> = CertificateDer::pem_file_iter(path)
+        .map_err(|e| file_error(path, format!("cannot read: {e}")))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| file_error(path, format!("not valid PEM: {e}")))?;
+    if certs.is_empty() {
+        return Err(file_error(path, "contains no certificate (expected PEM \"BEGIN CERTIFICATE\")"));
+    }
+    Ok(certs)
+}
+
+fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    if !path.exists() {
+        return Err(file_error(path, "no such file"));
+    }
+    PrivateKeyDer::from_pem_file(path).map_err(|e| file_error(path, format!("contains no usable private key: {e}")))
+}
+
+/// A certificate and its key, checked to belong together.
+fn certified_key(cert: &Path, key: &Path) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
+    let chain = load_certs(cert)?;
+    let der = load_key(key)?;
+    let signing = rustls::crypto::ring::sign::any_supported_type(&der)
+        .map_err(|e| file_error(key, format!("unsupported private key: {e}")))?;
+    let ck = rustls::sign::CertifiedKey::new(chain.clone(), signing);
+    ck.keys_match()
+        .map_err(|_| file_error(key, format!("is not the private key of {}", cert.display())))?;
+    Ok((chain, der))
+}
+
+/// Trust anchors for client certificates, owned.
+struct ClientTrust {
+    anchors: Vec<TrustAnchor<'static>>,
+    subjects: Vec<DistinguishedName>,
+}
+
+impl ClientTrust {
+    fn load(path: &Path) -> Result<ClientTrust, TlsError> {
+        let mut anchors = Vec::new();
+        let mut subjects = Vec::new();
+        for der in load_certs(path)? {
+            let anchor = webpki::anchor_from_trusted_cert(&der)
+                .map_err(|e| file_error(path, format!("not a usable trust anchor: {e}")))?
+                .to_owned();
+            subjects.push(DistinguishedName::from(anchor.subject.as_ref().to_vec()));
+            anchors.push(anchor);
+        }
+        Ok(ClientTrust { anchors, subjects })
+    }
+}
+
+/// Accepts any client certificate during the handshake, but verifies the handshake signatures
+/// (proof of the private key). Whether the certificate is an identity is decided afterwards.
+#[derive(Debug)]
+struct AnyClientCertificate {
+    subjects: Vec<DistinguishedName>,
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl ClientCertVerifier for AnyClientCertificate {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &self.subjects
+    }
+
+    fn verify_client_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        Ok(ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+/// Any extended key usage is acceptable: Exchange servers present serverAuth-only
+/// certificates, and Exchange Online counts them.
+struct AnyExtendedKeyUsage;
+
+impl webpki::ExtendedKeyUsageValidator for AnyExtendedKeyUsage {
+    fn validate(&self, iter: webpki::KeyPurposeIdIter<'_, '_>) -> Result<(), webpki::Error> {
+        // Still refuse a malformed extension.
+        for id in iter {
+            id?;
+        }
+        Ok(())
+    }
+}
+
+/// Who the client is, as far as its certificate says.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientIdentity {
+    /// A certificate was presented at all.
+    pub presented: bool,
+    /// It chained to a `client_ca` anchor (with the intermediates the client sent) and was
+    /// within its validity period. Only then is it an identity.
+    pub trusted: bool,
+    /// Subject CN and SAN dNSNames of the leaf, lower-cased, without trailing dot,
+    /// de-duplicated, CN first. Filled even when untrusted, for the log.
+    pub names: Vec<String>,
+    /// Why the certificate is not an identity, for the log.
+    pub untrusted_reason: Option<String>,
+}
+
+impl ClientIdentity {
+    /// What the policy may see: the names of a trusted certificate, else nothing.
+    pub fn policy_names(&self) -> &[String] {
+        if self.trusted {
+            &self.names
+        } else {
+            &[]
+        }
+    }
+}
+
+/// Subject CNs and SAN dNSNames of a certificate.
+pub fn certificate_names(der: &CertificateDer<'_>) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    let mut add = |n: &str| {
+        let n = n.trim().trim_end_matches('.').to_ascii_lowercase();
+        if !n.is_empty() && !names.contains(&n) {
+            names.push(n);
+        }
+    };
+    if let Ok((_, cert)) = x509_parser::parse_x509_certificate(der.as_ref()) {
+        for cn in cert.subject().iter_common_name() {
+            if let Ok(s) = cn.as_str() {
+                add(s);
+            }
+        }
+        if let Ok(Some(san)) = cert.subject_alternative_name() {
+            for name in &san.value.general_names {
+                if let x509_parser::extensions::GeneralName::DNSName(d) = name {
+                    add(d);
+                }
+            }
+        }
+    }
+    names
+}
+
+/// The gate's server side, built once per configuration load.
+pub struct ServerTls {
+    pub config: Arc<rustls::ServerConfig>,
+    trust: Option<ClientTrust>,
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl ServerTls {
+    /// `certificate`: PEM chain, leaf first; `private_key`: PEM (PKCS#8, PKCS#1 or SEC1);
+    /// `client_ca`: PEM trust anchors for client certificates (absent: none are requested).
+    pub fn load(certificate: &Path, private_key: &Path, client_ca: Option<&Path>) -> Result<ServerTls, TlsError> {
+        install_crypto_provider();
+        let (chain, key) = certified_key(certificate, private_key)?;
+        let trust = client_ca.map(ClientTrust::load).transpose()?;
+        let builder = rustls::ServerConfig::builder();
+        let builder = match &trust {
+            Some(t) => builder.with_client_cert_verifier(Arc::new(AnyClientCertificate {
+                subjects: t.subjects.clone(),
+                algorithms: algorithms(),
+            })),
+            None => builder.with_no_client_auth(),
+        };
+        let config = builder
+            .with_single_cert(chain, key)
+            .map_err(|e| file_error(certificate, format!("cannot be used: {e}")))?;
+        Ok(ServerTls {
+            config: Arc::new(config),
+            trust,
+            algorithms: algorithms(),
+        })
+    }
+
+    /// After the handshake: who is the client?
+    pub fn client_identity(&self, conn: &rustls::ServerConnection) -> ClientIdentity {
+        match conn.peer_certificates() {
+            Some(chain) if !chain.is_empty() => self.check_chain(chain, UnixTime::now()),
+            _ => ClientIdentity::default(),
+        }
+    }
+
+    /// The chain check itself: leaf plus the intermediates the client sent, against
+    /// `client_ca`, at `now`.
+    pub fn check_chain(&self, chain: &[CertificateDer<'_>], now: UnixTime) -> ClientIdentity {
+        let Some(leaf) = chain.first() else {
+            return ClientIdentity::default();
+        };
+        let names = certificate_names(leaf);
+        let verdict = match &self.trust {
+            None => Err("no client_ca is configured".to_string()),
+            Some(trust) => webpki::EndEntityCert::try_from(leaf)
+                .map_err(|e| format!("unparseable certificate: {e}"))
+                .and_then(|ee| {
+                    ee.verify_for_usage(
+                        self.algorithms.all,
+                        &trust.anchors,
+                        &chain[1..],
+                        now,
+                        AnyExtendedKeyUsage,
+                        None,
+                        None,
+                    )
+                    .map(|_| ())
+                    .map_err(|e| describe_error(&e))
+                }),
+        };
+        ClientIdentity {
+            presented: true,
+            trusted: verdict.is_ok(),
+            names,
+            untrusted_reason: verdict.err(),
+        }
+    }
+}
+
+fn describe_error(e: &webpki::Error) -> String {
+    match e {
+        webpki::Error::UnknownIssuer => "unknown issuer (self-signed, or sent without its intermediates)".into(),
+        webpki::Error::CertExpired { .. } => "expired".into(),
+        webpki::Error::CertNotValidYet { .. } => "not valid yet".into(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// Upstream (client leg): trust `ca` if given, else the public web PKI roots; optionally
+/// present a client certificate (how Exchange Online recognises the gate).
+pub fn upstream_client_config(
+    ca: Option<&Path>,
+    client_certificate: Option<&Path>,
+    client_private_key: Option<&Path>,
+) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+    install_crypto_provider();
+    let mut roots = rustls::RootCertStore::empty();
+    match ca {
+        Some(path) => {
+            for der in load_certs(path)? {
+                roots
+                    .add(der)
+                    .map_err(|e| file_error(path, format!("not a usable trust anchor: {e}")))?;
+            }
+        }
+        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+    }
+    let builder = rustls::ClientConfig::builder().with_root_certificates(roots);
+    let config = match (client_certificate, client_private_key) {
+        (Some(cert), Some(key)) => {
+            let (chain, key_der) = certified_key(cert, key)?;
+            builder
+                .with_client_auth_cert(chain, key_der)
+                .map_err(|e| file_error(cert, format!("cannot be used: {e}")))?
+        }
+        (None, None) => builder.with_no_client_auth(),
+        _ => return Err(TlsError::Config("a client certificate needs its key, and a key its certificate".into())),
+    };
+    Ok(Arc::new(config))
+}
+
+#[cfg(test)]
+mod tests;

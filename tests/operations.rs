@@ -1,0 +1,301 @@
+//! Operations over real sockets: connection limits, graceful shutdown, reload, PROXY protocol.
+
+use relaygate::config::{Config, Settings};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinHandle;
+use tokio::time::timeout;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn settings(out: &Path, server_extra: &str) -> Settings {
+    let text = format!(
+        r#"
+[server]
+hostname = "gate.contoso.com"
+{server_extra}
+
+[[accepted_domains]]
+domain = "contoso.com"
+
+[[inbound_connectors]]
+name = "OnPrem by IP"
+connector_type = "OnPremises"
+sender_ip_addresses = ["203.0.113.0/24"]
+
+[upstream]
+kind = "directory"
+path = "{}"
+"#,
+        out.display()
+    );
+    Config::parse(&text).expect("parses").validate().expect("valid")
+}
+
+struct Gate {
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+    settings_tx: watch::Sender<Arc<Settings>>,
+}
+
+async fn start(settings: Settings) -> Gate {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let (settings_tx, rx) = watch::channel(Arc::new(settings));
+    let task = tokio::spawn(relaygate::server::run_reloadable(vec![listener], rx, async {
+        let _ = stopped.await;
+    }));
+    Gate {
+        addr,
+        stop: Some(stop),
+        task,
+        settings_tx,
+    }
+}
+
+struct Client {
+    reader: BufReader<tokio::io::ReadHalf<TcpStream>>,
+    writer: tokio::io::WriteHalf<TcpStream>,
+}
+
+impl Client {
+    async fn connect(addr: SocketAddr) -> Client {
+        let s = TcpStream::connect(addr).await.unwrap();
+        let (r, w) = tokio::io::split(s);
+        Client {
+            reader: BufReader::new(r),
+            writer: w,
+        }
+    }
+
+    /// One whole reply (all lines); empty string when the connection is closed.
+    async fn reply(&mut self) -> String {
+        let mut all = String::new();
+        loop {
+            let mut line = String::new();
+            let n = timeout(WAIT, self.reader.read_line(&mut line)).await.expect("reply in time").unwrap_or(0);
+            if n == 0 {
+                return all;
+            }
+            all.push_str(&line);
+            if line.as_bytes().get(3) != Some(&b'-') {
+                return all;
+            }
+        }
+    }
+
+    async fn send(&mut self, bytes: &[u8]) {
+        self.writer.write_all(bytes).await.unwrap();
+    }
+
+    async fn cmd(&mut self, line: &str, code: &str) -> String {
+        self.send(format!("{line}\r\n").as_bytes()).await;
+        let r = self.reply().await;
+        assert!(r.starts_with(code), "{line} -> {r:?}, wanted {code}");
+        r
+    }
+}
+
+fn stored(out: &Path) -> usize {
+    std::fs::read_dir(out)
+        .map(|d| d.filter_map(Result::ok).filter(|e| e.path().extension().is_some_and(|x| x == "eml")).count())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn connections_over_max_connections_get_421_at_once() {
+    let out = tempfile::tempdir().unwrap();
+    let gate = start(settings(out.path(), "max_connections = 2")).await;
+    let mut a = Client::connect(gate.addr).await;
+    assert!(a.reply().await.starts_with("220 "));
+    let mut b = Client::connect(gate.addr).await;
+    assert!(b.reply().await.starts_with("220 "));
+    let mut c = Client::connect(gate.addr).await;
+    let r = c.reply().await;
+    assert!(r.starts_with("421 4.7.0 gate.contoso.com Too many connections"), "{r:?}");
+    assert_eq!(c.reply().await, "", "the refused connection is closed");
+    // A place frees up when a session ends.
+    a.cmd("QUIT", "221").await;
+    assert_eq!(a.reply().await, "");
+    let mut d = None;
+    for _ in 0..50 {
+        let mut client = Client::connect(gate.addr).await;
+        if client.reply().await.starts_with("220 ") {
+            d = Some(client);
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert!(d.is_some(), "no place freed after QUIT");
+    b.cmd("QUIT", "221").await;
+}
+
+#[tokio::test]
+async fn connections_over_max_connections_per_ip_get_421() {
+    let out = tempfile::tempdir().unwrap();
+    let gate = start(settings(out.path(), "max_connections_per_ip = 1")).await;
+    let mut a = Client::connect(gate.addr).await;
+    assert!(a.reply().await.starts_with("220 "));
+    let mut b = Client::connect(gate.addr).await;
+    let r = b.reply().await;
+    assert!(r.starts_with("421 4.7.0 gate.contoso.com Too many connections from your address"), "{r:?}");
+    a.cmd("EHLO client.example", "250").await;
+}
+
+#[tokio::test]
+async fn shutdown_lets_a_transaction_in_flight_finish_and_turns_idle_sessions_away() {
+    let out = tempfile::tempdir().unwrap();
+    let mut gate = start(settings(
+        out.path(),
+        "shutdown_grace_secs = 20\nproxy_protocol = true",
+    ))
+    .await;
+    // Busy: in the middle of DATA when the shutdown starts.
+    let mut busy = Client::connect(gate.addr).await;
+    busy.send(b"PROXY TCP4 203.0.113.10 192.0.2.1 40000 25\r\n").await;
+    busy.reply().await;
+    busy.cmd("EHLO app.contoso.com", "250").await;
+    busy.cmd("MAIL FROM:<app@contoso.com>", "250").await;
+    busy.cmd("RCPT TO:<bob@example.org>", "250").await;
+    busy.cmd("DATA", "354").await;
+    busy.send(b"Subject: in flight\r\n\r\nfirst half\r\n").await;
+    // Idle: between transactions.
+    let mut idle = Client::connect(gate.addr).await;
+    idle.send(b"PROXY TCP4 203.0.113.11 192.0.2.1 40001 25\r\n").await;
+    idle.reply().await;
+    idle.cmd("EHLO idle.contoso.com", "250").await;
+
+    gate.stop.take().unwrap().send(()).unwrap();
+    let r = idle.reply().await;
+    assert!(r.starts_with("421 4.3.2 gate.contoso.com Service shutting down"), "{r:?}");
+
+    // No new connections once shutdown has begun.
+    let mut refused = false;
+    for _ in 0..100 {
+        match TcpStream::connect(gate.addr).await {
+            Err(_) => {
+                refused = true;
+                break;
+            }
+            Ok(_) => tokio::task::yield_now().await,
+        }
+    }
+    assert!(refused, "the listener still accepts after shutdown");
+
+    busy.send(b"second half\r\n.\r\n").await;
+    let r = busy.reply().await;
+    assert!(r.starts_with("250 2.6.0"), "the transaction in flight must complete: {r:?}");
+    assert_eq!(stored(out.path()), 1);
+    busy.send(b"MAIL FROM:<app@contoso.com>\r\n").await;
+    let r = busy.reply().await;
+    assert!(r.starts_with("421 4.3.2"), "{r:?}");
+    timeout(WAIT, gate.task).await.expect("run returns once sessions are done").unwrap();
+}
+
+#[tokio::test]
+async fn after_the_grace_period_an_unfinished_message_is_dropped_not_delivered() {
+    let out = tempfile::tempdir().unwrap();
+    let mut gate = start(settings(out.path(), "shutdown_grace_secs = 1\nproxy_protocol = true")).await;
+    let mut c = Client::connect(gate.addr).await;
+    c.send(b"PROXY TCP4 203.0.113.10 192.0.2.1 40000 25\r\n").await;
+    c.reply().await;
+    c.cmd("EHLO app.contoso.com", "250").await;
+    c.cmd("MAIL FROM:<app@contoso.com>", "250").await;
+    c.cmd("RCPT TO:<bob@example.org>", "250").await;
+    c.cmd("DATA", "354").await;
+    c.send(b"Subject: never finished\r\n\r\nhalf\r\n").await;
+    gate.stop.take().unwrap().send(()).unwrap();
+    timeout(WAIT, gate.task).await.expect("run returns after the grace period").unwrap();
+    let r = c.reply().await;
+    assert!(!r.contains("250"), "no 250 for an unfinished message: {r:?}");
+    assert_eq!(stored(out.path()), 0);
+    let leftovers = std::fs::read_dir(out.path().join(".tmp")).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(leftovers, 0, "the temporary file is removed");
+}
+
+#[tokio::test]
+async fn proxy_header_address_is_the_peer_the_policy_sees() {
+    let out = tempfile::tempdir().unwrap();
+    let gate = start(settings(out.path(), "proxy_protocol = true")).await;
+    // 127.0.0.1 is in no connector; the PROXY header says 203.0.113.10, which is.
+    let mut c = Client::connect(gate.addr).await;
+    c.send(b"PROXY TCP4 203.0.113.10 192.0.2.1 40000 25\r\n").await;
+    assert!(c.reply().await.starts_with("220 "));
+    let r = c.cmd("EHLO app.contoso.com", "250").await;
+    assert!(r.contains("Hello [203.0.113.10]"), "{r:?}");
+    c.cmd("MAIL FROM:<app@contoso.com>", "250").await;
+    c.cmd("RCPT TO:<bob@example.org>", "250").await;
+    c.cmd("DATA", "354").await;
+    c.send(b"Subject: via HAProxy\r\n\r\nhi\r\n.\r\n").await;
+    let r = c.reply().await;
+    assert!(r.starts_with("250 2.6.0"), "{r:?}");
+    let eml = std::fs::read_dir(out.path())
+        .unwrap()
+        .filter_map(Result::ok)
+        .find(|e| e.path().extension().is_some_and(|x| x == "eml"))
+        .unwrap();
+    let text = std::fs::read_to_string(eml.path()).unwrap();
+    assert!(text.contains("([203.0.113.10])"), "Received: names the real client: {text}");
+}
+
+#[tokio::test]
+async fn proxy_v2_header_is_understood() {
+    let out = tempfile::tempdir().unwrap();
+    let gate = start(settings(out.path(), "proxy_protocol = true")).await;
+    let mut h = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
+    h.extend_from_slice(&[0x21, 0x11, 0, 12, 203, 0, 113, 10, 192, 0, 2, 1, 0x9c, 0x40, 0, 25]);
+    let mut c = Client::connect(gate.addr).await;
+    c.send(&h).await;
+    assert!(c.reply().await.starts_with("220 "));
+    let r = c.cmd("EHLO app.contoso.com", "250").await;
+    assert!(r.contains("Hello [203.0.113.10]"), "{r:?}");
+}
+
+#[tokio::test]
+async fn missing_malformed_or_untrusted_proxy_headers_close_the_connection() {
+    let out = tempfile::tempdir().unwrap();
+    let gate = start(settings(out.path(), "proxy_protocol = true\nproxy_header_timeout_secs = 1")).await;
+    // No header: the gate waits (no banner), then closes.
+    let mut silent = Client::connect(gate.addr).await;
+    assert_eq!(silent.reply().await, "", "no banner without a PROXY header");
+    // Garbage instead of a header.
+    let mut garbage = Client::connect(gate.addr).await;
+    garbage.send(b"EHLO client.example\r\n").await;
+    assert_eq!(garbage.reply().await, "");
+
+    let untrusted = start(settings(
+        out.path(),
+        "proxy_protocol = true\nproxy_trusted_networks = [\"192.0.2.0/24\"]",
+    ))
+    .await;
+    let mut c = Client::connect(untrusted.addr).await;
+    c.send(b"PROXY TCP4 203.0.113.10 192.0.2.1 40000 25\r\n").await;
+    assert_eq!(c.reply().await, "", "a PROXY header from an untrusted peer is not believed");
+}
+
+#[tokio::test]
+async fn reload_changes_new_sessions_and_keeps_running_ones() {
+    let out = tempfile::tempdir().unwrap();
+    let gate = start(settings(out.path(), "")).await;
+    let mut old = Client::connect(gate.addr).await;
+    assert!(old.reply().await.starts_with("220 gate.contoso.com "));
+
+    let text = format!(
+        "[server]\nhostname = \"gate2.contoso.com\"\n[upstream]\nkind = \"directory\"\npath = \"{}\"\n",
+        out.path().display()
+    );
+    let new = Config::parse(&text).unwrap().validate().unwrap();
+    gate.settings_tx.send(Arc::new(new)).unwrap();
+
+    let mut fresh = Client::connect(gate.addr).await;
+    assert!(fresh.reply().await.starts_with("220 gate2.contoso.com "));
+    let r = old.cmd("EHLO client.example", "250").await;
+    assert!(r.starts_with("250-gate.contoso.com "), "a running session keeps its configuration: {r:?}");
+}
