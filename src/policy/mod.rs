@@ -57,3 +57,6 @@ pub enum ReversePath<'a> {
     /// The domain part of a non-null reverse path (any case, maybe with a trailing dot).
     Domain(&'a str),
 }
+
+#[cfg(test)]
+mod tests;
