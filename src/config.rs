@@ -41,7 +41,11 @@ pub enum ConfigError {
     Tls { key: String, source: TlsError },
 }
 
-fn invalid(key: impl Into<String>, value: impl fmt::Display, reason: impl Into<String>) -> ConfigError {
+fn invalid(
+    key: impl Into<String>,
+    value: impl fmt::Display,
+    reason: impl Into<String>,
+) -> ConfigError {
     ConfigError::Invalid {
         key: key.into(),
         value: value.to_string(),
@@ -496,11 +500,12 @@ impl Config {
         let tls = match &self.tls {
             None => None,
             Some(t) => Some(
-                ServerTls::load(&t.certificate, &t.private_key, t.client_ca.as_deref())
-                    .map_err(|source| ConfigError::Tls {
+                ServerTls::load(&t.certificate, &t.private_key, t.client_ca.as_deref()).map_err(
+                    |source| ConfigError::Tls {
                         key: "tls".into(),
                         source,
-                    })?,
+                    },
+                )?,
             ),
         };
         let policy = self.validate_policy()?;
@@ -508,7 +513,13 @@ impl Config {
         let log_format = match self.log.format.as_str() {
             "text" => LogFormat::Text,
             "json" => LogFormat::Json,
-            other => return Err(invalid("log.format", quoted(other), "must be \"text\" or \"json\"")),
+            other => {
+                return Err(invalid(
+                    "log.format",
+                    quoted(other),
+                    "must be \"text\" or \"json\"",
+                ))
+            }
         };
         Ok(Settings {
             server,
@@ -536,7 +547,13 @@ impl Config {
         let mode = match p.mode.as_str() {
             "enforce" => Mode::Enforce,
             "audit" => Mode::Audit,
-            other => return Err(invalid("policy.mode", quoted(other), "must be \"enforce\" or \"audit\"")),
+            other => {
+                return Err(invalid(
+                    "policy.mode",
+                    quoted(other),
+                    "must be \"enforce\" or \"audit\"",
+                ))
+            }
         };
         let reject_stage = match p.reject_stage.as_str() {
             "data" => RejectStage::Data,
@@ -551,7 +568,10 @@ impl Config {
         };
         let mut other_tenant_domains = Vec::new();
         for (i, d) in p.other_tenant_domains.iter().enumerate() {
-            other_tenant_domains.push(domain_name(&format!("policy.other_tenant_domains[{i}]"), d)?);
+            other_tenant_domains.push(domain_name(
+                &format!("policy.other_tenant_domains[{i}]"),
+                d,
+            )?);
         }
 
         let mut accepted_domains = Vec::new();
@@ -560,7 +580,11 @@ impl Config {
             let key = format!("accepted_domains[{i}]");
             let domain = d.validate(&key)?;
             if !seen.insert(domain.domain.clone()) {
-                return Err(invalid(format!("{key}.domain"), quoted(&d.domain), "is listed twice"));
+                return Err(invalid(
+                    format!("{key}.domain"),
+                    quoted(&d.domain),
+                    "is listed twice",
+                ));
             }
             accepted_domains.push(domain);
         }
@@ -570,7 +594,11 @@ impl Config {
             let key = format!("inbound_connectors[{i}]");
             let connector = c.validate(&key)?;
             if !names.insert(connector.name.to_ascii_lowercase()) {
-                return Err(invalid(format!("{key}.name"), quoted(&c.name), "is used by another connector"));
+                return Err(invalid(
+                    format!("{key}.name"),
+                    quoted(&c.name),
+                    "is used by another connector",
+                ));
             }
             inbound_connectors.push(connector);
         }
@@ -607,7 +635,9 @@ fn domain_name(key: &str, value: &str) -> Result<String, ConfigError> {
         if label.is_empty() || label.len() > 63 {
             return Err(bad("has an empty label or one longer than 63 characters"));
         }
-        if !label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        if !label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
             || label.starts_with('-')
             || label.ends_with('-')
         {
@@ -622,13 +652,21 @@ fn domain_name(key: &str, value: &str) -> Result<String, ConfigError> {
 impl ServerConfig {
     fn validate(&self) -> Result<ServerSettings, ConfigError> {
         if self.hostname.is_empty() || self.hostname.contains(char::is_whitespace) {
-            return Err(invalid("server.hostname", quoted(&self.hostname), "must be a host name without spaces"));
+            return Err(invalid(
+                "server.hostname",
+                quoted(&self.hostname),
+                "must be a host name without spaces",
+            ));
         }
         if self.listen.is_empty() {
             return Err(invalid("server.listen", "[]", "needs at least one address"));
         }
         if self.max_message_size < 1024 {
-            return Err(invalid("server.max_message_size", self.max_message_size, "must be at least 1024 bytes"));
+            return Err(invalid(
+                "server.max_message_size",
+                self.max_message_size,
+                "must be at least 1024 bytes",
+            ));
         }
         if self.max_recipients == 0 {
             return Err(invalid("server.max_recipients", 0, "must be at least 1"));
@@ -636,16 +674,26 @@ impl ServerConfig {
         for (key, v) in [
             ("server.command_timeout_secs", self.command_timeout_secs),
             ("server.data_timeout_secs", self.data_timeout_secs),
-            ("server.tls_handshake_timeout_secs", self.tls_handshake_timeout_secs),
+            (
+                "server.tls_handshake_timeout_secs",
+                self.tls_handshake_timeout_secs,
+            ),
             ("server.session_timeout_secs", self.session_timeout_secs),
-            ("server.proxy_header_timeout_secs", self.proxy_header_timeout_secs),
+            (
+                "server.proxy_header_timeout_secs",
+                self.proxy_header_timeout_secs,
+            ),
         ] {
             if v == 0 {
                 return Err(invalid(key, v, "must be at least 1 second"));
             }
         }
         if self.max_header_size < 1024 {
-            return Err(invalid("server.max_header_size", self.max_header_size, "must be at least 1024 bytes"));
+            return Err(invalid(
+                "server.max_header_size",
+                self.max_header_size,
+                "must be at least 1024 bytes",
+            ));
         }
         if self.max_line_length < 1000 {
             return Err(invalid(
@@ -658,18 +706,22 @@ impl ServerConfig {
             return Err(invalid("server.max_connections", 0, "must be at least 1"));
         }
         if self.max_connections_per_ip == 0 {
-            return Err(invalid("server.max_connections_per_ip", 0, "must be at least 1"));
+            return Err(invalid(
+                "server.max_connections_per_ip",
+                0,
+                "must be at least 1",
+            ));
         }
         let mut trusted = Vec::new();
         for (i, n) in self.proxy_trusted_networks.iter().enumerate() {
             let key = format!("server.proxy_trusted_networks[{i}]");
-            let net = match n.parse::<ipnet::IpNet>() {
-                Ok(net) => net,
-                Err(_) => ipnet::IpNet::from(
-                    n.parse::<IpAddr>()
-                        .map_err(|_| invalid(&key, quoted(n), "is not an IP address or CIDR range"))?,
-                ),
-            };
+            let net =
+                match n.parse::<ipnet::IpNet>() {
+                    Ok(net) => net,
+                    Err(_) => ipnet::IpNet::from(n.parse::<IpAddr>().map_err(|_| {
+                        invalid(&key, quoted(n), "is not an IP address or CIDR range")
+                    })?),
+                };
             trusted.push(net.trunc());
         }
         Ok(ServerSettings {
@@ -726,7 +778,11 @@ impl AcceptedDomainConfig {
                     let belongs = dom == domain
                         || (self.match_subdomains && dom.ends_with(&format!(".{domain}")));
                     if local.is_empty() || !belongs {
-                        return Err(invalid(rkey, quoted(r), format!("is not an address in {domain}")));
+                        return Err(invalid(
+                            rkey,
+                            quoted(r),
+                            format!("is not an address in {domain}"),
+                        ));
                     }
                     set.insert(format!("{}@{dom}", local.to_lowercase()));
                 }
@@ -747,10 +803,20 @@ fn sender_ip_address(key: &str, value: &str) -> Result<Ipv4Net, ConfigError> {
     let exo = "Exchange Online accepts only IPv4 addresses and CIDR ranges from /24 to /32, and would refuse it too";
     let v = value.trim();
     if v.contains('-') {
-        return Err(invalid(key, quoted(value), format!("address ranges (a-b) are not supported; {exo}")));
+        return Err(invalid(
+            key,
+            quoted(value),
+            format!("address ranges (a-b) are not supported; {exo}"),
+        ));
     }
     let net: ipnet::IpNet = if v.contains('/') {
-        v.parse().map_err(|_| invalid(key, quoted(value), format!("is not an address or CIDR range; {exo}")))?
+        v.parse().map_err(|_| {
+            invalid(
+                key,
+                quoted(value),
+                format!("is not an address or CIDR range; {exo}"),
+            )
+        })?
     } else {
         let ip: IpAddr = v
             .parse()
@@ -789,7 +855,11 @@ fn certificate_name(key: &str, value: &str) -> Result<CertificateName, ConfigErr
 impl InboundConnectorConfig {
     fn validate(&self, key: &str) -> Result<InboundConnector, ConfigError> {
         if self.name.trim().is_empty() {
-            return Err(invalid(format!("{key}.name"), quoted(&self.name), "must not be empty"));
+            return Err(invalid(
+                format!("{key}.name"),
+                quoted(&self.name),
+                "must not be empty",
+            ));
         }
         let connector_type = match self.connector_type.as_str() {
             "OnPremises" => ConnectorType::OnPremises,
@@ -804,11 +874,17 @@ impl InboundConnectorConfig {
         };
         let mut sender_ip_addresses = Vec::new();
         for (i, a) in self.sender_ip_addresses.iter().enumerate() {
-            sender_ip_addresses.push(sender_ip_address(&format!("{key}.sender_ip_addresses[{i}]"), a)?);
+            sender_ip_addresses.push(sender_ip_address(
+                &format!("{key}.sender_ip_addresses[{i}]"),
+                a,
+            )?);
         }
         let tls_sender_certificate_name = match &self.tls_sender_certificate_name {
             None => None,
-            Some(n) => Some(certificate_name(&format!("{key}.tls_sender_certificate_name"), n)?),
+            Some(n) => Some(certificate_name(
+                &format!("{key}.tls_sender_certificate_name"),
+                n,
+            )?),
         };
         if connector_type == ConnectorType::OnPremises
             && sender_ip_addresses.is_empty()
@@ -863,19 +939,31 @@ impl UpstreamConfig {
         match self.kind.as_str() {
             "directory" => {
                 let path = self.path.clone().ok_or_else(|| {
-                    invalid("upstream.path", "(missing)", "is required with kind = \"directory\"")
+                    invalid(
+                        "upstream.path",
+                        "(missing)",
+                        "is required with kind = \"directory\"",
+                    )
                 })?;
                 Ok(UpstreamSettings::Directory { path })
             }
             "smtp" => {
                 let address = self.address.clone().ok_or_else(|| {
-                    invalid("upstream.address", "(missing)", "is required with kind = \"smtp\" (host:port)")
+                    invalid(
+                        "upstream.address",
+                        "(missing)",
+                        "is required with kind = \"smtp\" (host:port)",
+                    )
                 })?;
                 let (host, port) = address.rsplit_once(':').ok_or_else(|| {
                     invalid("upstream.address", quoted(&address), "must be host:port")
                 })?;
                 if port.parse::<u16>().is_err() {
-                    return Err(invalid("upstream.address", quoted(&address), "the port is not a number from 0 to 65535"));
+                    return Err(invalid(
+                        "upstream.address",
+                        quoted(&address),
+                        "the port is not a number from 0 to 65535",
+                    ));
                 }
                 let host = host.trim_start_matches('[').trim_end_matches(']');
                 let tls = match self.tls.as_str() {
@@ -891,9 +979,14 @@ impl UpstreamConfig {
                     }
                 };
                 let name = self.tls_server_name.as_deref().unwrap_or(host).to_string();
-                let tls_server_name = rustls_pki_types::ServerName::try_from(name.clone()).map_err(|_| {
-                    invalid("upstream.tls_server_name", quoted(&name), "is not a valid DNS name or IP address")
-                })?;
+                let tls_server_name = rustls_pki_types::ServerName::try_from(name.clone())
+                    .map_err(|_| {
+                        invalid(
+                            "upstream.tls_server_name",
+                            quoted(&name),
+                            "is not a valid DNS name or IP address",
+                        )
+                    })?;
                 match (&self.client_certificate, &self.client_private_key) {
                     (Some(_), None) => {
                         return Err(invalid(
@@ -945,7 +1038,11 @@ impl UpstreamConfig {
                     data_end_timeout: Duration::from_secs(self.data_end_timeout_secs),
                 }))
             }
-            other => Err(invalid("upstream.kind", quoted(other), "must be \"smtp\" or \"directory\"")),
+            other => Err(invalid(
+                "upstream.kind",
+                quoted(other),
+                "must be \"smtp\" or \"directory\"",
+            )),
         }
     }
 }
@@ -982,7 +1079,10 @@ path = "out"
         // Paths in the shipped file are relative to the repository root, which is where
         // cargo runs unit tests.
         let s = config.validate().expect("valid");
-        assert_eq!(s.server.listen, vec!["127.0.0.1:2525".parse::<SocketAddr>().unwrap()]);
+        assert_eq!(
+            s.server.listen,
+            vec!["127.0.0.1:2525".parse::<SocketAddr>().unwrap()]
+        );
         assert!(s.tls.is_some());
         assert_eq!(s.policy.profile, Profile::Exo2023);
         assert_eq!(s.policy.reject_stage, RejectStage::Data);
@@ -995,7 +1095,10 @@ path = "out"
         let e = refused(
             "[[inbound_connectors]]\nname = \"c\"\nconnector_type = \"OnPremises\"\nsender_ip_addresses = [\"2001:db8::/64\"]\n",
         );
-        assert!(e.contains("inbound_connectors[0].sender_ip_addresses[0] = \"2001:db8::/64\""), "{e}");
+        assert!(
+            e.contains("inbound_connectors[0].sender_ip_addresses[0] = \"2001:db8::/64\""),
+            "{e}"
+        );
         assert!(e.contains("IPv6") && e.contains("Exchange Online"), "{e}");
     }
 
@@ -1033,17 +1136,33 @@ path = "out"
             ))
             .map(|s| s.policy.tenant.inbound_connectors[0].tls_sender_certificate_name.clone())
         };
-        assert_eq!(ok("Mail.Contoso.com.").unwrap(), Some(CertificateName::Exact("mail.contoso.com".into())));
-        assert_eq!(ok("*.contoso.com").unwrap(), Some(CertificateName::Wildcard("contoso.com".into())));
-        for bad in ["mail.*.contoso.com", "*contoso.com", "*.*.contoso.com", "contoso..com", "-x.com"] {
+        assert_eq!(
+            ok("Mail.Contoso.com.").unwrap(),
+            Some(CertificateName::Exact("mail.contoso.com".into()))
+        );
+        assert_eq!(
+            ok("*.contoso.com").unwrap(),
+            Some(CertificateName::Wildcard("contoso.com".into()))
+        );
+        for bad in [
+            "mail.*.contoso.com",
+            "*contoso.com",
+            "*.*.contoso.com",
+            "contoso..com",
+            "-x.com",
+        ] {
             assert!(ok(bad).is_err(), "{bad} accepted");
         }
     }
 
     #[test]
     fn match_subdomains_only_with_internal_relay() {
-        let e = refused("[[accepted_domains]]\ndomain = \"contoso.com\"\nmatch_subdomains = true\n");
-        assert!(e.contains("accepted_domains[0].match_subdomains") && e.contains("InternalRelay"), "{e}");
+        let e =
+            refused("[[accepted_domains]]\ndomain = \"contoso.com\"\nmatch_subdomains = true\n");
+        assert!(
+            e.contains("accepted_domains[0].match_subdomains") && e.contains("InternalRelay"),
+            "{e}"
+        );
         check("[[accepted_domains]]\ndomain = \"fabrikam.com\"\ndomain_type = \"InternalRelay\"\nmatch_subdomains = true\n")
             .unwrap();
     }
@@ -1057,13 +1176,23 @@ kind = "smtp"
 address = "127.0.0.1:25"
 client_certificate = "certs/gate.pem"
 "#;
-        let e = Config::parse(text).unwrap().validate().err().unwrap().to_string();
-        assert!(e.contains("upstream.client_certificate") && e.contains("needs its key"), "{e}");
+        let e = Config::parse(text)
+            .unwrap()
+            .validate()
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("upstream.client_certificate") && e.contains("needs its key"),
+            "{e}"
+        );
     }
 
     #[test]
     fn unknown_keys_and_bad_enums_are_refused() {
-        let e = Config::parse(&format!("{BASE}\n[policy]\nprofle = \"exo-2023\"\n")).err().unwrap();
+        let e = Config::parse(&format!("{BASE}\n[policy]\nprofle = \"exo-2023\"\n"))
+            .err()
+            .unwrap();
         assert!(e.contains("profle"), "{e}");
         let e = refused("[policy]\nprofile = \"exo-2019\"\n");
         assert!(e.contains("policy.profile = \"exo-2019\""), "{e}");
@@ -1073,7 +1202,11 @@ client_certificate = "certs/gate.pem"
 
     #[test]
     fn on_premises_connector_needs_an_ip_or_a_certificate_name() {
-        let e = refused("[[inbound_connectors]]\nname = \"empty\"\nconnector_type = \"OnPremises\"\n");
-        assert!(e.contains("needs sender_ip_addresses or tls_sender_certificate_name"), "{e}");
+        let e =
+            refused("[[inbound_connectors]]\nname = \"empty\"\nconnector_type = \"OnPremises\"\n");
+        assert!(
+            e.contains("needs sender_ip_addresses or tls_sender_certificate_name"),
+            "{e}"
+        );
     }
 }

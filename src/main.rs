@@ -7,7 +7,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 #[derive(Parser)]
-#[command(name = "relaygate", version, about = "SMTP gate that applies Exchange Online's relay rules before the cloud does")]
+#[command(
+    name = "relaygate",
+    version,
+    about = "SMTP gate that applies Exchange Online's relay rules before the cloud does"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -66,7 +70,9 @@ async fn reload_on_sighup(path: PathBuf, tx: tokio::sync::watch::Sender<Arc<Sett
                     tracing::info!(config = %path.display(), "configuration reloaded");
                     let _ = tx.send(Arc::new(new));
                 }
-                Err(e) => tracing::error!(config = %path.display(), error = %e, "reload failed, keeping the running configuration"),
+                Err(e) => {
+                    tracing::error!(config = %path.display(), error = %e, "reload failed, keeping the running configuration")
+                }
             }
         }
     }
@@ -83,7 +89,10 @@ fn serve(config: PathBuf) -> ExitCode {
         }
     };
     init_logging(&settings);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("relaygate: cannot start the runtime: {e}");

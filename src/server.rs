@@ -48,7 +48,10 @@ impl Admission {
             if n >= max {
                 return None;
             }
-            match self.active.compare_exchange_weak(n, n + 1, Ordering::AcqRel, Ordering::Relaxed) {
+            match self
+                .active
+                .compare_exchange_weak(n, n + 1, Ordering::AcqRel, Ordering::Relaxed)
+            {
                 Ok(_) => {
                     return Some(Ticket {
                         admission: Arc::clone(self),
@@ -75,7 +78,11 @@ impl Admission {
 impl Drop for Ticket {
     fn drop(&mut self) {
         if let Some(ip) = self.ip {
-            let mut map = self.admission.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+            let mut map = self
+                .admission
+                .per_ip
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
             if let Some(n) = map.get_mut(&ip) {
                 *n -= 1;
                 if *n == 0 {
@@ -90,7 +97,11 @@ impl Drop for Ticket {
 }
 
 /// Run with a fixed configuration (tests, and callers without reload).
-pub async fn run(listeners: Vec<TcpListener>, settings: Arc<Settings>, shutdown: impl Future<Output = ()>) {
+pub async fn run(
+    listeners: Vec<TcpListener>,
+    settings: Arc<Settings>,
+    shutdown: impl Future<Output = ()>,
+) {
     let (_tx, rx) = watch::channel(settings);
     run_reloadable(listeners, rx, shutdown).await
 }
@@ -120,7 +131,11 @@ pub async fn run_reloadable(
     accept_tasks.abort_all();
     let grace = settings.borrow().server.shutdown_grace;
     let active = admission.active.load(Ordering::Acquire);
-    tracing::info!(sessions = active, grace_secs = grace.as_secs(), "shutting down: no new connections");
+    tracing::info!(
+        sessions = active,
+        grace_secs = grace.as_secs(),
+        "shutting down: no new connections"
+    );
     let _ = phase_tx.send(Phase::Draining);
     let drained = tokio::time::timeout(grace, async {
         loop {
@@ -186,9 +201,15 @@ async fn accept_loop(
         };
         // Behind a PROXY header the TCP peer is the load balancer: the per-address limit is
         // applied to the real client once the header has been read.
-        if server.proxy_protocol.is_none() && !admission.enter_ip(&mut ticket, addr.ip(), server.max_connections_per_ip) {
+        if server.proxy_protocol.is_none()
+            && !admission.enter_ip(&mut ticket, addr.ip(), server.max_connections_per_ip)
+        {
             tracing::info!(peer = %addr, "refused: max_connections_per_ip reached");
-            refuse(stream, &server.hostname, "Too many connections from your address");
+            refuse(
+                stream,
+                &server.hostname,
+                "Too many connections from your address",
+            );
             continue;
         }
         let _ = stream.set_nodelay(true);
@@ -218,21 +239,29 @@ async fn serve_connection(
     let server = &settings.server;
     let (peer, early) = match &server.proxy_protocol {
         None => (addr, Vec::new()),
-        Some(trusted) => match proxy::read_header(&mut stream, addr, trusted, server.proxy_header_timeout).await {
-            Ok((client, rest)) => {
-                if !admission.enter_ip(&mut ticket, client.ip(), server.max_connections_per_ip) {
-                    tracing::info!(peer = %client, via = %addr, "refused: max_connections_per_ip reached");
-                    refuse(stream, &server.hostname, "Too many connections from your address");
+        Some(trusted) => {
+            match proxy::read_header(&mut stream, addr, trusted, server.proxy_header_timeout).await
+            {
+                Ok((client, rest)) => {
+                    if !admission.enter_ip(&mut ticket, client.ip(), server.max_connections_per_ip)
+                    {
+                        tracing::info!(peer = %client, via = %addr, "refused: max_connections_per_ip reached");
+                        refuse(
+                            stream,
+                            &server.hostname,
+                            "Too many connections from your address",
+                        );
+                        return;
+                    }
+                    (client, rest)
+                }
+                Err(e) => {
+                    // Closed without a word: whoever sent this is not a load balancer we trust.
+                    tracing::warn!(peer = %addr, error = %e, "PROXY header refused");
                     return;
                 }
-                (client, rest)
             }
-            Err(e) => {
-                // Closed without a word: whoever sent this is not a load balancer we trust.
-                tracing::warn!(peer = %addr, error = %e, "PROXY header refused");
-                return;
-            }
-        },
+        }
     };
     run_session(stream, Peer { addr: peer, early }, settings, phase).await;
     drop(ticket);

@@ -53,7 +53,10 @@ fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
         .collect::<Result<_, _>>()
         .map_err(|e| file_error(path, format!("not valid PEM: {e}")))?;
     if certs.is_empty() {
-        return Err(file_error(path, "contains no certificate (expected PEM \"BEGIN CERTIFICATE\")"));
+        return Err(file_error(
+            path,
+            "contains no certificate (expected PEM \"BEGIN CERTIFICATE\")",
+        ));
     }
     Ok(certs)
 }
@@ -62,11 +65,15 @@ fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
     if !path.exists() {
         return Err(file_error(path, "no such file"));
     }
-    PrivateKeyDer::from_pem_file(path).map_err(|e| file_error(path, format!("contains no usable private key: {e}")))
+    PrivateKeyDer::from_pem_file(path)
+        .map_err(|e| file_error(path, format!("contains no usable private key: {e}")))
 }
 
 /// A certificate and its key, checked to belong together.
-fn certified_key(cert: &Path, key: &Path) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
+fn certified_key(
+    cert: &Path,
+    key: &Path,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
     let chain = load_certs(cert)?;
     let der = load_key(key)?;
     let signing = rustls::crypto::ring::sign::any_supported_type(&der)
@@ -91,7 +98,8 @@ impl ClientTrust {
             let anchor = webpki::anchor_from_trusted_cert(&der)
                 .map_err(|e| file_error(path, format!("not a usable trust anchor: {e}")))?
                 .to_owned();
-            subjects.push(DistinguishedName::from(anchor.subject.as_ref().to_vec()));
+            // webpki keeps the Name without its SEQUENCE header; hints must be whole DER Names.
+            subjects.push(DistinguishedName::in_sequence(anchor.subject.as_ref()));
             anchors.push(anchor);
         }
         Ok(ClientTrust { anchors, subjects })
@@ -227,7 +235,11 @@ pub struct ServerTls {
 impl ServerTls {
     /// `certificate`: PEM chain, leaf first; `private_key`: PEM (PKCS#8, PKCS#1 or SEC1);
     /// `client_ca`: PEM trust anchors for client certificates (absent: none are requested).
-    pub fn load(certificate: &Path, private_key: &Path, client_ca: Option<&Path>) -> Result<ServerTls, TlsError> {
+    pub fn load(
+        certificate: &Path,
+        private_key: &Path,
+        client_ca: Option<&Path>,
+    ) -> Result<ServerTls, TlsError> {
         install_crypto_provider();
         let (chain, key) = certified_key(certificate, private_key)?;
         let trust = client_ca.map(ClientTrust::load).transpose()?;
@@ -293,7 +305,9 @@ impl ServerTls {
 
 fn describe_error(e: &webpki::Error) -> String {
     match e {
-        webpki::Error::UnknownIssuer => "unknown issuer (self-signed, or sent without its intermediates)".into(),
+        webpki::Error::UnknownIssuer => {
+            "unknown issuer (self-signed, or sent without its intermediates)".into()
+        }
         webpki::Error::CertExpired { .. } => "expired".into(),
         webpki::Error::CertNotValidYet { .. } => "not valid yet".into(),
         other => format!("{other:?}"),
@@ -328,7 +342,11 @@ pub fn upstream_client_config(
                 .map_err(|e| file_error(cert, format!("cannot be used: {e}")))?
         }
         (None, None) => builder.with_no_client_auth(),
-        _ => return Err(TlsError::Config("a client certificate needs its key, and a key its certificate".into())),
+        _ => {
+            return Err(TlsError::Config(
+                "a client certificate needs its key, and a key its certificate".into(),
+            ))
+        }
     };
     Ok(Arc::new(config))
 }

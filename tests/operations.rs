@@ -34,7 +34,10 @@ path = "{}"
 "#,
         out.display()
     );
-    Config::parse(&text).expect("parses").validate().expect("valid")
+    Config::parse(&text)
+        .expect("parses")
+        .validate()
+        .expect("valid")
 }
 
 struct Gate {
@@ -49,9 +52,13 @@ async fn start(settings: Settings) -> Gate {
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
     let (settings_tx, rx) = watch::channel(Arc::new(settings));
-    let task = tokio::spawn(relaygate::server::run_reloadable(vec![listener], rx, async {
-        let _ = stopped.await;
-    }));
+    let task = tokio::spawn(relaygate::server::run_reloadable(
+        vec![listener],
+        rx,
+        async {
+            let _ = stopped.await;
+        },
+    ));
     Gate {
         addr,
         stop: Some(stop),
@@ -80,7 +87,10 @@ impl Client {
         let mut all = String::new();
         loop {
             let mut line = String::new();
-            let n = timeout(WAIT, self.reader.read_line(&mut line)).await.expect("reply in time").unwrap_or(0);
+            let n = timeout(WAIT, self.reader.read_line(&mut line))
+                .await
+                .expect("reply in time")
+                .unwrap_or(0);
             if n == 0 {
                 return all;
             }
@@ -105,7 +115,11 @@ impl Client {
 
 fn stored(out: &Path) -> usize {
     std::fs::read_dir(out)
-        .map(|d| d.filter_map(Result::ok).filter(|e| e.path().extension().is_some_and(|x| x == "eml")).count())
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter(|e| e.path().extension().is_some_and(|x| x == "eml"))
+                .count()
+        })
         .unwrap_or(0)
 }
 
@@ -119,7 +133,10 @@ async fn connections_over_max_connections_get_421_at_once() {
     assert!(b.reply().await.starts_with("220 "));
     let mut c = Client::connect(gate.addr).await;
     let r = c.reply().await;
-    assert!(r.starts_with("421 4.7.0 gate.contoso.com Too many connections"), "{r:?}");
+    assert!(
+        r.starts_with("421 4.7.0 gate.contoso.com Too many connections"),
+        "{r:?}"
+    );
     assert_eq!(c.reply().await, "", "the refused connection is closed");
     // A place frees up when a session ends.
     a.cmd("QUIT", "221").await;
@@ -145,7 +162,10 @@ async fn connections_over_max_connections_per_ip_get_421() {
     assert!(a.reply().await.starts_with("220 "));
     let mut b = Client::connect(gate.addr).await;
     let r = b.reply().await;
-    assert!(r.starts_with("421 4.7.0 gate.contoso.com Too many connections from your address"), "{r:?}");
+    assert!(
+        r.starts_with("421 4.7.0 gate.contoso.com Too many connections from your address"),
+        "{r:?}"
+    );
     a.cmd("EHLO client.example", "250").await;
 }
 
@@ -159,7 +179,8 @@ async fn shutdown_lets_a_transaction_in_flight_finish_and_turns_idle_sessions_aw
     .await;
     // Busy: in the middle of DATA when the shutdown starts.
     let mut busy = Client::connect(gate.addr).await;
-    busy.send(b"PROXY TCP4 203.0.113.10 192.0.2.1 40000 25\r\n").await;
+    busy.send(b"PROXY TCP4 203.0.113.10 192.0.2.1 40000 25\r\n")
+        .await;
     busy.reply().await;
     busy.cmd("EHLO app.contoso.com", "250").await;
     busy.cmd("MAIL FROM:<app@contoso.com>", "250").await;
@@ -168,13 +189,17 @@ async fn shutdown_lets_a_transaction_in_flight_finish_and_turns_idle_sessions_aw
     busy.send(b"Subject: in flight\r\n\r\nfirst half\r\n").await;
     // Idle: between transactions.
     let mut idle = Client::connect(gate.addr).await;
-    idle.send(b"PROXY TCP4 203.0.113.11 192.0.2.1 40001 25\r\n").await;
+    idle.send(b"PROXY TCP4 203.0.113.11 192.0.2.1 40001 25\r\n")
+        .await;
     idle.reply().await;
     idle.cmd("EHLO idle.contoso.com", "250").await;
 
     gate.stop.take().unwrap().send(()).unwrap();
     let r = idle.reply().await;
-    assert!(r.starts_with("421 4.3.2 gate.contoso.com Service shutting down"), "{r:?}");
+    assert!(
+        r.starts_with("421 4.3.2 gate.contoso.com Service shutting down"),
+        "{r:?}"
+    );
 
     // No new connections once shutdown has begun.
     let mut refused = false;
@@ -191,20 +216,31 @@ async fn shutdown_lets_a_transaction_in_flight_finish_and_turns_idle_sessions_aw
 
     busy.send(b"second half\r\n.\r\n").await;
     let r = busy.reply().await;
-    assert!(r.starts_with("250 2.6.0"), "the transaction in flight must complete: {r:?}");
+    assert!(
+        r.starts_with("250 2.6.0"),
+        "the transaction in flight must complete: {r:?}"
+    );
     assert_eq!(stored(out.path()), 1);
     busy.send(b"MAIL FROM:<app@contoso.com>\r\n").await;
     let r = busy.reply().await;
     assert!(r.starts_with("421 4.3.2"), "{r:?}");
-    timeout(WAIT, gate.task).await.expect("run returns once sessions are done").unwrap();
+    timeout(WAIT, gate.task)
+        .await
+        .expect("run returns once sessions are done")
+        .unwrap();
 }
 
 #[tokio::test]
 async fn after_the_grace_period_an_unfinished_message_is_dropped_not_delivered() {
     let out = tempfile::tempdir().unwrap();
-    let mut gate = start(settings(out.path(), "shutdown_grace_secs = 1\nproxy_protocol = true")).await;
+    let mut gate = start(settings(
+        out.path(),
+        "shutdown_grace_secs = 1\nproxy_protocol = true",
+    ))
+    .await;
     let mut c = Client::connect(gate.addr).await;
-    c.send(b"PROXY TCP4 203.0.113.10 192.0.2.1 40000 25\r\n").await;
+    c.send(b"PROXY TCP4 203.0.113.10 192.0.2.1 40000 25\r\n")
+        .await;
     c.reply().await;
     c.cmd("EHLO app.contoso.com", "250").await;
     c.cmd("MAIL FROM:<app@contoso.com>", "250").await;
@@ -212,11 +248,19 @@ async fn after_the_grace_period_an_unfinished_message_is_dropped_not_delivered()
     c.cmd("DATA", "354").await;
     c.send(b"Subject: never finished\r\n\r\nhalf\r\n").await;
     gate.stop.take().unwrap().send(()).unwrap();
-    timeout(WAIT, gate.task).await.expect("run returns after the grace period").unwrap();
+    timeout(WAIT, gate.task)
+        .await
+        .expect("run returns after the grace period")
+        .unwrap();
     let r = c.reply().await;
-    assert!(!r.contains("250"), "no 250 for an unfinished message: {r:?}");
+    assert!(
+        !r.contains("250"),
+        "no 250 for an unfinished message: {r:?}"
+    );
     assert_eq!(stored(out.path()), 0);
-    let leftovers = std::fs::read_dir(out.path().join(".tmp")).map(|d| d.count()).unwrap_or(0);
+    let leftovers = std::fs::read_dir(out.path().join(".tmp"))
+        .map(|d| d.count())
+        .unwrap_or(0);
     assert_eq!(leftovers, 0, "the temporary file is removed");
 }
 
@@ -226,7 +270,8 @@ async fn proxy_header_address_is_the_peer_the_policy_sees() {
     let gate = start(settings(out.path(), "proxy_protocol = true")).await;
     // 127.0.0.1 is in no connector; the PROXY header says 203.0.113.10, which is.
     let mut c = Client::connect(gate.addr).await;
-    c.send(b"PROXY TCP4 203.0.113.10 192.0.2.1 40000 25\r\n").await;
+    c.send(b"PROXY TCP4 203.0.113.10 192.0.2.1 40000 25\r\n")
+        .await;
     assert!(c.reply().await.starts_with("220 "));
     let r = c.cmd("EHLO app.contoso.com", "250").await;
     assert!(r.contains("Hello [203.0.113.10]"), "{r:?}");
@@ -242,7 +287,10 @@ async fn proxy_header_address_is_the_peer_the_policy_sees() {
         .find(|e| e.path().extension().is_some_and(|x| x == "eml"))
         .unwrap();
     let text = std::fs::read_to_string(eml.path()).unwrap();
-    assert!(text.contains("([203.0.113.10])"), "Received: names the real client: {text}");
+    assert!(
+        text.contains("([203.0.113.10])"),
+        "Received: names the real client: {text}"
+    );
 }
 
 #[tokio::test]
@@ -250,7 +298,9 @@ async fn proxy_v2_header_is_understood() {
     let out = tempfile::tempdir().unwrap();
     let gate = start(settings(out.path(), "proxy_protocol = true")).await;
     let mut h = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
-    h.extend_from_slice(&[0x21, 0x11, 0, 12, 203, 0, 113, 10, 192, 0, 2, 1, 0x9c, 0x40, 0, 25]);
+    h.extend_from_slice(&[
+        0x21, 0x11, 0, 12, 203, 0, 113, 10, 192, 0, 2, 1, 0x9c, 0x40, 0, 25,
+    ]);
     let mut c = Client::connect(gate.addr).await;
     c.send(&h).await;
     assert!(c.reply().await.starts_with("220 "));
@@ -261,7 +311,11 @@ async fn proxy_v2_header_is_understood() {
 #[tokio::test]
 async fn missing_malformed_or_untrusted_proxy_headers_close_the_connection() {
     let out = tempfile::tempdir().unwrap();
-    let gate = start(settings(out.path(), "proxy_protocol = true\nproxy_header_timeout_secs = 1")).await;
+    let gate = start(settings(
+        out.path(),
+        "proxy_protocol = true\nproxy_header_timeout_secs = 1",
+    ))
+    .await;
     // No header: the gate waits (no banner), then closes.
     let mut silent = Client::connect(gate.addr).await;
     assert_eq!(silent.reply().await, "", "no banner without a PROXY header");
@@ -276,8 +330,13 @@ async fn missing_malformed_or_untrusted_proxy_headers_close_the_connection() {
     ))
     .await;
     let mut c = Client::connect(untrusted.addr).await;
-    c.send(b"PROXY TCP4 203.0.113.10 192.0.2.1 40000 25\r\n").await;
-    assert_eq!(c.reply().await, "", "a PROXY header from an untrusted peer is not believed");
+    c.send(b"PROXY TCP4 203.0.113.10 192.0.2.1 40000 25\r\n")
+        .await;
+    assert_eq!(
+        c.reply().await,
+        "",
+        "a PROXY header from an untrusted peer is not believed"
+    );
 }
 
 #[tokio::test]
@@ -297,5 +356,8 @@ async fn reload_changes_new_sessions_and_keeps_running_ones() {
     let mut fresh = Client::connect(gate.addr).await;
     assert!(fresh.reply().await.starts_with("220 gate2.contoso.com "));
     let r = old.cmd("EHLO client.example", "250").await;
-    assert!(r.starts_with("250-gate.contoso.com "), "a running session keeps its configuration: {r:?}");
+    assert!(
+        r.starts_with("250-gate.contoso.com "),
+        "a running session keeps its configuration: {r:?}"
+    );
 }

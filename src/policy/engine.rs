@@ -1,8 +1,8 @@
 //! The decision itself: is relay authorised (conditions 1 and 2), and what does each recipient get.
 
 use super::{
-    AcceptedDomain, CertificateName, ConnectorType, DomainType, InboundConnector, Profile, ReversePath, SenderDomain,
-    SessionFacts, Tenant,
+    AcceptedDomain, CertificateName, ConnectorType, DomainType, InboundConnector, Profile,
+    ReversePath, SenderDomain, SessionFacts, Tenant,
 };
 use std::net::IpAddr;
 
@@ -22,7 +22,10 @@ pub enum HeaderSender<'a> {
 pub enum Condition1 {
     /// 1a: a certificate connector matched and its `TlsSenderCertificateName` (without `*.`)
     /// is an accepted domain.
-    CertificateDomain { connector: String, accepted_domain: String },
+    CertificateDomain {
+        connector: String,
+        accepted_domain: String,
+    },
     /// 1b: the P1 domain is an accepted domain.
     EnvelopeSender { domain: String },
     /// 1c (`exo-legacy` only): the P2 domain is an accepted domain.
@@ -49,9 +52,14 @@ pub enum RelayDenial {
 /// The answer to "may this transaction relay?".
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RelayDecision {
-    Authorized { condition1: Condition1, condition2: Condition2 },
+    Authorized {
+        condition1: Condition1,
+        condition2: Condition2,
+    },
     /// `exo-legacy` before the header block: condition 2 holds, 1a and 1b do not, 1c may.
-    AwaitingHeaderSender { condition2: Condition2 },
+    AwaitingHeaderSender {
+        condition2: Condition2,
+    },
     Denied(RelayDenial),
 }
 
@@ -113,12 +121,15 @@ impl Tenant {
 
     fn is_other_tenant_domain(&self, domain: &str) -> bool {
         let d = normalise(domain);
-        self.other_tenant_domains.iter().any(|o| *o == d)
+        self.other_tenant_domains.contains(&d)
     }
 }
 
 fn is_subdomain_or_equal(name: &str, base: &str) -> bool {
-    name == base || (name.len() > base.len() && name.ends_with(base) && name.as_bytes()[name.len() - base.len() - 1] == b'.')
+    name == base
+        || (name.len() > base.len()
+            && name.ends_with(base)
+            && name.as_bytes()[name.len() - base.len() - 1] == b'.')
 }
 
 impl CertificateName {
@@ -128,9 +139,9 @@ impl CertificateName {
         match self {
             // A wildcard certificate matches only a connector that is literally the same wildcard.
             CertificateName::Exact(e) => n == *e,
-            CertificateName::Wildcard(base) => {
-                n.strip_prefix("*.").map_or_else(|| is_subdomain_or_equal(&n, base), |rest| rest == base)
-            }
+            CertificateName::Wildcard(base) => n
+                .strip_prefix("*.")
+                .map_or_else(|| is_subdomain_or_equal(&n, base), |rest| rest == base),
         }
     }
 
@@ -172,7 +183,9 @@ impl InboundConnector {
             (SenderDomain::Any, _) => true,
             (_, ReversePath::Null) => false,
             (SenderDomain::Exact(d), ReversePath::Domain(p1)) => normalise(p1) == *d,
-            (SenderDomain::WithSubdomains(d), ReversePath::Domain(p1)) => is_subdomain_or_equal(&normalise(p1), d),
+            (SenderDomain::WithSubdomains(d), ReversePath::Domain(p1)) => {
+                is_subdomain_or_equal(&normalise(p1), d)
+            }
         })
     }
 }
@@ -200,7 +213,8 @@ impl Condition2 {
     /// The connector that matched.
     pub fn connector(&self) -> &str {
         match self {
-            Condition2::SenderIpAddress { connector } | Condition2::TlsSenderCertificate { connector } => connector,
+            Condition2::SenderIpAddress { connector }
+            | Condition2::TlsSenderCertificate { connector } => connector,
         }
     }
 }
@@ -231,8 +245,13 @@ pub fn authorize_relay(
                 .is_some_and(|n| tenant.accepted_domain(n.domain()).is_some())
     });
     let condition1 = if let Some(c) = by_certificate {
-        let name = c.tls_sender_certificate_name.as_ref().expect("matched by certificate");
-        let accepted = tenant.accepted_domain(name.domain()).expect("checked above");
+        let name = c
+            .tls_sender_certificate_name
+            .as_ref()
+            .expect("matched by certificate");
+        let accepted = tenant
+            .accepted_domain(name.domain())
+            .expect("checked above");
         Some(Condition1::CertificateDomain {
             connector: c.name.clone(),
             accepted_domain: accepted.domain.clone(),
@@ -240,25 +259,37 @@ pub fn authorize_relay(
     } else if let ReversePath::Domain(p1) = reverse_path {
         tenant
             .accepted_domain(p1)
-            .map(|_| Condition1::EnvelopeSender { domain: normalise(p1) })
+            .map(|_| Condition1::EnvelopeSender {
+                domain: normalise(p1),
+            })
     } else {
         None
     };
     let condition1 = condition1.or_else(|| match (profile, header_sender) {
-        (Profile::ExoLegacy, HeaderSender::Domain(p2)) => tenant
-            .accepted_domain(p2)
-            .map(|_| Condition1::HeaderSender { domain: normalise(p2) }),
+        (Profile::ExoLegacy, HeaderSender::Domain(p2)) => {
+            tenant
+                .accepted_domain(p2)
+                .map(|_| Condition1::HeaderSender {
+                    domain: normalise(p2),
+                })
+        }
         _ => None,
     });
 
     // 2: the peer IP or the certificate matched an enabled OnPremises connector.
     let condition2 = match by_certificate {
-        Some(c) => Some(Condition2::TlsSenderCertificate { connector: c.name.clone() }),
+        Some(c) => Some(Condition2::TlsSenderCertificate {
+            connector: c.name.clone(),
+        }),
         None => on_premises().find_map(|c| {
             if c.matches_ip(session.peer_ip) {
-                Some(Condition2::SenderIpAddress { connector: c.name.clone() })
+                Some(Condition2::SenderIpAddress {
+                    connector: c.name.clone(),
+                })
             } else if c.matches_certificate(session.certificate_names) {
-                Some(Condition2::TlsSenderCertificate { connector: c.name.clone() })
+                Some(Condition2::TlsSenderCertificate {
+                    connector: c.name.clone(),
+                })
             } else {
                 None
             }
@@ -267,7 +298,10 @@ pub fn authorize_relay(
 
     match (condition1, condition2) {
         (_, None) => RelayDecision::Denied(RelayDenial::NoOnPremisesConnector),
-        (Some(condition1), Some(condition2)) => RelayDecision::Authorized { condition1, condition2 },
+        (Some(condition1), Some(condition2)) => RelayDecision::Authorized {
+            condition1,
+            condition2,
+        },
         (None, Some(condition2)) => {
             if profile == Profile::ExoLegacy && header_sender == HeaderSender::NotYetKnown {
                 RelayDecision::AwaitingHeaderSender { condition2 }
@@ -298,10 +332,13 @@ pub fn judge_recipient(
                 && c.connector_type == ConnectorType::Partner
                 && c.covers_sender(reverse_path)
                 && ((c.restrict_domains_to_ip_addresses && !c.matches_ip(session.peer_ip))
-                    || (c.restrict_domains_to_certificate && !c.matches_certificate(session.certificate_names)))
+                    || (c.restrict_domains_to_certificate
+                        && !c.matches_certificate(session.certificate_names)))
         });
         if let Some(c) = restricted {
-            return RecipientVerdict::Reject(Rejection::PartnerConnectorRestriction { connector: c.name.clone() });
+            return RecipientVerdict::Reject(Rejection::PartnerConnectorRestriction {
+                connector: c.name.clone(),
+            });
         }
         if tenant.reject_direct_send {
             if let ReversePath::Domain(p1) = reverse_path {
@@ -324,11 +361,15 @@ pub fn judge_recipient(
         });
     }
     if !domain.is_empty() && tenant.is_other_tenant_domain(domain) {
-        return RecipientVerdict::Accept(AcceptReason::OtherTenant { domain: normalise(domain) });
+        return RecipientVerdict::Accept(AcceptReason::OtherTenant {
+            domain: normalise(domain),
+        });
     }
     match relay {
         RelayDecision::AwaitingHeaderSender { .. } => RecipientVerdict::AwaitingHeaderSender,
-        RelayDecision::Denied(d) => RecipientVerdict::Reject(Rejection::RelayAccessDenied(d.clone())),
+        RelayDecision::Denied(d) => {
+            RecipientVerdict::Reject(Rejection::RelayAccessDenied(d.clone()))
+        }
         RelayDecision::Authorized { .. } => RecipientVerdict::Accept(AcceptReason::Originating),
     }
 }

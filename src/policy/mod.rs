@@ -10,7 +10,7 @@ mod tenant;
 
 pub use engine::{
     authorize_relay, judge_recipient, AcceptReason, Condition1, Condition2, HeaderSender,
-    RecipientVerdict, RelayDecision, RelayDenial, Rejection,
+    RecipientVerdict, Rejection, RelayDecision, RelayDenial,
 };
 pub use tenant::{
     AcceptedDomain, CertificateName, ConnectorType, DomainType, InboundConnector, SenderDomain,

@@ -35,7 +35,11 @@ fn baseline() -> Tenant {
         ],
         inbound_connectors: vec![
             on_premises("C-IP", &["203.0.113.0/24"], None),
-            on_premises("C-CERT", &[], Some(CertificateName::Wildcard("contoso.com".into()))),
+            on_premises(
+                "C-CERT",
+                &[],
+                Some(CertificateName::Wildcard("contoso.com".into())),
+            ),
         ],
         other_tenant_domains: vec![],
         reject_direct_send: false,
@@ -51,7 +55,15 @@ fn p1(s: &str) -> ReversePath<'_> {
 }
 
 /// The final verdict for one recipient once the header is known, as the session computes it.
-fn verdict(tenant: &Tenant, profile: Profile, peer: &str, certs: &[&str], mail_from: &str, from: &str, rcpt: &str) -> (RelayDecision, RecipientVerdict) {
+fn verdict(
+    tenant: &Tenant,
+    profile: Profile,
+    peer: &str,
+    certs: &[&str],
+    mail_from: &str,
+    from: &str,
+    rcpt: &str,
+) -> (RelayDecision, RecipientVerdict) {
     let names: Vec<String> = certs.iter().map(|s| s.to_string()).collect();
     let facts = SessionFacts {
         peer_ip: peer.parse().unwrap(),
@@ -82,17 +94,82 @@ fn worked_examples_of_the_rules_document() {
         Refused5764,
     }
     use Want::*;
-    // peer, trusted certificate names, P1, P2, rcpt, exo-2023, exo-legacy
-    let rows: &[(&str, &[&str], &str, &str, &str, Want, Want)] = &[
-        ("203.0.113.10", &[], "app@contoso.com", "app@contoso.com", EXT, Relayed, Relayed),
-        ("203.0.113.10", &[], "app@example.net", "app@contoso.com", EXT, Refused5764, Relayed),
-        ("203.0.113.10", &[], "", "postmaster@contoso.com", EXT, Refused5764, Relayed),
-        ("203.0.113.10", &[], "app@example.net", "anything@example.com", "alice@contoso.com", Inbound, Inbound),
-        ("198.51.100.7", &[], "app@contoso.com", "anything@example.com", EXT, Refused5764, Refused5764),
-        ("198.51.100.7", &["mail.contoso.com"], "", "anything@example.com", EXT, Relayed, Relayed),
+    /// peer, trusted certificate names, P1, P2, rcpt, exo-2023, exo-legacy
+    type Row<'a> = (&'a str, &'a [&'a str], &'a str, &'a str, &'a str, Want, Want);
+    let rows: &[Row] = &[
+        (
+            "203.0.113.10",
+            &[],
+            "app@contoso.com",
+            "app@contoso.com",
+            EXT,
+            Relayed,
+            Relayed,
+        ),
+        (
+            "203.0.113.10",
+            &[],
+            "app@example.net",
+            "app@contoso.com",
+            EXT,
+            Refused5764,
+            Relayed,
+        ),
+        (
+            "203.0.113.10",
+            &[],
+            "",
+            "postmaster@contoso.com",
+            EXT,
+            Refused5764,
+            Relayed,
+        ),
+        (
+            "203.0.113.10",
+            &[],
+            "app@example.net",
+            "anything@example.com",
+            "alice@contoso.com",
+            Inbound,
+            Inbound,
+        ),
+        (
+            "198.51.100.7",
+            &[],
+            "app@contoso.com",
+            "anything@example.com",
+            EXT,
+            Refused5764,
+            Refused5764,
+        ),
+        (
+            "198.51.100.7",
+            &["mail.contoso.com"],
+            "",
+            "anything@example.com",
+            EXT,
+            Relayed,
+            Relayed,
+        ),
         // A self-signed certificate is no identity: the session passes no names.
-        ("198.51.100.7", &[], "", "anything@example.com", EXT, Refused5764, Refused5764),
-        ("203.0.113.10", &[], "user@sales.fabrikam.com", "anything@example.com", EXT, Relayed, Relayed),
+        (
+            "198.51.100.7",
+            &[],
+            "",
+            "anything@example.com",
+            EXT,
+            Refused5764,
+            Refused5764,
+        ),
+        (
+            "203.0.113.10",
+            &[],
+            "user@sales.fabrikam.com",
+            "anything@example.com",
+            EXT,
+            Relayed,
+            Relayed,
+        ),
     ];
     let tenant = baseline();
     for (i, (peer, certs, mail_from, from, rcpt, exo2023, legacy)) in rows.iter().enumerate() {
@@ -112,59 +189,151 @@ fn worked_examples_of_the_rules_document() {
 #[test]
 fn worked_examples_name_the_branch_that_decided() {
     let t = baseline();
-    let (relay, _) = verdict(&t, Profile::Exo2023, "203.0.113.10", &[], "app@contoso.com", "", EXT);
+    let (relay, _) = verdict(
+        &t,
+        Profile::Exo2023,
+        "203.0.113.10",
+        &[],
+        "app@contoso.com",
+        "",
+        EXT,
+    );
     assert_eq!(
         relay,
         RelayDecision::Authorized {
-            condition1: Condition1::EnvelopeSender { domain: "contoso.com".into() },
-            condition2: Condition2::SenderIpAddress { connector: "C-IP".into() },
+            condition1: Condition1::EnvelopeSender {
+                domain: "contoso.com".into()
+            },
+            condition2: Condition2::SenderIpAddress {
+                connector: "C-IP".into()
+            },
         }
     );
-    let (relay, _) = verdict(&t, Profile::Exo2023, "198.51.100.7", &["mail.contoso.com"], "", "", EXT);
+    let (relay, _) = verdict(
+        &t,
+        Profile::Exo2023,
+        "198.51.100.7",
+        &["mail.contoso.com"],
+        "",
+        "",
+        EXT,
+    );
     assert_eq!(
         relay,
         RelayDecision::Authorized {
-            condition1: Condition1::CertificateDomain { connector: "C-CERT".into(), accepted_domain: "contoso.com".into() },
-            condition2: Condition2::TlsSenderCertificate { connector: "C-CERT".into() },
+            condition1: Condition1::CertificateDomain {
+                connector: "C-CERT".into(),
+                accepted_domain: "contoso.com".into()
+            },
+            condition2: Condition2::TlsSenderCertificate {
+                connector: "C-CERT".into()
+            },
         }
     );
-    let (relay, _) = verdict(&t, Profile::ExoLegacy, "203.0.113.10", &[], "", "postmaster@contoso.com", EXT);
+    let (relay, _) = verdict(
+        &t,
+        Profile::ExoLegacy,
+        "203.0.113.10",
+        &[],
+        "",
+        "postmaster@contoso.com",
+        EXT,
+    );
     match relay {
-        RelayDecision::Authorized { condition1, condition2 } => {
+        RelayDecision::Authorized {
+            condition1,
+            condition2,
+        } => {
             assert_eq!(condition1.branch(), "1c");
-            assert_eq!((condition2.branch(), condition2.connector()), ("ip", "C-IP"));
+            assert_eq!(
+                (condition2.branch(), condition2.connector()),
+                ("ip", "C-IP")
+            );
         }
         other => panic!("{other:?}"),
     }
-    let (relay, _) = verdict(&t, Profile::Exo2023, "198.51.100.7", &[], "app@contoso.com", "", EXT);
-    assert_eq!(relay, RelayDecision::Denied(RelayDenial::NoOnPremisesConnector));
-    let (relay, _) = verdict(&t, Profile::Exo2023, "203.0.113.10", &[], "app@example.net", "", EXT);
+    let (relay, _) = verdict(
+        &t,
+        Profile::Exo2023,
+        "198.51.100.7",
+        &[],
+        "app@contoso.com",
+        "",
+        EXT,
+    );
+    assert_eq!(
+        relay,
+        RelayDecision::Denied(RelayDenial::NoOnPremisesConnector)
+    );
+    let (relay, _) = verdict(
+        &t,
+        Profile::Exo2023,
+        "203.0.113.10",
+        &[],
+        "app@example.net",
+        "",
+        EXT,
+    );
     assert_eq!(
         relay,
         RelayDecision::Denied(RelayDenial::SenderNotAttributed {
-            condition2: Condition2::SenderIpAddress { connector: "C-IP".into() }
+            condition2: Condition2::SenderIpAddress {
+                connector: "C-IP".into()
+            }
         })
     );
 }
 
 #[test]
 fn null_sender_over_ip_connector_is_refused() {
-    let (_, v) = verdict(&baseline(), Profile::Exo2023, "203.0.113.10", &[], "", "postmaster@contoso.com", EXT);
+    let (_, v) = verdict(
+        &baseline(),
+        Profile::Exo2023,
+        "203.0.113.10",
+        &[],
+        "",
+        "postmaster@contoso.com",
+        EXT,
+    );
     assert!(relay_denied(&v));
 }
 
 #[test]
 fn header_from_does_not_count_since_november_2023() {
-    let (_, v) = verdict(&baseline(), Profile::Exo2023, "203.0.113.10", &[], "app@example.net", "ceo@contoso.com", EXT);
+    let (_, v) = verdict(
+        &baseline(),
+        Profile::Exo2023,
+        "203.0.113.10",
+        &[],
+        "app@example.net",
+        "ceo@contoso.com",
+        EXT,
+    );
     assert!(relay_denied(&v));
 }
 
 #[test]
 fn subdomain_of_authoritative_domain_is_not_accepted() {
-    let (_, v) = verdict(&baseline(), Profile::Exo2023, "203.0.113.10", &[], "app@sales.contoso.com", "", EXT);
+    let (_, v) = verdict(
+        &baseline(),
+        Profile::Exo2023,
+        "203.0.113.10",
+        &[],
+        "app@sales.contoso.com",
+        "",
+        EXT,
+    );
     assert!(relay_denied(&v));
     // Nor is it an accepted recipient domain.
-    let (_, v) = verdict(&baseline(), Profile::Exo2023, "198.51.100.7", &[], "x@example.net", "", "a@sales.contoso.com");
+    let (_, v) = verdict(
+        &baseline(),
+        Profile::Exo2023,
+        "198.51.100.7",
+        &[],
+        "x@example.net",
+        "",
+        "a@sales.contoso.com",
+    );
     assert!(relay_denied(&v));
 }
 
@@ -179,10 +348,29 @@ fn match_subdomains_covers_any_depth_but_not_lookalikes() {
 
 #[test]
 fn domains_compare_without_case_and_trailing_dot() {
-    let (_, v) = verdict(&baseline(), Profile::Exo2023, "203.0.113.10", &[], "App@CONTOSO.com.", "", EXT);
+    let (_, v) = verdict(
+        &baseline(),
+        Profile::Exo2023,
+        "203.0.113.10",
+        &[],
+        "App@CONTOSO.com.",
+        "",
+        EXT,
+    );
     assert_eq!(v, RecipientVerdict::Accept(AcceptReason::Originating));
-    let (_, v) = verdict(&baseline(), Profile::Exo2023, "198.51.100.7", &[], "x@example.net", "", "Alice@Contoso.COM.");
-    assert!(matches!(v, RecipientVerdict::Accept(AcceptReason::Inbound { .. })));
+    let (_, v) = verdict(
+        &baseline(),
+        Profile::Exo2023,
+        "198.51.100.7",
+        &[],
+        "x@example.net",
+        "",
+        "Alice@Contoso.COM.",
+    );
+    assert!(matches!(
+        v,
+        RecipientVerdict::Accept(AcceptReason::Inbound { .. })
+    ));
 }
 
 #[test]
@@ -191,8 +379,19 @@ fn disabled_connector_matches_nothing() {
     for c in &mut t.inbound_connectors {
         c.enabled = false;
     }
-    let (relay, _) = verdict(&t, Profile::Exo2023, "203.0.113.10", &["mail.contoso.com"], "app@contoso.com", "", EXT);
-    assert_eq!(relay, RelayDecision::Denied(RelayDenial::NoOnPremisesConnector));
+    let (relay, _) = verdict(
+        &t,
+        Profile::Exo2023,
+        "203.0.113.10",
+        &["mail.contoso.com"],
+        "app@contoso.com",
+        "",
+        EXT,
+    );
+    assert_eq!(
+        relay,
+        RelayDecision::Denied(RelayDenial::NoOnPremisesConnector)
+    );
 }
 
 #[test]
@@ -201,8 +400,19 @@ fn partner_connector_never_authorises_relay() {
     for c in &mut t.inbound_connectors {
         c.connector_type = ConnectorType::Partner;
     }
-    let (relay, v) = verdict(&t, Profile::Exo2023, "203.0.113.10", &["mail.contoso.com"], "app@contoso.com", "", EXT);
-    assert_eq!(relay, RelayDecision::Denied(RelayDenial::NoOnPremisesConnector));
+    let (relay, v) = verdict(
+        &t,
+        Profile::Exo2023,
+        "203.0.113.10",
+        &["mail.contoso.com"],
+        "app@contoso.com",
+        "",
+        EXT,
+    );
+    assert_eq!(
+        relay,
+        RelayDecision::Denied(RelayDenial::NoOnPremisesConnector)
+    );
     assert!(relay_denied(&v));
 }
 
@@ -215,8 +425,20 @@ fn wildcard_connector_matches_bare_and_deep_names() {
     assert!(!w.matches("contoso.com.example.net"));
     assert!(!w.matches("notcontoso.com"));
     for name in ["contoso.com", "a.b.contoso.com"] {
-        let (_, v) = verdict(&baseline(), Profile::Exo2023, "198.51.100.7", &[name], "", "", EXT);
-        assert_eq!(v, RecipientVerdict::Accept(AcceptReason::Originating), "{name}");
+        let (_, v) = verdict(
+            &baseline(),
+            Profile::Exo2023,
+            "198.51.100.7",
+            &[name],
+            "",
+            "",
+            EXT,
+        );
+        assert_eq!(
+            v,
+            RecipientVerdict::Accept(AcceptReason::Originating),
+            "{name}"
+        );
     }
 }
 
@@ -230,27 +452,68 @@ fn wildcard_certificate_matches_only_literal_wildcard_connector() {
 #[test]
 fn exact_certificate_connector_needs_its_own_name_accepted() {
     let mut t = baseline();
-    t.inbound_connectors[1].tls_sender_certificate_name = Some(CertificateName::Exact("mail.contoso.com".into()));
-    let (relay, v) = verdict(&t, Profile::Exo2023, "198.51.100.7", &["mail.contoso.com"], "", "", EXT);
+    t.inbound_connectors[1].tls_sender_certificate_name =
+        Some(CertificateName::Exact("mail.contoso.com".into()));
+    let (relay, v) = verdict(
+        &t,
+        Profile::Exo2023,
+        "198.51.100.7",
+        &["mail.contoso.com"],
+        "",
+        "",
+        EXT,
+    );
     // Condition 2 holds by certificate; 1a does not, because mail.contoso.com is not accepted.
     assert_eq!(
         relay,
         RelayDecision::Denied(RelayDenial::SenderNotAttributed {
-            condition2: Condition2::TlsSenderCertificate { connector: "C-CERT".into() }
+            condition2: Condition2::TlsSenderCertificate {
+                connector: "C-CERT".into()
+            }
         })
     );
     assert!(relay_denied(&v));
-    t.accepted_domains.push(accepted("mail.contoso.com", DomainType::Authoritative, false));
-    let (_, v) = verdict(&t, Profile::Exo2023, "198.51.100.7", &["mail.contoso.com"], "", "", EXT);
+    t.accepted_domains.push(accepted(
+        "mail.contoso.com",
+        DomainType::Authoritative,
+        false,
+    ));
+    let (_, v) = verdict(
+        &t,
+        Profile::Exo2023,
+        "198.51.100.7",
+        &["mail.contoso.com"],
+        "",
+        "",
+        EXT,
+    );
     assert_eq!(v, RecipientVerdict::Accept(AcceptReason::Originating));
 }
 
 #[test]
 fn certificate_connector_with_accepted_p1_relays_by_1b() {
     let mut t = baseline();
-    t.inbound_connectors[1].tls_sender_certificate_name = Some(CertificateName::Exact("mail.contoso.com".into()));
-    let (relay, _) = verdict(&t, Profile::Exo2023, "198.51.100.7", &["mail.contoso.com"], "app@contoso.com", "", EXT);
-    assert!(matches!(relay, RelayDecision::Authorized { condition1: Condition1::EnvelopeSender { .. }, .. }), "{relay:?}");
+    t.inbound_connectors[1].tls_sender_certificate_name =
+        Some(CertificateName::Exact("mail.contoso.com".into()));
+    let (relay, _) = verdict(
+        &t,
+        Profile::Exo2023,
+        "198.51.100.7",
+        &["mail.contoso.com"],
+        "app@contoso.com",
+        "",
+        EXT,
+    );
+    assert!(
+        matches!(
+            relay,
+            RelayDecision::Authorized {
+                condition1: Condition1::EnvelopeSender { .. },
+                ..
+            }
+        ),
+        "{relay:?}"
+    );
 }
 
 #[test]
@@ -260,33 +523,76 @@ fn legacy_profile_awaits_header_sender() {
         peer_ip: "203.0.113.10".parse().unwrap(),
         certificate_names: &[],
     };
-    let relay = authorize_relay(&t, Profile::ExoLegacy, &facts, ReversePath::Null, HeaderSender::NotYetKnown);
-    assert_eq!(relay, RelayDecision::AwaitingHeaderSender { condition2: Condition2::SenderIpAddress { connector: "C-IP".into() } });
-    assert_eq!(judge_recipient(&t, &facts, ReversePath::Null, &relay, EXT), RecipientVerdict::AwaitingHeaderSender);
+    let relay = authorize_relay(
+        &t,
+        Profile::ExoLegacy,
+        &facts,
+        ReversePath::Null,
+        HeaderSender::NotYetKnown,
+    );
+    assert_eq!(
+        relay,
+        RelayDecision::AwaitingHeaderSender {
+            condition2: Condition2::SenderIpAddress {
+                connector: "C-IP".into()
+            }
+        }
+    );
+    assert_eq!(
+        judge_recipient(&t, &facts, ReversePath::Null, &relay, EXT),
+        RecipientVerdict::AwaitingHeaderSender
+    );
     // Inbound recipients need no header.
     assert!(matches!(
         judge_recipient(&t, &facts, ReversePath::Null, &relay, "alice@contoso.com"),
         RecipientVerdict::Accept(AcceptReason::Inbound { .. })
     ));
     // exo-2023 never waits.
-    let relay = authorize_relay(&t, Profile::Exo2023, &facts, ReversePath::Null, HeaderSender::NotYetKnown);
+    let relay = authorize_relay(
+        &t,
+        Profile::Exo2023,
+        &facts,
+        ReversePath::Null,
+        HeaderSender::NotYetKnown,
+    );
     assert!(matches!(relay, RelayDecision::Denied(_)));
     // Without condition 2 no header can help, even under exo-legacy.
     let outside = SessionFacts {
         peer_ip: "198.51.100.7".parse().unwrap(),
         certificate_names: &[],
     };
-    let relay = authorize_relay(&t, Profile::ExoLegacy, &outside, ReversePath::Null, HeaderSender::NotYetKnown);
-    assert_eq!(relay, RelayDecision::Denied(RelayDenial::NoOnPremisesConnector));
+    let relay = authorize_relay(
+        &t,
+        Profile::ExoLegacy,
+        &outside,
+        ReversePath::Null,
+        HeaderSender::NotYetKnown,
+    );
+    assert_eq!(
+        relay,
+        RelayDecision::Denied(RelayDenial::NoOnPremisesConnector)
+    );
 }
 
 #[test]
 fn legacy_profile_without_from_header_is_refused() {
-    let (_, v) = verdict(&baseline(), Profile::ExoLegacy, "203.0.113.10", &[], "", "", EXT);
+    let (_, v) = verdict(
+        &baseline(),
+        Profile::ExoLegacy,
+        "203.0.113.10",
+        &[],
+        "",
+        "",
+        EXT,
+    );
     assert!(relay_denied(&v));
 }
 
-fn partner(restrict_ip: bool, restrict_cert: bool, sender_domains: Vec<SenderDomain>) -> InboundConnector {
+fn partner(
+    restrict_ip: bool,
+    restrict_cert: bool,
+    sender_domains: Vec<SenderDomain>,
+) -> InboundConnector {
     InboundConnector {
         name: "Partner".into(),
         connector_type: ConnectorType::Partner,
@@ -302,46 +608,161 @@ fn partner(restrict_ip: bool, restrict_cert: bool, sender_domains: Vec<SenderDom
 #[test]
 fn partner_connector_restricting_to_its_ips_refuses_others_with_5_7_51() {
     let mut t = baseline();
-    t.inbound_connectors.push(partner(true, false, vec![SenderDomain::Exact("partner.example".into())]));
-    let (_, v) = verdict(&t, Profile::Exo2023, "198.51.100.7", &[], "x@partner.example", "", "alice@contoso.com");
-    assert_eq!(v, RecipientVerdict::Reject(Rejection::PartnerConnectorRestriction { connector: "Partner".into() }));
+    t.inbound_connectors.push(partner(
+        true,
+        false,
+        vec![SenderDomain::Exact("partner.example".into())],
+    ));
+    let (_, v) = verdict(
+        &t,
+        Profile::Exo2023,
+        "198.51.100.7",
+        &[],
+        "x@partner.example",
+        "",
+        "alice@contoso.com",
+    );
+    assert_eq!(
+        v,
+        RecipientVerdict::Reject(Rejection::PartnerConnectorRestriction {
+            connector: "Partner".into()
+        })
+    );
     // From its own IPs it is fine.
-    let (_, v) = verdict(&t, Profile::Exo2023, "192.0.2.5", &[], "x@partner.example", "", "alice@contoso.com");
-    assert!(matches!(v, RecipientVerdict::Accept(AcceptReason::Inbound { .. })));
+    let (_, v) = verdict(
+        &t,
+        Profile::Exo2023,
+        "192.0.2.5",
+        &[],
+        "x@partner.example",
+        "",
+        "alice@contoso.com",
+    );
+    assert!(matches!(
+        v,
+        RecipientVerdict::Accept(AcceptReason::Inbound { .. })
+    ));
     // Other senders are not covered by its SenderDomains.
-    let (_, v) = verdict(&t, Profile::Exo2023, "198.51.100.7", &[], "x@other.example", "", "alice@contoso.com");
-    assert!(matches!(v, RecipientVerdict::Accept(AcceptReason::Inbound { .. })));
+    let (_, v) = verdict(
+        &t,
+        Profile::Exo2023,
+        "198.51.100.7",
+        &[],
+        "x@other.example",
+        "",
+        "alice@contoso.com",
+    );
+    assert!(matches!(
+        v,
+        RecipientVerdict::Accept(AcceptReason::Inbound { .. })
+    ));
     // A named domain does not cover the null sender; `*` does.
-    let (_, v) = verdict(&t, Profile::Exo2023, "198.51.100.7", &[], "", "", "alice@contoso.com");
-    assert!(matches!(v, RecipientVerdict::Accept(AcceptReason::Inbound { .. })));
+    let (_, v) = verdict(
+        &t,
+        Profile::Exo2023,
+        "198.51.100.7",
+        &[],
+        "",
+        "",
+        "alice@contoso.com",
+    );
+    assert!(matches!(
+        v,
+        RecipientVerdict::Accept(AcceptReason::Inbound { .. })
+    ));
 }
 
 #[test]
 fn partner_connector_restricting_to_its_certificate_refuses_others_with_5_7_51() {
     let mut t = baseline();
-    t.inbound_connectors.push(partner(false, true, vec![SenderDomain::Any]));
-    let (_, v) = verdict(&t, Profile::Exo2023, "198.51.100.7", &[], "", "", "alice@contoso.com");
-    assert!(matches!(v, RecipientVerdict::Reject(Rejection::PartnerConnectorRestriction { .. })));
-    let (_, v) = verdict(&t, Profile::Exo2023, "198.51.100.7", &["mx.partner.example"], "", "", "alice@contoso.com");
-    assert!(matches!(v, RecipientVerdict::Accept(AcceptReason::Inbound { .. })));
+    t.inbound_connectors
+        .push(partner(false, true, vec![SenderDomain::Any]));
+    let (_, v) = verdict(
+        &t,
+        Profile::Exo2023,
+        "198.51.100.7",
+        &[],
+        "",
+        "",
+        "alice@contoso.com",
+    );
+    assert!(matches!(
+        v,
+        RecipientVerdict::Reject(Rejection::PartnerConnectorRestriction { .. })
+    ));
+    let (_, v) = verdict(
+        &t,
+        Profile::Exo2023,
+        "198.51.100.7",
+        &["mx.partner.example"],
+        "",
+        "",
+        "alice@contoso.com",
+    );
+    assert!(matches!(
+        v,
+        RecipientVerdict::Accept(AcceptReason::Inbound { .. })
+    ));
     // Sender domains with subdomains.
     let mut t = baseline();
-    t.inbound_connectors.push(partner(false, true, vec![SenderDomain::WithSubdomains("partner.example".into())]));
-    let (_, v) = verdict(&t, Profile::Exo2023, "198.51.100.7", &[], "x@eu.partner.example", "", "alice@contoso.com");
-    assert!(matches!(v, RecipientVerdict::Reject(Rejection::PartnerConnectorRestriction { .. })));
+    t.inbound_connectors.push(partner(
+        false,
+        true,
+        vec![SenderDomain::WithSubdomains("partner.example".into())],
+    ));
+    let (_, v) = verdict(
+        &t,
+        Profile::Exo2023,
+        "198.51.100.7",
+        &[],
+        "x@eu.partner.example",
+        "",
+        "alice@contoso.com",
+    );
+    assert!(matches!(
+        v,
+        RecipientVerdict::Reject(Rejection::PartnerConnectorRestriction { .. })
+    ));
 }
 
 #[test]
 fn direct_send_refused_with_5_7_68_when_reject_direct_send_is_on() {
     let mut t = baseline();
     t.reject_direct_send = true;
-    let (_, v) = verdict(&t, Profile::Exo2023, "198.51.100.7", &[], "spoof@contoso.com", "", "alice@contoso.com");
+    let (_, v) = verdict(
+        &t,
+        Profile::Exo2023,
+        "198.51.100.7",
+        &[],
+        "spoof@contoso.com",
+        "",
+        "alice@contoso.com",
+    );
     assert_eq!(v, RecipientVerdict::Reject(Rejection::DirectSendNotAllowed));
     // A foreign P1 is ordinary inbound mail.
-    let (_, v) = verdict(&t, Profile::Exo2023, "198.51.100.7", &[], "x@example.net", "", "alice@contoso.com");
-    assert!(matches!(v, RecipientVerdict::Accept(AcceptReason::Inbound { .. })));
+    let (_, v) = verdict(
+        &t,
+        Profile::Exo2023,
+        "198.51.100.7",
+        &[],
+        "x@example.net",
+        "",
+        "alice@contoso.com",
+    );
+    assert!(matches!(
+        v,
+        RecipientVerdict::Accept(AcceptReason::Inbound { .. })
+    ));
     // An authorised (originating) message is not direct send.
-    let (_, v) = verdict(&t, Profile::Exo2023, "203.0.113.10", &[], "app@contoso.com", "", "alice@contoso.com");
+    let (_, v) = verdict(
+        &t,
+        Profile::Exo2023,
+        "203.0.113.10",
+        &[],
+        "app@contoso.com",
+        "",
+        "alice@contoso.com",
+    );
     assert_eq!(v, RecipientVerdict::Accept(AcceptReason::Originating));
 }
 
@@ -349,40 +770,110 @@ fn direct_send_refused_with_5_7_68_when_reject_direct_send_is_on() {
 fn unknown_recipient_refused_with_5_4_1_case_insensitively() {
     let mut t = baseline();
     t.accepted_domains[0].recipients = Some(HashSet::from(["alice@contoso.com".to_string()]));
-    let (_, v) = verdict(&t, Profile::Exo2023, "198.51.100.7", &[], "x@example.net", "", "nobody@contoso.com");
+    let (_, v) = verdict(
+        &t,
+        Profile::Exo2023,
+        "198.51.100.7",
+        &[],
+        "x@example.net",
+        "",
+        "nobody@contoso.com",
+    );
     assert_eq!(v, RecipientVerdict::Reject(Rejection::RecipientNotFound));
-    let (_, v) = verdict(&t, Profile::Exo2023, "198.51.100.7", &[], "x@example.net", "", "ALICE@Contoso.com");
-    assert!(matches!(v, RecipientVerdict::Accept(AcceptReason::Inbound { .. })));
+    let (_, v) = verdict(
+        &t,
+        Profile::Exo2023,
+        "198.51.100.7",
+        &[],
+        "x@example.net",
+        "",
+        "ALICE@Contoso.com",
+    );
+    assert!(matches!(
+        v,
+        RecipientVerdict::Accept(AcceptReason::Inbound { .. })
+    ));
 }
 
 #[test]
 fn recipient_lists_apply_only_to_authoritative_domains() {
     let mut t = baseline();
     t.accepted_domains[1].recipients = Some(HashSet::from(["a@fabrikam.com".to_string()]));
-    let (_, v) = verdict(&t, Profile::Exo2023, "198.51.100.7", &[], "x@example.net", "", "b@fabrikam.com");
-    assert!(matches!(v, RecipientVerdict::Accept(AcceptReason::Inbound { .. })));
+    let (_, v) = verdict(
+        &t,
+        Profile::Exo2023,
+        "198.51.100.7",
+        &[],
+        "x@example.net",
+        "",
+        "b@fabrikam.com",
+    );
+    assert!(matches!(
+        v,
+        RecipientVerdict::Accept(AcceptReason::Inbound { .. })
+    ));
 }
 
 #[test]
 fn other_tenant_domain_is_accepted_as_inbound_there() {
     let mut t = baseline();
     t.other_tenant_domains = vec!["northwind.example".into()];
-    let (_, v) = verdict(&t, Profile::Exo2023, "198.51.100.7", &[], "x@example.net", "", "z@Northwind.Example");
-    assert_eq!(v, RecipientVerdict::Accept(AcceptReason::OtherTenant { domain: "northwind.example".into() }));
+    let (_, v) = verdict(
+        &t,
+        Profile::Exo2023,
+        "198.51.100.7",
+        &[],
+        "x@example.net",
+        "",
+        "z@Northwind.Example",
+    );
+    assert_eq!(
+        v,
+        RecipientVerdict::Accept(AcceptReason::OtherTenant {
+            domain: "northwind.example".into()
+        })
+    );
 }
 
 #[test]
 fn ipv4_mapped_ipv6_peer_matches_ip_connector_and_plain_ipv6_does_not() {
-    let (relay, _) = verdict(&baseline(), Profile::Exo2023, "::ffff:203.0.113.10", &[], "app@contoso.com", "", EXT);
+    let (relay, _) = verdict(
+        &baseline(),
+        Profile::Exo2023,
+        "::ffff:203.0.113.10",
+        &[],
+        "app@contoso.com",
+        "",
+        EXT,
+    );
     assert!(matches!(relay, RelayDecision::Authorized { .. }));
-    let (relay, _) = verdict(&baseline(), Profile::Exo2023, "2001:db8::1", &[], "app@contoso.com", "", EXT);
-    assert_eq!(relay, RelayDecision::Denied(RelayDenial::NoOnPremisesConnector));
+    let (relay, _) = verdict(
+        &baseline(),
+        Profile::Exo2023,
+        "2001:db8::1",
+        &[],
+        "app@contoso.com",
+        "",
+        EXT,
+    );
+    assert_eq!(
+        relay,
+        RelayDecision::Denied(RelayDenial::NoOnPremisesConnector)
+    );
 }
 
 #[test]
 fn recipient_without_domain_or_with_ip_literal_is_relay() {
     for rcpt in ["postmaster", "x@[192.0.2.1]", "x@"] {
-        let (_, v) = verdict(&baseline(), Profile::Exo2023, "198.51.100.7", &[], "x@example.net", "", rcpt);
+        let (_, v) = verdict(
+            &baseline(),
+            Profile::Exo2023,
+            "198.51.100.7",
+            &[],
+            "x@example.net",
+            "",
+            rcpt,
+        );
         assert!(relay_denied(&v), "{rcpt}: {v:?}");
     }
 }
@@ -390,16 +881,26 @@ fn recipient_without_domain_or_with_ip_literal_is_relay() {
 #[test]
 fn reply_texts_are_exchange_onlines() {
     let d = RelayDenial::NoOnPremisesConnector;
-    assert_eq!(Rejection::RelayAccessDenied(d).reply(), (550, "5.7.64", "TenantAttribution; Relay Access Denied"));
+    assert_eq!(
+        Rejection::RelayAccessDenied(d).reply(),
+        (550, "5.7.64", "TenantAttribution; Relay Access Denied")
+    );
     assert_eq!(
         Rejection::RecipientNotFound.reply(),
-        (550, "5.4.1", "Recipient address rejected: Access denied. AS(201806281)")
+        (
+            550,
+            "5.4.1",
+            "Recipient address rejected: Access denied. AS(201806281)"
+        )
     );
     assert_eq!(
         Rejection::DirectSendNotAllowed.reply(),
         (550, "5.7.68", "TenantInboundAttribution; Direct Send not allowed for this organization from unauthorized sources")
     );
-    let (code, enhanced, text) = Rejection::PartnerConnectorRestriction { connector: "P".into() }.reply();
+    let (code, enhanced, text) = Rejection::PartnerConnectorRestriction {
+        connector: "P".into(),
+    }
+    .reply();
     assert_eq!((code, enhanced), (550, "5.7.51"));
     assert!(text.starts_with("TenantInboundAttribution; There is a partner connector configured"));
     assert!(text.ends_with("RestrictDomainsToIPAddresses or RestrictDomainsToCertificate set"));

@@ -15,10 +15,18 @@ pub fn parse_command(line: &[u8]) -> Result<Request<String>, Reply> {
         .map(Request::into_owned)
         .map_err(|e| match e {
             smtp_proto::Error::UnknownCommand => Reply::new(500, "5.5.1", "Command unrecognized"),
-            smtp_proto::Error::InvalidSenderAddress => Reply::new(501, "5.1.7", "Bad sender address syntax"),
-            smtp_proto::Error::InvalidRecipientAddress => Reply::new(501, "5.1.3", "Bad recipient address syntax"),
-            smtp_proto::Error::SyntaxError { syntax } => Reply::new(501, "5.5.4", format!("Syntax: {syntax}")),
-            smtp_proto::Error::InvalidParameter { param } => Reply::new(501, "5.5.4", format!("Invalid parameter {param}")),
+            smtp_proto::Error::InvalidSenderAddress => {
+                Reply::new(501, "5.1.7", "Bad sender address syntax")
+            }
+            smtp_proto::Error::InvalidRecipientAddress => {
+                Reply::new(501, "5.1.3", "Bad recipient address syntax")
+            }
+            smtp_proto::Error::SyntaxError { syntax } => {
+                Reply::new(501, "5.5.4", format!("Syntax: {syntax}"))
+            }
+            smtp_proto::Error::InvalidParameter { param } => {
+                Reply::new(501, "5.5.4", format!("Invalid parameter {param}"))
+            }
             smtp_proto::Error::UnsupportedParameter { param } => {
                 Reply::new(555, "5.5.4", format!("Unsupported parameter {param}"))
             }
@@ -44,9 +52,13 @@ mod tests {
 
     #[test]
     fn null_sender_and_quoted_local_part() {
-        assert!(matches!(parse_command(b"MAIL FROM:<>\r\n"), Ok(Request::Mail { from }) if from.address.is_empty()));
+        assert!(
+            matches!(parse_command(b"MAIL FROM:<>\r\n"), Ok(Request::Mail { from }) if from.address.is_empty())
+        );
         match parse_command(b"RCPT TO:<\"a@b\"@example.org>\r\n") {
-            Ok(Request::Rcpt { to }) => assert_eq!(to.address.rsplit_once('@').unwrap().1, "example.org"),
+            Ok(Request::Rcpt { to }) => {
+                assert_eq!(to.address.rsplit_once('@').unwrap().1, "example.org")
+            }
             other => panic!("{other:?}"),
         }
     }

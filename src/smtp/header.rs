@@ -99,7 +99,10 @@ pub fn header_sender(header: &[u8]) -> Option<String> {
 
 /// The domain of an address (after its last `@`).
 pub fn domain_of(address: &str) -> Option<&str> {
-    address.rsplit_once('@').map(|(_, d)| d).filter(|d| !d.is_empty())
+    address
+        .rsplit_once('@')
+        .map(|(_, d)| d)
+        .filter(|d| !d.is_empty())
 }
 
 #[cfg(test)]
@@ -112,7 +115,10 @@ mod tests {
 
     #[test]
     fn plain_from() {
-        assert_eq!(p2("From: app@contoso.com\r\n\r\n").as_deref(), Some("app@contoso.com"));
+        assert_eq!(
+            p2("From: app@contoso.com\r\n\r\n").as_deref(),
+            Some("app@contoso.com")
+        );
     }
 
     #[test]

@@ -176,7 +176,10 @@ mod tests {
     fn suffix_has_exchange_online_shape() {
         let at = UNIX_EPOCH + Duration::from_millis(1_795_335_991_592);
         let s = exo_suffix("gate.contoso.com", at, SessionId(0x08DB_72B2_5E50_380B));
-        assert_eq!(s, " [gate.contoso.com 2026-11-22T08:26:31.592Z 08DB72B25E50380B]");
+        assert_eq!(
+            s,
+            " [gate.contoso.com 2026-11-22T08:26:31.592Z 08DB72B25E50380B]"
+        );
     }
 
     #[test]
@@ -195,7 +198,9 @@ mod tests {
         assert_ne!(a, b);
         let s = a.to_string();
         assert_eq!(s.len(), 16);
-        assert!(s.bytes().all(|c| c.is_ascii_digit() || (b'A'..=b'F').contains(&c)));
+        assert!(s
+            .bytes()
+            .all(|c| c.is_ascii_digit() || (b'A'..=b'F').contains(&c)));
     }
 
     #[test]

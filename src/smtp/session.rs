@@ -11,8 +11,8 @@ use super::header::{domain_of, header_sender, HeaderCollector};
 use super::reply::{exo_suffix, rfc5322_date, Reply, SessionId};
 use crate::config::{Mode, RejectStage, Settings};
 use crate::policy::{
-    self, AcceptReason, Condition1, Condition2, HeaderSender, RecipientVerdict, RelayDecision,
-    RelayDenial, Rejection, ReversePath, SessionFacts,
+    self, AcceptReason, Condition1, Condition2, HeaderSender, RecipientVerdict, Rejection,
+    RelayDecision, RelayDenial, ReversePath, SessionFacts,
 };
 use crate::stream::MaybeTls;
 use crate::tls::ClientIdentity;
@@ -54,8 +54,12 @@ pub enum Phase {
 }
 
 /// Serve one client connection until it quits, times out or breaks.
-pub async fn run_session<S>(stream: S, peer: Peer, settings: Arc<Settings>, phase: tokio::sync::watch::Receiver<Phase>)
-where
+pub async fn run_session<S>(
+    stream: S,
+    peer: Peer,
+    settings: Arc<Settings>,
+    phase: tokio::sync::watch::Receiver<Phase>,
+) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let id = SessionId::new();
@@ -178,7 +182,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// A refusal or temporary failure, with Exchange Online's suffix.
     fn reply_with_suffix(&mut self, r: &Reply) -> String {
         let mut r = r.clone();
-        r.text.push_str(&exo_suffix(&self.settings.server.hostname, SystemTime::now(), self.id));
+        r.text.push_str(&exo_suffix(
+            &self.settings.server.hostname,
+            SystemTime::now(),
+            self.id,
+        ));
         r.write_to(&mut self.wbuf);
         r.to_line()
     }
@@ -280,7 +288,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let banner = Reply::new(
             220,
             "",
-            format!("{} Microsoft ESMTP MAIL Service ready (relaygate)", self.settings.server.hostname),
+            format!(
+                "{} Microsoft ESMTP MAIL Service ready (relaygate)",
+                self.settings.server.hostname
+            ),
         );
         self.reply(&banner);
         loop {
@@ -293,7 +304,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 Input::Closed => return End::ClientClosed,
                 Input::Failed => return End::Io,
                 Input::TimedOut => {
-                    self.reply(&Reply::new(421, "4.4.2", format!("{} Timeout exceeded, closing connection", self.settings.server.hostname)));
+                    self.reply(&Reply::new(
+                        421,
+                        "4.4.2",
+                        format!(
+                            "{} Timeout exceeded, closing connection",
+                            self.settings.server.hostname
+                        ),
+                    ));
                     let _ = self.flush().await;
                     return End::Timeout;
                 }
@@ -308,7 +326,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 }
             }
             if self.errors >= MAX_ERRORS {
-                self.reply(&Reply::new(421, "4.7.0", format!("{} Too many errors, closing connection", self.settings.server.hostname)));
+                self.reply(&Reply::new(
+                    421,
+                    "4.7.0",
+                    format!(
+                        "{} Too many errors, closing connection",
+                        self.settings.server.hostname
+                    ),
+                ));
                 let _ = self.flush().await;
                 return End::TooManyErrors;
             }
@@ -317,7 +342,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
     async fn shutting_down(&mut self) -> End {
         let host = self.settings.server.hostname.clone();
-        self.reply(&Reply::new(421, "4.3.2", format!("{host} Service shutting down, closing connection")));
+        self.reply(&Reply::new(
+            421,
+            "4.3.2",
+            format!("{host} Service shutting down, closing connection"),
+        ));
         let _ = self.flush().await;
         End::Shutdown
     }
@@ -349,7 +378,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             }
             Request::Noop { .. } => self.reply(&Reply::new(250, "2.0.0", "OK")),
             Request::Quit => {
-                self.reply(&Reply::new(221, "2.0.0", "Service closing transmission channel"));
+                self.reply(&Reply::new(
+                    221,
+                    "2.0.0",
+                    "Service closing transmission channel",
+                ));
                 return Err(End::Quit);
             }
             Request::Vrfy { .. } => self.reply(&Reply::new(
@@ -362,9 +395,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 "2.0.0",
                 "Commands: EHLO HELO STARTTLS MAIL RCPT DATA RSET NOOP VRFY HELP QUIT",
             )),
-            Request::Auth { .. } => self.error_reply(Reply::new(502, "5.5.1", "AUTH is not offered")),
-            Request::Bdat { .. } => self.error_reply(Reply::new(502, "5.5.1", "BDAT (CHUNKING) is not offered")),
-            other => self.error_reply(Reply::new(502, "5.5.1", format!("{} is not implemented", other.name()))),
+            Request::Auth { .. } => {
+                self.error_reply(Reply::new(502, "5.5.1", "AUTH is not offered"))
+            }
+            Request::Bdat { .. } => {
+                self.error_reply(Reply::new(502, "5.5.1", "BDAT (CHUNKING) is not offered"))
+            }
+            other => self.error_reply(Reply::new(
+                502,
+                "5.5.1",
+                format!("{} is not implemented", other.name()),
+            )),
         }
         Ok(())
     }
@@ -395,7 +436,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             let last = lines.len() - 1;
             for (i, l) in lines.iter().enumerate() {
                 let sep = if i == last { ' ' } else { '-' };
-                self.wbuf.extend_from_slice(format!("250{sep}{l}\r\n").as_bytes());
+                self.wbuf
+                    .extend_from_slice(format!("250{sep}{l}\r\n").as_bytes());
             }
         }
         self.helo = Some(sanitize(&host));
@@ -413,7 +455,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             return Ok(());
         }
         if self.txn.is_some() {
-            self.error_reply(Reply::new(503, "5.5.1", "STARTTLS is not allowed inside a mail transaction"));
+            self.error_reply(Reply::new(
+                503,
+                "5.5.1",
+                "STARTTLS is not allowed inside a mail transaction",
+            ));
             return Ok(());
         }
         let acceptor = tokio_rustls::TlsAcceptor::from(tls.config.clone());
@@ -441,11 +487,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         {
             let (_, conn) = tls_stream.get_ref();
             self.identity = tls.client_identity(conn);
-            self.tls_description = Some(format!(
-                "{:?} {:?}",
-                conn.protocol_version().map(|v| v.as_str().unwrap_or("?")).unwrap_or("?"),
-                conn.negotiated_cipher_suite().map(|c| c.suite().as_str().unwrap_or("?")).unwrap_or("?"),
-            ).replace('"', ""));
+            self.tls_description = Some(
+                format!(
+                    "{:?} {:?}",
+                    conn.protocol_version()
+                        .map(|v| v.as_str().unwrap_or("?"))
+                        .unwrap_or("?"),
+                    conn.negotiated_cipher_suite()
+                        .map(|c| c.suite().as_str().unwrap_or("?"))
+                        .unwrap_or("?"),
+                )
+                .replace('"', ""),
+            );
         }
         self.io = Some(MaybeTls::Server(Box::new(tls_stream)));
         tracing::debug!(
@@ -552,7 +605,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let action = match &verdict {
             RecipientVerdict::Accept(_) | RecipientVerdict::AwaitingHeaderSender => Action::Forward,
             RecipientVerdict::Reject(_) if !enforce => Action::Forward,
-            RecipientVerdict::Reject(Rejection::RelayAccessDenied(_)) if p.reject_stage == RejectStage::Data => {
+            RecipientVerdict::Reject(Rejection::RelayAccessDenied(_))
+                if p.reject_stage == RejectStage::Data =>
+            {
                 Action::Hold
             }
             RecipientVerdict::Reject(r) => Action::Refuse(r.clone()),
@@ -571,27 +626,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     forwarded: false,
                 });
             }
-            Action::Forward => {
-                match self.forward_rcpt(&address).await {
-                    Ok(reply) => {
-                        let positive = reply.is_positive();
-                        let line = self.reply_upstream(&reply);
-                        if positive {
-                            self.txn.as_mut().expect("txn").recipients.push(Recipient {
-                                address,
-                                verdict,
-                                forwarded: true,
-                            });
-                        } else {
-                            self.note_refused(address, line);
-                        }
-                    }
-                    Err(r) => {
-                        let line = self.reply_with_suffix(&r);
+            Action::Forward => match self.forward_rcpt(&address).await {
+                Ok(reply) => {
+                    let positive = reply.is_positive();
+                    let line = self.reply_upstream(&reply);
+                    if positive {
+                        self.txn.as_mut().expect("txn").recipients.push(Recipient {
+                            address,
+                            verdict,
+                            forwarded: true,
+                        });
+                    } else {
                         self.note_refused(address, line);
                     }
                 }
-            }
+                Err(r) => {
+                    let line = self.reply_with_suffix(&r);
+                    self.note_refused(address, line);
+                }
+            },
         }
     }
 
@@ -684,14 +737,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
     /// Read DATA into the decoder: `Ok(true)` at the end marker. `text` gets the decoded text of
     /// what was buffered.
-    async fn read_data(&mut self, decoder: &mut DataDecoder, text: &mut Vec<u8>) -> Result<bool, End> {
+    async fn read_data(
+        &mut self,
+        decoder: &mut DataDecoder,
+        text: &mut Vec<u8>,
+    ) -> Result<bool, End> {
         if self.buffered().is_empty() {
             match self.fill(self.settings.server.data_timeout).await {
                 Input::Line(_) => {}
                 Input::Closed => return Err(End::ClientClosed),
                 Input::Failed | Input::ShuttingDown => return Err(End::Io),
                 Input::TimedOut => {
-                    self.reply(&Reply::new(421, "4.4.2", format!("{} Timeout exceeded, closing connection", self.settings.server.hostname)));
+                    self.reply(&Reply::new(
+                        421,
+                        "4.4.2",
+                        format!(
+                            "{} Timeout exceeded, closing connection",
+                            self.settings.server.hostname
+                        ),
+                    ));
                     return Err(End::Timeout);
                 }
             }
@@ -711,7 +775,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             return Ok(());
         }
         self.transactions += 1;
-        self.reply(&Reply::new(354, "", "Start mail input; end with <CRLF>.<CRLF>"));
+        self.reply(&Reply::new(
+            354,
+            "",
+            "Start mail input; end with <CRLF>.<CRLF>",
+        ));
         self.flush().await.map_err(|_| End::Io)?;
 
         let server = &self.settings.server;
@@ -738,11 +806,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
         // Anything that refuses the message before a byte goes upstream.
         let enforce = self.settings.policy.mode == Mode::Enforce;
-        let header_refusal = headers.too_large().then(|| {
-            Reply::new(552, "5.3.4", "Message header size exceeds limit")
-        });
+        let header_refusal = headers
+            .too_large()
+            .then(|| Reply::new(552, "5.3.4", "Message header size exceeds limit"));
         let policy_refusal = decision.refusal.clone();
-        let early_refusal = header_refusal.or(if enforce { policy_refusal.clone() } else { None });
+        let early_refusal = header_refusal.or(if enforce {
+            policy_refusal.clone()
+        } else {
+            None
+        });
 
         let mut upstream_failure: Option<Reply> = None;
         let mut upstream_reply: Option<UpstreamReply> = None;
@@ -821,20 +893,35 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 self.upstream.abort().await;
             }
             let line = self.reply_with_suffix(&r);
-            Outcome { reply: line, enforce_reply: None }
+            Outcome {
+                reply: line,
+                enforce_reply: None,
+            }
         } else if let Some(r) = upstream_failure {
             if sending {
                 self.upstream.abort().await;
             }
-            Outcome { reply: self.reply_with_suffix(&r), enforce_reply: None }
+            Outcome {
+                reply: self.reply_with_suffix(&r),
+                enforce_reply: None,
+            }
         } else if let Some(r) = upstream_reply {
-            Outcome { reply: self.reply_upstream(&r), enforce_reply: None }
+            Outcome {
+                reply: self.reply_upstream(&r),
+                enforce_reply: None,
+            }
         } else {
             match self.upstream.finish_data().await {
-                Ok(r) => Outcome { reply: self.reply_upstream(&r), enforce_reply: None },
+                Ok(r) => Outcome {
+                    reply: self.reply_upstream(&r),
+                    enforce_reply: None,
+                },
                 Err(e) => {
                     tracing::warn!(session = %self.id, error = %e, "upstream end of DATA failed");
-                    Outcome { reply: self.reply_with_suffix(&e.reply()), enforce_reply: None }
+                    Outcome {
+                        reply: self.reply_with_suffix(&e.reply()),
+                        enforce_reply: None,
+                    }
                 }
             }
         };
@@ -844,7 +931,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             } else {
                 policy_refusal.map(|r| {
                     let mut r = r;
-                    r.text.push_str(&exo_suffix(&self.settings.server.hostname, SystemTime::now(), self.id));
+                    r.text.push_str(&exo_suffix(
+                        &self.settings.server.hostname,
+                        SystemTime::now(),
+                        self.id,
+                    ));
                     r.to_line()
                 })
             },
@@ -879,7 +970,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             if matches!(r.verdict, RecipientVerdict::AwaitingHeaderSender) {
                 r.verdict = policy::judge_recipient(&p.tenant, &facts, p1, &relay, &r.address);
             }
-            if let RecipientVerdict::Reject(rejection @ Rejection::RelayAccessDenied(_)) = &r.verdict {
+            if let RecipientVerdict::Reject(rejection @ Rejection::RelayAccessDenied(_)) =
+                &r.verdict
+            {
                 let (code, enhanced, text) = rejection.reply();
                 refusal.get_or_insert_with(|| Reply::new(code, enhanced, text));
             }
@@ -887,18 +980,36 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         Decision { relay, refusal }
     }
 
-    fn log_transaction(&self, txn: &Transaction, p2: Option<&str>, relay: &RelayDecision, outcome: &Outcome, size: u64) {
+    fn log_transaction(
+        &self,
+        txn: &Transaction,
+        p2: Option<&str>,
+        relay: &RelayDecision,
+        outcome: &Outcome,
+        size: u64,
+    ) {
         let p = &self.settings.policy;
         let (verdict, branch, connector) = describe(relay);
         let recipients: Vec<String> = txn
             .recipients
             .iter()
             .map(|r| {
-                let held = if r.forwarded { "" } else { " (held back from the upstream)" };
+                let held = if r.forwarded {
+                    ""
+                } else {
+                    " (held back from the upstream)"
+                };
                 format!("{}={}{held}", r.address, describe_recipient(&r.verdict))
             })
-            .chain(txn.refused.iter().map(|(a, line)| format!("{a}=refused at RCPT: {line}")))
-            .chain((txn.refused_unlisted > 0).then(|| format!("and {} more refused", txn.refused_unlisted)))
+            .chain(
+                txn.refused
+                    .iter()
+                    .map(|(a, line)| format!("{a}=refused at RCPT: {line}")),
+            )
+            .chain(
+                (txn.refused_unlisted > 0)
+                    .then(|| format!("and {} more refused", txn.refused_unlisted)),
+            )
             .collect();
         tracing::info!(
             target: "relaygate::transaction",
@@ -947,14 +1058,23 @@ fn condition2_text(c: &Condition2) -> (&'static str, &str) {
 /// (verdict, branch, connector) of a relay decision, for the log.
 fn describe(relay: &RelayDecision) -> (&'static str, String, String) {
     match relay {
-        RelayDecision::Authorized { condition1, condition2 } => {
+        RelayDecision::Authorized {
+            condition1,
+            condition2,
+        } => {
             let c1 = match condition1 {
-                Condition1::CertificateDomain { accepted_domain, .. } => format!("1a certificate domain {accepted_domain}"),
+                Condition1::CertificateDomain {
+                    accepted_domain, ..
+                } => format!("1a certificate domain {accepted_domain}"),
                 Condition1::EnvelopeSender { domain } => format!("1b P1 domain {domain}"),
                 Condition1::HeaderSender { domain } => format!("1c P2 domain {domain}"),
             };
             let (by, name) = condition2_text(condition2);
-            ("relay authorized", format!("{c1}; 2 by {by}"), name.to_string())
+            (
+                "relay authorized",
+                format!("{c1}; 2 by {by}"),
+                name.to_string(),
+            )
         }
         RelayDecision::AwaitingHeaderSender { condition2 } => {
             let (by, name) = condition2_text(condition2);
@@ -962,14 +1082,17 @@ fn describe(relay: &RelayDecision) -> (&'static str, String, String) {
         }
         RelayDecision::Denied(RelayDenial::NoOnPremisesConnector) => (
             "relay not authorized",
-            "2 failed: no enabled OnPremises connector matched the IP or a trusted certificate".into(),
+            "2 failed: no enabled OnPremises connector matched the IP or a trusted certificate"
+                .into(),
             String::new(),
         ),
         RelayDecision::Denied(RelayDenial::SenderNotAttributed { condition2 }) => {
             let (by, name) = condition2_text(condition2);
             (
                 "relay not authorized",
-                format!("2 by {by}; 1 failed: neither certificate domain nor sender domain is accepted"),
+                format!(
+                    "2 by {by}; 1 failed: neither certificate domain nor sender domain is accepted"
+                ),
                 name.to_string(),
             )
         }
@@ -979,8 +1102,12 @@ fn describe(relay: &RelayDecision) -> (&'static str, String, String) {
 fn describe_recipient(v: &RecipientVerdict) -> String {
     match v {
         RecipientVerdict::Accept(AcceptReason::Originating) => "originating".into(),
-        RecipientVerdict::Accept(AcceptReason::Inbound { accepted_domain }) => format!("inbound to {accepted_domain}"),
-        RecipientVerdict::Accept(AcceptReason::OtherTenant { domain }) => format!("inbound to other tenant {domain}"),
+        RecipientVerdict::Accept(AcceptReason::Inbound { accepted_domain }) => {
+            format!("inbound to {accepted_domain}")
+        }
+        RecipientVerdict::Accept(AcceptReason::OtherTenant { domain }) => {
+            format!("inbound to other tenant {domain}")
+        }
         RecipientVerdict::AwaitingHeaderSender => "awaiting P2".into(),
         RecipientVerdict::Reject(r) => {
             let (code, enhanced, _) = r.reply();
@@ -994,7 +1121,11 @@ fn sanitize(s: &str) -> String {
     let cleaned: Cow<'_, str> = if s.chars().all(|c| c.is_ascii_graphic()) {
         Cow::Borrowed(s)
     } else {
-        Cow::Owned(s.chars().map(|c| if c.is_ascii_graphic() { c } else { '?' }).collect())
+        Cow::Owned(
+            s.chars()
+                .map(|c| if c.is_ascii_graphic() { c } else { '?' })
+                .collect(),
+        )
     };
     cleaned.chars().take(255).collect()
 }

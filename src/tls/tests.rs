@@ -2,7 +2,8 @@
 
 use super::*;
 use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose,
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose,
 };
 
 struct Pki {
@@ -21,12 +22,22 @@ fn ca_params(cn: &str) -> CertificateParams {
 
 impl Pki {
     fn new() -> Pki {
-        let root = CertifiedIssuer::self_signed(ca_params("Test Root"), KeyPair::generate().unwrap()).unwrap();
-        let intermediate =
-            CertifiedIssuer::signed_by(ca_params("Test Intermediate"), KeyPair::generate().unwrap(), &root).unwrap();
+        let root =
+            CertifiedIssuer::self_signed(ca_params("Test Root"), KeyPair::generate().unwrap())
+                .unwrap();
+        let intermediate = CertifiedIssuer::signed_by(
+            ca_params("Test Intermediate"),
+            KeyPair::generate().unwrap(),
+            &root,
+        )
+        .unwrap();
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("ca.pem"), root.pem()).unwrap();
-        Pki { root, intermediate, dir }
+        Pki {
+            root,
+            intermediate,
+            dir,
+        }
     }
 
     fn path(&self, name: &str) -> PathBuf {
@@ -34,8 +45,14 @@ impl Pki {
     }
 
     /// A leaf signed by the intermediate.
-    fn leaf(&self, cn: Option<&str>, sans: &[&str], eku: &[ExtendedKeyUsagePurpose]) -> (CertificateDer<'static>, KeyPair) {
-        let mut p = CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+    fn leaf(
+        &self,
+        cn: Option<&str>,
+        sans: &[&str],
+        eku: &[ExtendedKeyUsagePurpose],
+    ) -> (CertificateDer<'static>, KeyPair) {
+        let mut p =
+            CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
         // rcgen puts a CN of its own in by default; a SAN-only certificate has none.
         p.distinguished_name = rcgen::DistinguishedName::new();
         if let Some(cn) = cn {
@@ -55,7 +72,12 @@ impl Pki {
         };
         std::fs::write(self.path("gate.pem"), cert.pem()).unwrap();
         std::fs::write(self.path("gate.key"), key.serialize_pem()).unwrap();
-        ServerTls::load(&self.path("gate.pem"), &self.path("gate.key"), Some(&self.path("ca.pem"))).unwrap()
+        ServerTls::load(
+            &self.path("gate.pem"),
+            &self.path("gate.key"),
+            Some(&self.path("ca.pem")),
+        )
+        .unwrap()
     }
 
     fn intermediate_der(&self) -> CertificateDer<'static> {
@@ -69,7 +91,11 @@ use ExtendedKeyUsagePurpose::{ClientAuth, ServerAuth};
 fn trusted_chain_is_an_identity() {
     let pki = Pki::new();
     let tls = pki.server();
-    let (leaf, _) = pki.leaf(Some("Mail.Contoso.com"), &["mail.contoso.com", "smtp.contoso.com."], &[ServerAuth, ClientAuth]);
+    let (leaf, _) = pki.leaf(
+        Some("Mail.Contoso.com"),
+        &["mail.contoso.com", "smtp.contoso.com."],
+        &[ServerAuth, ClientAuth],
+    );
     let id = tls.check_chain(&[leaf, pki.intermediate_der()], UnixTime::now());
     assert!(id.presented && id.trusted, "{id:?}");
     assert_eq!(id.names, ["mail.contoso.com", "smtp.contoso.com"]);
@@ -93,7 +119,8 @@ fn self_signed_is_no_identity() {
     let pki = Pki::new();
     let tls = pki.server();
     let mut p = CertificateParams::new(vec!["mail.contoso.com".to_string()]).unwrap();
-    p.distinguished_name.push(DnType::CommonName, "mail.contoso.com");
+    p.distinguished_name
+        .push(DnType::CommonName, "mail.contoso.com");
     let key = KeyPair::generate().unwrap();
     let cert = p.self_signed(&key).unwrap();
     let id = tls.check_chain(&[cert.der().clone()], UnixTime::now());
@@ -105,15 +132,26 @@ fn expired_and_not_yet_valid_are_no_identity() {
     let pki = Pki::new();
     let tls = pki.server();
     for (from, to, why) in [
-        (rcgen::date_time_ymd(2020, 1, 1), rcgen::date_time_ymd(2021, 1, 1), "expired"),
-        (rcgen::date_time_ymd(2090, 1, 1), rcgen::date_time_ymd(2091, 1, 1), "not valid yet"),
+        (
+            rcgen::date_time_ymd(2020, 1, 1),
+            rcgen::date_time_ymd(2021, 1, 1),
+            "expired",
+        ),
+        (
+            rcgen::date_time_ymd(2090, 1, 1),
+            rcgen::date_time_ymd(2091, 1, 1),
+            "not valid yet",
+        ),
     ] {
         let mut p = CertificateParams::new(vec!["mail.contoso.com".to_string()]).unwrap();
         p.not_before = from;
         p.not_after = to;
         let key = KeyPair::generate().unwrap();
         let cert = p.signed_by(&key, &pki.intermediate).unwrap();
-        let id = tls.check_chain(&[cert.der().clone(), pki.intermediate_der()], UnixTime::now());
+        let id = tls.check_chain(
+            &[cert.der().clone(), pki.intermediate_der()],
+            UnixTime::now(),
+        );
         assert!(!id.trusted);
         assert_eq!(id.untrusted_reason.as_deref(), Some(why));
     }
@@ -123,7 +161,12 @@ fn expired_and_not_yet_valid_are_no_identity() {
 fn any_extended_key_usage_is_accepted() {
     let pki = Pki::new();
     let tls = pki.server();
-    for eku in [vec![], vec![ServerAuth], vec![ClientAuth], vec![ExtendedKeyUsagePurpose::EmailProtection]] {
+    for eku in [
+        vec![],
+        vec![ServerAuth],
+        vec![ClientAuth],
+        vec![ExtendedKeyUsagePurpose::EmailProtection],
+    ] {
         let (leaf, _) = pki.leaf(None, &["mail.contoso.com"], &eku);
         let id = tls.check_chain(&[leaf, pki.intermediate_der()], UnixTime::now());
         assert!(id.trusted, "{eku:?}: {id:?}");
@@ -145,16 +188,30 @@ fn a_chain_to_another_root_is_no_identity() {
 fn key_that_does_not_match_the_certificate_is_refused() {
     let pki = Pki::new();
     pki.server();
-    std::fs::write(pki.path("other.key"), KeyPair::generate().unwrap().serialize_pem()).unwrap();
-    let e = ServerTls::load(&pki.path("gate.pem"), &pki.path("other.key"), None).err().unwrap();
+    std::fs::write(
+        pki.path("other.key"),
+        KeyPair::generate().unwrap().serialize_pem(),
+    )
+    .unwrap();
+    let e = ServerTls::load(&pki.path("gate.pem"), &pki.path("other.key"), None)
+        .err()
+        .unwrap();
     assert!(e.to_string().contains("is not the private key of"), "{e}");
-    let e = ServerTls::load(&pki.path("missing.pem"), &pki.path("gate.key"), None).err().unwrap();
+    let e = ServerTls::load(&pki.path("missing.pem"), &pki.path("gate.key"), None)
+        .err()
+        .unwrap();
     assert!(e.to_string().contains("missing.pem: no such file"), "{e}");
-    let e = ServerTls::load(&pki.path("gate.key"), &pki.path("gate.key"), None).err().unwrap();
+    let e = ServerTls::load(&pki.path("gate.key"), &pki.path("gate.key"), None)
+        .err()
+        .unwrap();
     assert!(e.to_string().contains("contains no certificate"), "{e}");
 }
 
-async fn handshake(tls: &ServerTls, root: &CertificateDer<'static>, client: Option<(Vec<CertificateDer<'static>>, &KeyPair)>) -> ClientIdentity {
+async fn handshake(
+    tls: &ServerTls,
+    root: &CertificateDer<'static>,
+    client: Option<(Vec<CertificateDer<'static>>, &KeyPair)>,
+) -> ClientIdentity {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(root.clone()).unwrap();
     let builder = rustls::ClientConfig::builder().with_root_certificates(roots);
@@ -180,15 +237,30 @@ async fn handshake_completes_with_an_untrusted_certificate_and_reports_it() {
     let tls = pki.server();
     let root = pki.root.der().clone();
 
-    let (leaf, key) = pki.leaf(Some("mail.contoso.com"), &["mail.contoso.com"], &[ServerAuth]);
-    let id = handshake(&tls, &root, Some((vec![leaf, pki.intermediate_der()], &key))).await;
+    let (leaf, key) = pki.leaf(
+        Some("mail.contoso.com"),
+        &["mail.contoso.com"],
+        &[ServerAuth],
+    );
+    let id = handshake(
+        &tls,
+        &root,
+        Some((vec![leaf, pki.intermediate_der()], &key)),
+    )
+    .await;
     assert!(id.presented && id.trusted, "{id:?}");
 
     let mut p = CertificateParams::new(vec!["mail.contoso.com".to_string()]).unwrap();
-    p.distinguished_name.push(DnType::CommonName, "mail.contoso.com");
+    p.distinguished_name
+        .push(DnType::CommonName, "mail.contoso.com");
     let self_key = KeyPair::generate().unwrap();
     let self_signed = p.self_signed(&self_key).unwrap();
-    let id = handshake(&tls, &root, Some((vec![self_signed.der().clone()], &self_key))).await;
+    let id = handshake(
+        &tls,
+        &root,
+        Some((vec![self_signed.der().clone()], &self_key)),
+    )
+    .await;
     assert!(id.presented && !id.trusted, "{id:?}");
 
     let id = handshake(&tls, &root, None).await;
@@ -198,7 +270,12 @@ async fn handshake_completes_with_an_untrusted_certificate_and_reports_it() {
 #[test]
 fn shipped_development_certificates_work() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("certs");
-    let tls = ServerTls::load(&dir.join("gate.pem"), &dir.join("gate.key"), Some(&dir.join("ca.pem"))).unwrap();
+    let tls = ServerTls::load(
+        &dir.join("gate.pem"),
+        &dir.join("gate.key"),
+        Some(&dir.join("ca.pem")),
+    )
+    .unwrap();
     let trusted = CertificateDer::pem_file_iter(dir.join("client-mail.contoso.com.pem"))
         .unwrap()
         .collect::<Result<Vec<_>, _>>()

@@ -89,7 +89,10 @@ impl DirectoryLeg {
             tmp_path,
             client: client.clone(),
         });
-        Ok(UpstreamReply::local(354, "Start mail input; end with <CRLF>.<CRLF>"))
+        Ok(UpstreamReply::local(
+            354,
+            "Start mail input; end with <CRLF>.<CRLF>",
+        ))
     }
 
     pub async fn write_text(&mut self, text: &[u8]) -> Result<(), UpstreamError> {
@@ -97,7 +100,10 @@ impl DirectoryLeg {
             .open
             .as_mut()
             .ok_or_else(|| UpstreamError::Storage("no message open".into()))?;
-        open.file.write_all(text).await.map_err(|e| storage("writing message", e))
+        open.file
+            .write_all(text)
+            .await
+            .map_err(|e| storage("writing message", e))
     }
 
     pub async fn finish_data(&mut self) -> Result<UpstreamReply, UpstreamError> {
@@ -114,9 +120,14 @@ impl DirectoryLeg {
     }
 
     async fn commit(&self, open: &mut Open) -> Result<UpstreamReply, UpstreamError> {
-        open.file.flush().await.map_err(|e| storage("writing message", e))?;
+        open.file
+            .flush()
+            .await
+            .map_err(|e| storage("writing message", e))?;
         let file = open.file.get_mut();
-        file.sync_all().await.map_err(|e| storage("fsync of message", e))?;
+        file.sync_all()
+            .await
+            .map_err(|e| storage("fsync of message", e))?;
         let size = file.metadata().await.map(|m| m.len()).unwrap_or(0);
 
         let env = EnvelopeFile {
@@ -129,13 +140,18 @@ impl DirectoryLeg {
             smtputf8: self.envelope.smtputf8,
             client: &open.client,
         };
-        let json = serde_json::to_vec_pretty(&env).map_err(|e| UpstreamError::Storage(e.to_string()))?;
+        let json =
+            serde_json::to_vec_pretty(&env).map_err(|e| UpstreamError::Storage(e.to_string()))?;
         let tmp_env = open.tmp_path.with_extension("envelope.json");
         let mut f = tokio::fs::File::create(&tmp_env)
             .await
             .map_err(|e| storage("creating envelope", e))?;
-        f.write_all(&json).await.map_err(|e| storage("writing envelope", e))?;
-        f.sync_all().await.map_err(|e| storage("fsync of envelope", e))?;
+        f.write_all(&json)
+            .await
+            .map_err(|e| storage("writing envelope", e))?;
+        f.sync_all()
+            .await
+            .map_err(|e| storage("fsync of envelope", e))?;
         drop(f);
 
         let final_eml = self.path.join(format!("{}.eml", open.id));
@@ -150,7 +166,9 @@ impl DirectoryLeg {
         let dir = tokio::fs::File::open(&self.path)
             .await
             .map_err(|e| storage("opening directory", e))?;
-        dir.sync_all().await.map_err(|e| storage("fsync of directory", e))?;
+        dir.sync_all()
+            .await
+            .map_err(|e| storage("fsync of directory", e))?;
         Ok(UpstreamReply::local(
             250,
             &format!("2.6.0 Message accepted, stored as {}.eml", open.id),

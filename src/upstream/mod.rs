@@ -119,8 +119,12 @@ pub struct ClientFacts {
 impl Upstream {
     pub fn new(settings: &UpstreamSettings, helo_name: &str) -> Upstream {
         match settings {
-            UpstreamSettings::Smtp(s) => Upstream::Smtp(SmtpLeg::new(Arc::new(s.clone()), helo_name)),
-            UpstreamSettings::Directory { path } => Upstream::Directory(Box::new(DirectoryLeg::new(path.clone()))),
+            UpstreamSettings::Smtp(s) => {
+                Upstream::Smtp(SmtpLeg::new(Arc::new(s.clone()), helo_name))
+            }
+            UpstreamSettings::Directory { path } => {
+                Upstream::Directory(Box::new(DirectoryLeg::new(path.clone())))
+            }
         }
     }
 
@@ -194,7 +198,8 @@ pub fn format_path(address: &str) -> String {
     let Some((local, domain)) = address.rsplit_once('@') else {
         return format!("<{address}>");
     };
-    let atext = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-/=?^_`{|}~".contains(&b) || b >= 0x80;
+    let atext =
+        |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-/=?^_`{|}~".contains(&b) || b >= 0x80;
     let dot_atom = !local.is_empty()
         && !local.starts_with('.')
         && !local.ends_with('.')
@@ -236,7 +241,10 @@ mod tests {
             UpstreamError::Timeout("RCPT"),
             UpstreamError::Dropped("DATA"),
             UpstreamError::Tls("bad certificate".into()),
-            UpstreamError::Refused { stage: "greeting", reply: "554 go away".into() },
+            UpstreamError::Refused {
+                stage: "greeting",
+                reply: "554 go away".into(),
+            },
         ] {
             let r = e.reply();
             assert_eq!(r.code, 451, "{e}");

@@ -34,7 +34,12 @@ impl Capabilities {
     fn from_ehlo(reply: &UpstreamReply) -> Capabilities {
         let mut caps = Capabilities::default();
         for line in String::from_utf8_lossy(&reply.raw).lines().skip(1) {
-            let kw = line.get(4..).unwrap_or("").split_whitespace().next().unwrap_or("");
+            let kw = line
+                .get(4..)
+                .unwrap_or("")
+                .split_whitespace()
+                .next()
+                .unwrap_or("");
             match kw.to_ascii_uppercase().as_str() {
                 "STARTTLS" => caps.starttls = true,
                 "SIZE" => caps.size = true,
@@ -108,7 +113,10 @@ impl SmtpLeg {
             (_, true) => {
                 let reply = c.command("STARTTLS", s.reply_timeout, "STARTTLS").await?;
                 if reply.code != 220 {
-                    return Err(UpstreamError::Tls(format!("STARTTLS refused: {}", reply.summary())));
+                    return Err(UpstreamError::Tls(format!(
+                        "STARTTLS refused: {}",
+                        reply.summary()
+                    )));
                 }
                 // Anything the upstream sent before the handshake is not to be trusted.
                 c.rbuf.clear();
@@ -120,7 +128,12 @@ impl SmtpLeg {
                 let MaybeTls::Plain(tcp) = c.stream else {
                     return Err(UpstreamError::Protocol("STARTTLS twice".into()));
                 };
-                let tls = match timeout(s.connect_timeout, connector.connect(s.tls_server_name.clone(), tcp)).await {
+                let tls = match timeout(
+                    s.connect_timeout,
+                    connector.connect(s.tls_server_name.clone(), tcp),
+                )
+                .await
+                {
                     Err(_) => return Err(UpstreamError::Timeout("TLS handshake")),
                     Ok(Err(e)) => return Err(UpstreamError::Tls(e.to_string())),
                     Ok(Ok(t)) => t,
@@ -140,7 +153,12 @@ impl SmtpLeg {
     }
 
     /// Run a command; on trouble the connection is dropped so the next transaction starts clean.
-    async fn exchange(&mut self, line: &str, stage: &'static str, wait: Duration) -> Result<UpstreamReply, UpstreamError> {
+    async fn exchange(
+        &mut self,
+        line: &str,
+        stage: &'static str,
+        wait: Duration,
+    ) -> Result<UpstreamReply, UpstreamError> {
         let c = self.conn().await?;
         let r = c.command(line, wait, stage).await;
         if r.is_err() || matches!(r, Ok(ref reply) if reply.code == 421) {
@@ -162,7 +180,10 @@ impl SmtpLeg {
         if env.smtputf8 && !caps.smtputf8 {
             // RFC 6531 section 3.2: a relay must not pass such a message to a server without
             // SMTPUTF8. A permanent answer, like Exchange's own.
-            return Ok(UpstreamReply::local(553, "5.6.7 The upstream does not support SMTPUTF8"));
+            return Ok(UpstreamReply::local(
+                553,
+                "5.6.7 The upstream does not support SMTPUTF8",
+            ));
         }
         let mut line = format!("MAIL FROM:{}", format_path(&env.mail_from));
         if let (Some(size), true) = (env.size, caps.size) {
@@ -182,7 +203,8 @@ impl SmtpLeg {
 
     pub async fn rcpt(&mut self, address: &str) -> Result<UpstreamReply, UpstreamError> {
         let wait = self.settings.reply_timeout;
-        self.exchange(&format!("RCPT TO:{}", format_path(address)), "RCPT", wait).await
+        self.exchange(&format!("RCPT TO:{}", format_path(address)), "RCPT", wait)
+            .await
     }
 
     pub async fn data(&mut self) -> Result<UpstreamReply, UpstreamError> {
@@ -225,7 +247,8 @@ impl SmtpLeg {
     }
 
     pub async fn finish_data(&mut self) -> Result<UpstreamReply, UpstreamError> {
-        self.stuffer.finish(self.last_text_ended_crlf, &mut self.wbuf);
+        self.stuffer
+            .finish(self.last_text_ended_crlf, &mut self.wbuf);
         self.flush_wbuf().await?;
         let wait = self.settings.data_end_timeout;
         let Some(c) = self.conn.as_mut() else {
@@ -294,7 +317,12 @@ impl Connection {
         Ok(())
     }
 
-    async fn command(&mut self, line: &str, wait: Duration, stage: &'static str) -> Result<UpstreamReply, UpstreamError> {
+    async fn command(
+        &mut self,
+        line: &str,
+        wait: Duration,
+        stage: &'static str,
+    ) -> Result<UpstreamReply, UpstreamError> {
         let mut buf = Vec::with_capacity(line.len() + 2);
         buf.extend_from_slice(line.as_bytes());
         buf.extend_from_slice(b"\r\n");
@@ -307,7 +335,11 @@ impl Connection {
     }
 
     /// Read one complete (possibly multi-line) reply.
-    async fn read_reply(&mut self, wait: Duration, stage: &'static str) -> Result<UpstreamReply, UpstreamError> {
+    async fn read_reply(
+        &mut self,
+        wait: Duration,
+        stage: &'static str,
+    ) -> Result<UpstreamReply, UpstreamError> {
         let deadline = tokio::time::Instant::now() + wait;
         let mut raw = Vec::new();
         let mut lines = 0;
@@ -322,7 +354,9 @@ impl Connection {
                         String::from_utf8_lossy(text)
                     )));
                 }
-                let code = (text[0] - b'0') as u16 * 100 + (text[1] - b'0') as u16 * 10 + (text[2] - b'0') as u16;
+                let code = (text[0] - b'0') as u16 * 100
+                    + (text[1] - b'0') as u16 * 10
+                    + (text[2] - b'0') as u16;
                 raw.extend_from_slice(text);
                 raw.extend_from_slice(b"\r\n");
                 lines += 1;
@@ -330,12 +364,16 @@ impl Connection {
                     return Ok(UpstreamReply { code, raw });
                 }
                 if lines >= MAX_REPLY_LINES {
-                    return Err(UpstreamError::Protocol(format!("reply at {stage} is too long")));
+                    return Err(UpstreamError::Protocol(format!(
+                        "reply at {stage} is too long"
+                    )));
                 }
                 continue;
             }
             if self.rbuf.len() > MAX_REPLY_LINE {
-                return Err(UpstreamError::Protocol(format!("reply line at {stage} is too long")));
+                return Err(UpstreamError::Protocol(format!(
+                    "reply line at {stage} is too long"
+                )));
             }
             let mut chunk = [0u8; 4096];
             let n = match tokio::time::timeout_at(deadline, self.stream.read(&mut chunk)).await {
