@@ -95,7 +95,15 @@ fn worked_examples_of_the_rules_document() {
     }
     use Want::*;
     /// peer, trusted certificate names, P1, P2, rcpt, exo-2023, exo-legacy
-    type Row<'a> = (&'a str, &'a [&'a str], &'a str, &'a str, &'a str, Want, Want);
+    type Row<'a> = (
+        &'a str,
+        &'a [&'a str],
+        &'a str,
+        &'a str,
+        &'a str,
+        Want,
+        Want,
+    );
     let rows: &[Row] = &[
         (
             "203.0.113.10",
