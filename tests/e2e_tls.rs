@@ -1,0 +1,212 @@
+//! Real STARTTLS with certificates made in the test. 127.0.0.1 matches no IP connector and the
+//! sender is null (an NDR), so only a trusted certificate whose name matches an OnPremises
+//! connector, with that name's domain accepted, can authorise relay (1a + 2 by certificate).
+
+mod support;
+use rcgen::ExtendedKeyUsagePurpose::{ClientAuth, ServerAuth};
+use support::*;
+
+const NDR: &[u8] = b"From: postmaster@contoso.com\r\nSubject: Undeliverable\r\n\r\nbounce\r\n";
+
+async fn setup(tenant: &str) -> (Pki, Upstream, Gate) {
+    let pki = Pki::new();
+    let up = Upstream::start(Script::default()).await;
+    let g = start_gate(
+        "",
+        &format!(
+            "{}\n[policy]\nreject_stage = \"rcpt\"\n{tenant}\n{}",
+            pki.tls_section(),
+            smtp_upstream(up.addr)
+        ),
+    )
+    .await;
+    (pki, up, g)
+}
+
+/// STARTTLS with `cert`, then an NDR to bob@example.org; the reply to RCPT.
+async fn ndr_rcpt(pki: &Pki, g: &Gate, cert: Option<ClientCert>) -> (Client, String) {
+    let mut c = Client::connect(g.addr).await;
+    c.cmd("EHLO mail.contoso.com", "250").await;
+    let mut c = c.starttls(pki, cert).await;
+    c.cmd("MAIL FROM:<>", "250").await;
+    c.send(b"RCPT TO:<bob@example.org>\r\n").await;
+    let r = c.reply().await;
+    (c, r)
+}
+
+async fn relayed(pki: &Pki, g: &Gate, up: &Upstream, cert: ClientCert) {
+    let (mut c, r) = ndr_rcpt(pki, g, Some(cert)).await;
+    assert!(r.starts_with("250 "), "{r:?}");
+    c.cmd("DATA", "354").await;
+    c.send(NDR).await;
+    c.send(b".\r\n").await;
+    let r = c.reply().await;
+    assert!(r.starts_with("250 "), "{r:?}");
+    let t = up.next_completed().await;
+    assert_eq!(strip_received(&t.data), NDR);
+    let received = String::from_utf8_lossy(&t.data[..t.data.len() - NDR.len()]).into_owned();
+    assert!(received.contains("with ESMTPS (using TLS"), "{received}");
+}
+
+async fn refused(pki: &Pki, g: &Gate, up: &Upstream, cert: Option<ClientCert>) {
+    let (_, r) = ndr_rcpt(pki, g, cert).await;
+    assert_exo_reply(&r, "550 5.7.64 TenantAttribution; Relay Access Denied");
+    assert_eq!(up.completed(), 0);
+}
+
+#[tokio::test]
+async fn trusted_chain_relays_by_certificate() {
+    let (pki, up, g) = setup(FOREIGN_IP_TENANT).await;
+    let cert = pki.leaf(Leaf {
+        cn: Some("mail.contoso.com"),
+        sans: &["mail.contoso.com"],
+        eku: &[ServerAuth, ClientAuth],
+        ..Default::default()
+    });
+    relayed(&pki, &g, &up, cert).await;
+}
+
+#[tokio::test]
+async fn missing_intermediate_is_no_identity() {
+    let (pki, up, g) = setup(FOREIGN_IP_TENANT).await;
+    let cert = pki.leaf(Leaf {
+        cn: Some("mail.contoso.com"),
+        sans: &["mail.contoso.com"],
+        with_intermediate: false,
+        ..Default::default()
+    });
+    refused(&pki, &g, &up, Some(cert)).await;
+}
+
+#[tokio::test]
+async fn self_signed_is_no_identity() {
+    let (pki, up, g) = setup(FOREIGN_IP_TENANT).await;
+    let cert = pki.leaf(Leaf {
+        cn: Some("mail.contoso.com"),
+        sans: &["mail.contoso.com"],
+        self_signed: true,
+        ..Default::default()
+    });
+    refused(&pki, &g, &up, Some(cert)).await;
+}
+
+#[tokio::test]
+async fn expired_is_no_identity() {
+    let (pki, up, g) = setup(FOREIGN_IP_TENANT).await;
+    let cert = pki.leaf(Leaf {
+        cn: Some("mail.contoso.com"),
+        sans: &["mail.contoso.com"],
+        expired: true,
+        ..Default::default()
+    });
+    refused(&pki, &g, &up, Some(cert)).await;
+}
+
+#[tokio::test]
+async fn no_certificate_is_no_identity() {
+    let (pki, up, g) = setup(FOREIGN_IP_TENANT).await;
+    refused(&pki, &g, &up, None).await;
+}
+
+#[tokio::test]
+async fn san_only_certificate_relays() {
+    let (pki, up, g) = setup(FOREIGN_IP_TENANT).await;
+    let cert = pki.leaf(Leaf {
+        sans: &["mail.contoso.com"],
+        ..Default::default()
+    });
+    relayed(&pki, &g, &up, cert).await;
+}
+
+#[tokio::test]
+async fn server_auth_only_certificate_relays_like_an_exchange_server() {
+    let (pki, up, g) = setup(FOREIGN_IP_TENANT).await;
+    let cert = pki.leaf(Leaf {
+        cn: Some("mail.contoso.com"),
+        sans: &["mail.contoso.com"],
+        eku: &[ServerAuth],
+        ..Default::default()
+    });
+    relayed(&pki, &g, &up, cert).await;
+}
+
+#[tokio::test]
+async fn wildcard_connector_matches_deep_names() {
+    let (pki, up, g) = setup(FOREIGN_IP_TENANT).await;
+    let cert = pki.leaf(Leaf {
+        sans: &["a.b.contoso.com"],
+        ..Default::default()
+    });
+    relayed(&pki, &g, &up, cert).await;
+}
+
+#[tokio::test]
+async fn wildcard_connector_matches_the_bare_domain() {
+    let (pki, up, g) = setup(FOREIGN_IP_TENANT).await;
+    let cert = pki.leaf(Leaf {
+        cn: Some("contoso.com"),
+        ..Default::default()
+    });
+    relayed(&pki, &g, &up, cert).await;
+}
+
+#[tokio::test]
+async fn certificate_of_another_domain_does_not_relay() {
+    let (pki, up, g) = setup(FOREIGN_IP_TENANT).await;
+    let cert = pki.leaf(Leaf {
+        cn: Some("mail.example.net"),
+        sans: &["mail.example.net"],
+        ..Default::default()
+    });
+    refused(&pki, &g, &up, Some(cert)).await;
+}
+
+#[tokio::test]
+async fn exact_connector_name_must_itself_be_an_accepted_domain() {
+    let tenant = FOREIGN_IP_TENANT.replace("\"*.contoso.com\"", "\"mail.contoso.com\"");
+    let (pki, up, g) = setup(&tenant).await;
+    let cert = pki.leaf(Leaf {
+        cn: Some("mail.contoso.com"),
+        sans: &["mail.contoso.com"],
+        ..Default::default()
+    });
+    refused(&pki, &g, &up, Some(cert)).await;
+}
+
+#[tokio::test]
+async fn starttls_is_offered_once_and_refused_after_tls() {
+    let (pki, _up, g) = setup(FOREIGN_IP_TENANT).await;
+    let mut c = Client::connect(g.addr).await;
+    let ehlo = c.cmd("EHLO x", "250").await;
+    assert!(ehlo.contains("250-STARTTLS\r\n"), "{ehlo}");
+    let mut c = c.starttls(&pki, None).await;
+    let ehlo = c.cmd("EHLO x", "250").await;
+    assert!(!ehlo.contains("STARTTLS"), "{ehlo}");
+    c.cmd("STARTTLS", "503 5.5.1").await;
+}
+
+#[tokio::test]
+async fn starttls_inside_a_transaction_is_refused() {
+    let (_pki, _up, g) = setup(BASELINE_TENANT).await;
+    let mut c = Client::connect(g.addr).await;
+    c.cmd("EHLO x", "250").await;
+    c.cmd("MAIL FROM:<app@contoso.com>", "250").await;
+    c.cmd("STARTTLS", "503 5.5.1").await;
+}
+
+#[tokio::test]
+async fn commands_pipelined_behind_starttls_are_discarded() {
+    let (pki, _up, g) = setup(BASELINE_TENANT).await;
+    let mut c = Client::connect(g.addr).await;
+    c.cmd("EHLO x", "250").await;
+    // The injected MAIL arrives in the same packet as STARTTLS (CVE-2011-0411 class).
+    c.send(b"STARTTLS\r\nMAIL FROM:<app@contoso.com>\r\n").await;
+    let r = c.reply().await;
+    assert!(r.starts_with("220 "), "{r:?}");
+    let mut c = c.handshake(&pki, None).await;
+    // Had the injected MAIL been executed, its reply would come before NOOP's.
+    let r = c.cmd("NOOP", "250").await;
+    assert_eq!(r, "250 2.0.0 OK\r\n");
+    c.cmd("EHLO x", "250").await;
+    c.cmd("RCPT TO:<bob@example.org>", "503 5.5.1").await;
+}
