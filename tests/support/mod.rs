@@ -239,7 +239,7 @@ pub async fn start_gate(server_extra: &str, rest: &str) -> Gate {
     }
 }
 
-/// Check a refusal line: exact text, then Exchange Online's suffix
+/// Check a refusal line: it starts with `expected` and ends with Exchange Online's suffix
 /// ` [gate.contoso.com YYYY-MM-DDTHH:MM:SS.mmmZ 16HEX]`.
 pub fn assert_exo_reply(reply: &str, expected: &str) {
     let line = reply.lines().last().unwrap_or("");
@@ -247,7 +247,8 @@ pub fn assert_exo_reply(reply: &str, expected: &str) {
         line.starts_with(expected),
         "reply {reply:?} does not start with {expected:?}"
     );
-    let suffix = &line[expected.len()..];
+    // The suffix is the last " [...]" of the line; any text between is the reply's own.
+    let suffix = &line[line.rfind(" [").unwrap_or(expected.len())..];
     let b = suffix.as_bytes();
     let ok = suffix.len() == " [gate.contoso.com 2026-11-22T08:26:31.592Z 08DB72B25E50380B]".len()
         && suffix.starts_with(" [gate.contoso.com ")
@@ -299,7 +300,7 @@ pub struct Received {
 pub struct Upstream {
     pub addr: SocketAddr,
     pub log: Arc<Mutex<Vec<Received>>>,
-    done: Mutex<mpsc::UnboundedReceiver<()>>,
+    done: tokio::sync::Mutex<mpsc::UnboundedReceiver<()>>,
 }
 
 impl Upstream {
@@ -322,13 +323,13 @@ impl Upstream {
         Upstream {
             addr,
             log,
-            done: Mutex::new(rx),
+            done: tokio::sync::Mutex::new(rx),
         }
     }
 
     /// Wait (bounded) until a transaction has received its final dot; return it.
     pub async fn next_completed(&self) -> Received {
-        let mut rx = self.done.lock().unwrap();
+        let mut rx = self.done.lock().await;
         timeout(WAIT, rx.recv())
             .await
             .expect("upstream got no complete message in time");

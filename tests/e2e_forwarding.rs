@@ -1,0 +1,512 @@
+//! Forwarding without loss: bytes arrive exactly, the upstream's replies come back as they
+//! were, upstream trouble is a 4xx (never a 250, never a 5xx), and hostile input gets a clear
+//! reply and reaches nothing.
+
+mod support;
+use support::*;
+
+async fn relay_gate(up: &Upstream, server_extra: &str) -> Gate {
+    start_gate(
+        server_extra,
+        &format!("{BASELINE_TENANT}\n{}", smtp_upstream(up.addr)),
+    )
+    .await
+}
+
+async fn session(g: &Gate) -> Client {
+    let mut c = Client::connect(g.addr).await;
+    c.cmd("EHLO app.contoso.com", "250").await;
+    c
+}
+
+/// Send `text` (unstuffed) the way a client must: dot-stuffed, then the end marker.
+fn stuffed(text: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len() + 16);
+    let mut at_start = true;
+    for &b in text {
+        if at_start && b == b'.' {
+            out.push(b'.');
+        }
+        out.push(b);
+        at_start = b == b'\n';
+    }
+    out
+}
+
+async fn round_trip(text: &[u8]) {
+    let up = Upstream::start(Script::default()).await;
+    let g = relay_gate(&up, "").await;
+    let mut c = session(&g).await;
+    let r = c
+        .send_message("app@contoso.com", &["bob@example.org"], &stuffed(text))
+        .await;
+    assert!(r.starts_with("250 "), "{r:?}");
+    let t = up.next_completed().await;
+    // The upstream receives it stuffed again, exactly as the client sent it.
+    assert_eq!(strip_received(&t.data), stuffed(text).as_slice());
+}
+
+#[tokio::test]
+async fn dot_stuffing_is_undone_and_redone() {
+    round_trip(b"Subject: dots\r\n\r\n.leading\r\n..two\r\n.\r\n..\r\nmid.dle\r\n").await;
+}
+
+#[tokio::test]
+async fn eight_bit_bytes_pass_unchanged() {
+    let mut text =
+        b"Subject: =?utf-8?q?caf=C3=A9?=\r\nContent-Transfer-Encoding: 8bit\r\n\r\n".to_vec();
+    text.extend((0x80u8..=0xff).collect::<Vec<u8>>());
+    text.extend_from_slice("\r\nGrüße, 日本語\r\n".as_bytes());
+    round_trip(&text).await;
+}
+
+#[tokio::test]
+async fn long_lines_pass_unchanged() {
+    let mut text = b"Subject: long\r\n\r\n".to_vec();
+    text.extend(std::iter::repeat_n(b'x', 10_000));
+    text.extend_from_slice(b"\r\n");
+    round_trip(&text).await;
+}
+
+#[tokio::test]
+async fn a_five_megabyte_message_streams_through() {
+    let mut text = b"Subject: big\r\n\r\n".to_vec();
+    let line = b"0123456789abcdefghijklmnopqrstuvwxyz.0123456789abcdefghijklmnopqrstuvwxyz\r\n";
+    while text.len() < 5 * 1024 * 1024 {
+        text.extend_from_slice(line);
+        text.extend_from_slice(b".dot at the start\r\n");
+    }
+    round_trip(&text).await;
+}
+
+#[tokio::test]
+async fn a_message_without_body_or_final_crlf_is_completed() {
+    let up = Upstream::start(Script::default()).await;
+    let g = relay_gate(&up, "").await;
+    let mut c = session(&g).await;
+    // Headers only, no blank line.
+    let r = c
+        .send_message(
+            "app@contoso.com",
+            &["bob@example.org"],
+            b"Subject: only\r\n",
+        )
+        .await;
+    assert!(r.starts_with("250 "), "{r:?}");
+    let t = up.next_completed().await;
+    assert_eq!(strip_received(&t.data), b"Subject: only\r\n");
+}
+
+#[tokio::test]
+async fn upstream_refusing_one_recipient_is_passed_through_and_the_rest_delivered() {
+    let up = Upstream::start(Script {
+        refuse_rcpt: vec![(
+            "gone@example.org",
+            "550 5.1.1 <gone@example.org>: user unknown",
+        )],
+        ..Default::default()
+    })
+    .await;
+    let g = relay_gate(&up, "").await;
+    let mut c = session(&g).await;
+    c.cmd("MAIL FROM:<app@contoso.com>", "250").await;
+    let r = c.cmd("RCPT TO:<gone@example.org>", "550").await;
+    assert_eq!(r, "550 5.1.1 <gone@example.org>: user unknown\r\n");
+    c.cmd("RCPT TO:<bob@example.org>", "250").await;
+    c.cmd("DATA", "354").await;
+    c.send(b"Subject: x\r\n\r\nhi\r\n.\r\n").await;
+    assert!(c.reply().await.starts_with("250 "));
+    let t = up.next_completed().await;
+    assert_eq!(
+        t.rcpts,
+        ["RCPT TO:<gone@example.org>", "RCPT TO:<bob@example.org>"]
+    );
+}
+
+#[tokio::test]
+async fn upstream_5xx_at_data_is_passed_through() {
+    let up = Upstream::start(Script {
+        data_reply: Some("554 5.6.0 no thanks"),
+        ..Default::default()
+    })
+    .await;
+    let g = relay_gate(&up, "").await;
+    let mut c = session(&g).await;
+    let r = c
+        .send_message(
+            "app@contoso.com",
+            &["bob@example.org"],
+            b"Subject: x\r\n\r\nhi\r\n",
+        )
+        .await;
+    assert_eq!(r, "554 5.6.0 no thanks\r\n");
+    // The session goes on.
+    c.cmd("NOOP", "250").await;
+}
+
+#[tokio::test]
+async fn upstream_final_reply_4xx_and_5xx_are_passed_through() {
+    for reply in [
+        "451 4.7.500 Server busy",
+        "550 5.7.1 Message rejected as spam",
+    ] {
+        let up = Upstream::start(Script {
+            end_reply: Some(reply),
+            ..Default::default()
+        })
+        .await;
+        let g = relay_gate(&up, "").await;
+        let mut c = session(&g).await;
+        let r = c
+            .send_message(
+                "app@contoso.com",
+                &["bob@example.org"],
+                b"Subject: x\r\n\r\nhi\r\n",
+            )
+            .await;
+        assert_eq!(r, format!("{reply}\r\n"));
+    }
+}
+
+#[tokio::test]
+async fn unreachable_upstream_is_451_at_rcpt() {
+    // A port nothing listens on.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let g = start_gate("", &format!("{BASELINE_TENANT}\n{}", smtp_upstream(closed))).await;
+    let mut c = session(&g).await;
+    c.cmd("MAIL FROM:<app@contoso.com>", "250").await;
+    let r = c.cmd("RCPT TO:<bob@example.org>", "451").await;
+    assert_exo_reply(
+        &r,
+        "451 4.4.1 Temporary server error. Please try again later (upstream unreachable: ",
+    );
+}
+
+#[tokio::test]
+async fn upstream_refusing_the_session_is_451() {
+    let up = Upstream::start(Script {
+        greeting: Some("554 5.7.1 go away"),
+        ..Default::default()
+    })
+    .await;
+    let g = relay_gate(&up, "").await;
+    let mut c = session(&g).await;
+    c.cmd("MAIL FROM:<app@contoso.com>", "250").await;
+    let r = c.cmd("RCPT TO:<bob@example.org>", "451 4.4.3").await;
+    assert!(r.contains("554 5.7.1 go away"), "{r:?}");
+}
+
+#[tokio::test]
+async fn upstream_dropping_after_mail_is_451() {
+    let up = Upstream::start(Script {
+        drop_after_mail: true,
+        ..Default::default()
+    })
+    .await;
+    let g = relay_gate(&up, "").await;
+    let mut c = session(&g).await;
+    c.cmd("MAIL FROM:<app@contoso.com>", "250").await;
+    c.cmd("RCPT TO:<bob@example.org>", "451 4.4.2").await;
+}
+
+#[tokio::test]
+async fn upstream_dropping_before_the_final_dot_is_never_a_250() {
+    let up = Upstream::start(Script {
+        drop_during_data_after: Some(100_000),
+        ..Default::default()
+    })
+    .await;
+    let g = relay_gate(&up, "").await;
+    let mut c = session(&g).await;
+    let mut text = b"Subject: x\r\n\r\n".to_vec();
+    while text.len() < 1_000_000 {
+        text.extend_from_slice(b"a line of text to fill the message up\r\n");
+    }
+    let r = c
+        .send_message("app@contoso.com", &["bob@example.org"], &text)
+        .await;
+    assert!(r.starts_with("451 4.4."), "{r:?}");
+    assert_eq!(up.completed(), 0);
+}
+
+#[tokio::test]
+async fn upstream_dropping_after_the_final_dot_without_a_reply_is_451() {
+    let up = Upstream::start(Script {
+        drop_after_dot: true,
+        ..Default::default()
+    })
+    .await;
+    let g = relay_gate(&up, "").await;
+    let mut c = session(&g).await;
+    let r = c
+        .send_message(
+            "app@contoso.com",
+            &["bob@example.org"],
+            b"Subject: x\r\n\r\nhi\r\n",
+        )
+        .await;
+    assert_exo_reply(
+        &r,
+        "451 4.4.2 Temporary server error. Please try again later (upstream closed the connection (end of DATA))",
+    );
+}
+
+#[tokio::test]
+async fn silent_upstream_times_out_into_451() {
+    let up = Upstream::start(Script {
+        silent_after_dot: true,
+        ..Default::default()
+    })
+    .await;
+    let g = relay_gate(&up, "").await;
+    let mut c = session(&g).await;
+    // data_end_timeout_secs = 2 in smtp_upstream().
+    let r = c
+        .send_message(
+            "app@contoso.com",
+            &["bob@example.org"],
+            b"Subject: x\r\n\r\nhi\r\n",
+        )
+        .await;
+    assert_exo_reply(
+        &r,
+        "451 4.4.2 Temporary server error. Please try again later (upstream did not answer in time (end of DATA))",
+    );
+}
+
+#[tokio::test]
+async fn bare_line_feeds_are_refused_and_nothing_is_delivered() {
+    let up = Upstream::start(Script::default()).await;
+    let g = relay_gate(&up, "").await;
+    for smuggle in [
+        &b"Subject: x\r\n\r\nhi\n.\nMAIL FROM:<evil@contoso.com>\r\n"[..],
+        b"Subject: x\r\n\r\nhi\r\n.\nRCPT TO:<x@example.org>\r\n",
+        b"Subject: x\r\n\r\nhi\n.\r\nDATA\r\n",
+        b"Subject: x\r\n\r\nhi\r.\rmore\r\n",
+        b"Subject: x\r\n\r\nmid\rline\r\n",
+    ] {
+        let mut c = session(&g).await;
+        let r = c
+            .send_message("app@contoso.com", &["bob@example.org"], smuggle)
+            .await;
+        assert_exo_reply(
+            &r,
+            "550 5.5.2 Message contains a bare CR or LF; lines must end with CRLF (SMTP smuggling protection)",
+        );
+        // Exactly one transaction's answer: nothing smuggled produced a second one.
+        c.cmd("NOOP", "250 2.0.0 OK").await;
+    }
+    assert_eq!(up.completed(), 0);
+}
+
+#[tokio::test]
+async fn oversized_message_without_size_is_drained_then_refused() {
+    let up = Upstream::start(Script::default()).await;
+    let g = relay_gate(&up, "max_message_size = 10000").await;
+    let mut c = session(&g).await;
+    let mut text = b"Subject: big\r\n\r\n".to_vec();
+    while text.len() < 50_000 {
+        text.extend_from_slice(b"0123456789012345678901234567890123456789\r\n");
+    }
+    let r = c
+        .send_message("app@contoso.com", &["bob@example.org"], &text)
+        .await;
+    assert_exo_reply(
+        &r,
+        "552 5.3.4 Message size exceeds fixed maximum message size of 10000 bytes",
+    );
+    c.cmd("NOOP", "250").await;
+    assert_eq!(up.completed(), 0);
+}
+
+#[tokio::test]
+async fn declared_size_over_the_limit_is_refused_at_mail() {
+    let up = Upstream::start(Script::default()).await;
+    let g = relay_gate(&up, "").await;
+    let mut c = session(&g).await;
+    let r = c
+        .cmd("MAIL FROM:<app@contoso.com> SIZE=999999999", "552")
+        .await;
+    assert_exo_reply(
+        &r,
+        "552 5.3.4 Message size exceeds fixed maximum message size of 36700160 bytes",
+    );
+}
+
+#[tokio::test]
+async fn too_many_recipients_get_452() {
+    let up = Upstream::start(Script::default()).await;
+    let g = relay_gate(&up, "max_recipients = 2").await;
+    let mut c = session(&g).await;
+    c.cmd("MAIL FROM:<app@contoso.com>", "250").await;
+    c.cmd("RCPT TO:<a@example.org>", "250").await;
+    c.cmd("RCPT TO:<b@example.org>", "250").await;
+    let r = c.cmd("RCPT TO:<c@example.org>", "452").await;
+    assert_exo_reply(&r, "452 4.5.3 Too many recipients");
+}
+
+#[tokio::test]
+async fn pipelined_commands_get_their_replies_in_order() {
+    let up = Upstream::start(Script::default()).await;
+    let g = relay_gate(&up, "").await;
+    let mut c = session(&g).await;
+    c.send(b"MAIL FROM:<app@contoso.com>\r\nRCPT TO:<a@example.org>\r\nRCPT TO:<b@example.org>\r\nDATA\r\n")
+        .await;
+    assert!(c.reply().await.starts_with("250 2.1.0"));
+    assert!(c.reply().await.starts_with("250 2.1.5"));
+    assert!(c.reply().await.starts_with("250 2.1.5"));
+    assert!(c.reply().await.starts_with("354 "));
+    c.send(b"Subject: p\r\n\r\nhi\r\n.\r\nQUIT\r\n").await;
+    assert!(c.reply().await.starts_with("250 "));
+    assert!(c.reply().await.starts_with("221 "));
+    assert_eq!(up.next_completed().await.rcpts.len(), 2);
+}
+
+#[tokio::test]
+async fn commands_out_of_sequence_get_503() {
+    let up = Upstream::start(Script::default()).await;
+    let g = relay_gate(&up, "").await;
+    let mut c = Client::connect(g.addr).await;
+    c.cmd("MAIL FROM:<app@contoso.com>", "503 5.5.1").await;
+    c.cmd("EHLO x", "250").await;
+    c.cmd("RCPT TO:<a@example.org>", "503 5.5.1").await;
+    c.cmd("DATA", "503 5.5.1").await;
+    c.cmd("MAIL FROM:<app@contoso.com>", "250").await;
+    c.cmd("MAIL FROM:<app@contoso.com>", "503 5.5.1").await;
+    c.cmd("DATA", "554 5.5.1").await;
+}
+
+#[tokio::test]
+async fn the_small_commands_answer() {
+    let up = Upstream::start(Script::default()).await;
+    let g = relay_gate(&up, "").await;
+    let mut c = session(&g).await;
+    c.cmd("VRFY bob", "252 2.5.2").await;
+    c.cmd("NOOP", "250 2.0.0").await;
+    c.cmd("RSET", "250 2.0.0").await;
+    c.cmd("HELP", "214 2.0.0").await;
+    c.cmd("HELO x", "250 gate.contoso.com").await;
+    c.cmd("AUTH PLAIN AGZvbwBiYXI=", "502 5.5.1").await;
+    c.cmd("BDAT 10 LAST", "502 5.5.1").await;
+    c.cmd("FOO bar", "500 5.5.1").await;
+    c.cmd("QUIT", "221 2.0.0").await;
+}
+
+#[tokio::test]
+async fn an_over_long_command_line_is_refused_and_the_session_continues() {
+    let up = Upstream::start(Script::default()).await;
+    let g = relay_gate(&up, "").await;
+    let mut c = session(&g).await;
+    let mut long = b"NOOP ".to_vec();
+    long.extend(std::iter::repeat_n(b'x', 5000));
+    long.extend_from_slice(b"\r\n");
+    c.send(&long).await;
+    assert!(c.reply().await.starts_with("500 5.5.2 Line too long"));
+    c.cmd("NOOP", "250").await;
+}
+
+#[tokio::test]
+async fn garbage_gets_5xx_and_too_many_errors_end_the_session_with_421() {
+    let up = Upstream::start(Script::default()).await;
+    let g = relay_gate(&up, "").await;
+    let mut c = session(&g).await;
+    c.send(b"MAIL FROM:<a\0b@contoso.com>\r\n").await;
+    assert!(c.reply().await.starts_with("500 5.5.2"));
+    c.send(b"\xff\xfe\xfd\r\n").await;
+    assert!(c.reply().await.starts_with("500"));
+    c.send(b"MAIL FROM:<not an address>\r\n").await;
+    assert!(c.reply().await.starts_with("501"));
+    for _ in 0..6 {
+        c.send(b"WHAT\r\n").await;
+        assert!(c.reply().await.starts_with("500"));
+    }
+    c.send(b"WHAT\r\n").await;
+    let r = c.reply().await;
+    assert!(r.starts_with("500"), "{r:?}");
+    let r = c.reply().await;
+    assert!(
+        r.starts_with("421 4.7.0 gate.contoso.com Too many errors"),
+        "{r:?}"
+    );
+    assert_eq!(c.reply().await, "", "closed");
+}
+
+#[tokio::test]
+async fn a_silent_client_gets_421_after_the_command_timeout() {
+    let up = Upstream::start(Script::default()).await;
+    let g = relay_gate(&up, "command_timeout_secs = 1").await;
+    let mut c = session(&g).await;
+    let r = c.reply().await;
+    assert!(
+        r.starts_with("421 4.4.2 gate.contoso.com Timeout exceeded"),
+        "{r:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_client_stalling_in_data_gets_421_and_nothing_is_delivered() {
+    let up = Upstream::start(Script::default()).await;
+    let g = relay_gate(&up, "data_timeout_secs = 1").await;
+    let mut c = session(&g).await;
+    c.cmd("MAIL FROM:<app@contoso.com>", "250").await;
+    c.cmd("RCPT TO:<bob@example.org>", "250").await;
+    c.cmd("DATA", "354").await;
+    c.send(b"Subject: stalled\r\n\r\nhalf").await;
+    let r = c.reply().await;
+    assert!(r.starts_with("421 4.4.2"), "{r:?}");
+    assert_eq!(up.completed(), 0);
+}
+
+#[tokio::test]
+async fn directory_upstream_stores_message_and_envelope_and_nothing_for_refusals() {
+    let out = tempfile::tempdir().unwrap();
+    let g = start_gate(
+        "",
+        &format!(
+            "{BASELINE_TENANT}\n[upstream]\nkind = \"directory\"\npath = \"{}\"\n",
+            out.path().display()
+        ),
+    )
+    .await;
+    let mut c = session(&g).await;
+    let r = c
+        .send_message(
+            "app@contoso.com",
+            &["bob@example.org", "carol@example.org"],
+            b"Subject: stored\r\n\r\n..dot\r\n",
+        )
+        .await;
+    assert!(
+        r.starts_with("250 2.6.0 Message accepted, stored as "),
+        "{r:?}"
+    );
+    let r = c
+        .send_message(
+            "app@example.net",
+            &["bob@example.org"],
+            b"Subject: refused\r\n\r\nx\r\n",
+        )
+        .await;
+    assert!(r.starts_with("550 5.7.64"), "{r:?}");
+    let files = eml_files(out.path());
+    assert_eq!(files.len(), 1);
+    let eml = std::fs::read(&files[0]).unwrap();
+    assert_eq!(strip_received(&eml), b"Subject: stored\r\n\r\n.dot\r\n");
+    let env: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(files[0].with_extension("envelope.json")).unwrap())
+            .unwrap();
+    assert_eq!(env["mail_from"], "app@contoso.com");
+    assert_eq!(
+        env["rcpt_to"],
+        serde_json::json!(["bob@example.org", "carol@example.org"])
+    );
+    assert_eq!(
+        env["client"]["peer"].as_str().unwrap().split(':').next(),
+        Some("127.0.0.1")
+    );
+    let tmp = std::fs::read_dir(out.path().join(".tmp")).unwrap().count();
+    assert_eq!(tmp, 0, "no temporary files left");
+}
