@@ -510,3 +510,129 @@ async fn directory_upstream_stores_message_and_envelope_and_nothing_for_refusals
     let tmp = std::fs::read_dir(out.path().join(".tmp")).unwrap().count();
     assert_eq!(tmp, 0, "no temporary files left");
 }
+
+fn tls_upstream(addr: std::net::SocketAddr, mode: &str, ca: &std::path::Path) -> String {
+    format!(
+        "[upstream]\nkind = \"smtp\"\naddress = \"{addr}\"\ntls = \"{mode}\"\ntls_server_name = \"localhost\"\nca = \"{}\"\nreply_timeout_secs = 2\ndata_end_timeout_secs = 2\nconnect_timeout_secs = 2\n",
+        ca.display()
+    )
+}
+
+#[tokio::test]
+async fn upstream_starttls_is_used_and_verified() {
+    let pki = Pki::new();
+    let up = Upstream::start(Script {
+        starttls: Some(pki.upstream_server_config()),
+        ..Default::default()
+    })
+    .await;
+    let g = start_gate(
+        "",
+        &format!(
+            "{BASELINE_TENANT}\n{}",
+            tls_upstream(up.addr, "required", &pki.path("ca.pem"))
+        ),
+    )
+    .await;
+    let mut c = session(&g).await;
+    let r = c
+        .send_message(
+            "app@contoso.com",
+            &["bob@example.org"],
+            b"Subject: tls\r\n\r\nhi\r\n",
+        )
+        .await;
+    assert!(r.starts_with("250 "), "{r:?}");
+    assert!(
+        up.next_completed().await.tls,
+        "the upstream transaction ran over TLS"
+    );
+}
+
+#[tokio::test]
+async fn required_upstream_tls_fails_closed_without_starttls() {
+    let pki = Pki::new();
+    let up = Upstream::start(Script::default()).await;
+    let g = start_gate(
+        "",
+        &format!(
+            "{BASELINE_TENANT}\n{}",
+            tls_upstream(up.addr, "required", &pki.path("ca.pem"))
+        ),
+    )
+    .await;
+    let mut c = session(&g).await;
+    c.cmd("MAIL FROM:<app@contoso.com>", "250").await;
+    let r = c.cmd("RCPT TO:<bob@example.org>", "451 4.4.3").await;
+    assert!(r.contains("does not offer STARTTLS"), "{r:?}");
+    assert!(
+        up.transactions().is_empty(),
+        "nothing was sent in clear text"
+    );
+}
+
+#[tokio::test]
+async fn required_upstream_tls_fails_closed_on_an_unverifiable_certificate() {
+    let pki = Pki::new();
+    let other = Pki::new();
+    let up = Upstream::start(Script {
+        starttls: Some(other.upstream_server_config()),
+        ..Default::default()
+    })
+    .await;
+    let g = start_gate(
+        "",
+        &format!(
+            "{BASELINE_TENANT}\n{}",
+            tls_upstream(up.addr, "required", &pki.path("ca.pem"))
+        ),
+    )
+    .await;
+    let mut c = session(&g).await;
+    c.cmd("MAIL FROM:<app@contoso.com>", "250").await;
+    let r = c.cmd("RCPT TO:<bob@example.org>", "451 4.4.3").await;
+    assert!(r.contains("upstream TLS failed"), "{r:?}");
+    assert!(up.transactions().is_empty());
+}
+
+#[tokio::test]
+async fn opportunistic_upstream_tls_goes_on_in_clear_text_without_starttls() {
+    let pki = Pki::new();
+    let up = Upstream::start(Script::default()).await;
+    let g = start_gate(
+        "",
+        &format!(
+            "{BASELINE_TENANT}\n{}",
+            tls_upstream(up.addr, "opportunistic", &pki.path("ca.pem"))
+        ),
+    )
+    .await;
+    let mut c = session(&g).await;
+    let r = c
+        .send_message(
+            "app@contoso.com",
+            &["bob@example.org"],
+            b"Subject: plain\r\n\r\nhi\r\n",
+        )
+        .await;
+    assert!(r.starts_with("250 "), "{r:?}");
+    assert!(!up.next_completed().await.tls);
+}
+
+#[tokio::test]
+async fn upstream_refusing_mail_is_passed_through_at_rcpt() {
+    for reply in ["550 5.7.1 sender blocked", "451 4.3.0 try later"] {
+        let up = Upstream::start(Script {
+            mail_reply: Some(reply),
+            ..Default::default()
+        })
+        .await;
+        let g = relay_gate(&up, "").await;
+        let mut c = session(&g).await;
+        c.cmd("MAIL FROM:<app@contoso.com>", "250").await;
+        // The gate answered MAIL itself; the upstream's verdict on it arrives with the RCPT.
+        let r = c.cmd("RCPT TO:<bob@example.org>", &reply[..3]).await;
+        assert_eq!(r, format!("{reply}\r\n"));
+        c.cmd("DATA", "554 5.5.1").await;
+    }
+}

@@ -361,3 +361,44 @@ async fn reload_changes_new_sessions_and_keeps_running_ones() {
         "a running session keeps its configuration: {r:?}"
     );
 }
+
+#[tokio::test]
+async fn a_client_dribbling_a_byte_at_a_time_is_cut_off_by_the_session_timeout() {
+    let out = tempfile::tempdir().unwrap();
+    let gate = start(settings(out.path(), "session_timeout_secs = 2")).await;
+    let c = Client::connect(gate.addr).await;
+    let Client {
+        mut reader,
+        mut writer,
+    } = c;
+    let mut banner = String::new();
+    reader.read_line(&mut banner).await.unwrap();
+    // Slowloris: every byte resets the per-read command timeout, never completes a line.
+    let dribble = tokio::spawn(async move {
+        for _ in 0..100 {
+            if writer.write_all(b"x").await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    let mut line = String::new();
+    timeout(WAIT, reader.read_line(&mut line))
+        .await
+        .expect("cut off in time")
+        .unwrap();
+    assert!(
+        line.starts_with("421 4.4.2 gate.contoso.com Timeout exceeded"),
+        "{line:?}"
+    );
+    let mut rest = String::new();
+    assert_eq!(
+        timeout(WAIT, reader.read_line(&mut rest))
+            .await
+            .unwrap()
+            .unwrap_or(0),
+        0,
+        "closed"
+    );
+    dribble.abort();
+}

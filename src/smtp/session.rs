@@ -31,8 +31,11 @@ use tokio::time::Instant;
 const MAX_COMMAND_LINE: usize = 2048;
 /// Errors in one session before it is ended with 421.
 const MAX_ERRORS: u32 = 10;
-/// How much is read from the client at a time.
-const READ_CHUNK: usize = 16 * 1024;
+/// How much is read from the client at a time while it sends commands: small, because an idle
+/// session holds this buffer, and thousands of idle sessions are normal for a gate.
+const COMMAND_CHUNK: usize = 1024;
+/// How much is read at a time during DATA, for throughput.
+const READ_CHUNK: usize = 64 * 1024;
 
 /// Who is on the other end, as the policy should see it.
 #[derive(Debug, Clone)]
@@ -65,7 +68,7 @@ pub async fn run_session<S>(
     let id = SessionId::new();
     let upstream = Upstream::new(&settings.upstream, &settings.server.hostname);
     let session_deadline = Instant::now() + settings.server.session_timeout;
-    let mut rbuf = Vec::with_capacity(READ_CHUNK);
+    let mut rbuf = Vec::new();
     rbuf.extend_from_slice(&peer.early);
     let peer = Peer {
         addr: peer.addr,
@@ -221,13 +224,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     }
 
     /// Read more from the client, within `wait` and the session deadline.
-    async fn fill(&mut self, wait: Duration) -> Input {
+    async fn fill(&mut self, wait: Duration, chunk: usize) -> Input {
         if self.rstart > 0 {
             self.rbuf.drain(..self.rstart);
             self.rstart = 0;
         }
         let deadline = (Instant::now() + wait).min(self.session_deadline);
-        self.rbuf.reserve(READ_CHUNK);
+        self.rbuf.reserve(chunk);
         let idle = self.txn.is_none();
         let io = self.io.as_mut().expect("stream present");
         let phase = &mut self.phase;
@@ -277,7 +280,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             if self.flush().await.is_err() {
                 return Input::Failed;
             }
-            match self.fill(self.settings.server.command_timeout).await {
+            match self
+                .fill(self.settings.server.command_timeout, COMMAND_CHUNK)
+                .await
+            {
                 Input::Line(_) => {}
                 other => return other,
             }
@@ -743,7 +749,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         text: &mut Vec<u8>,
     ) -> Result<bool, End> {
         if self.buffered().is_empty() {
-            match self.fill(self.settings.server.data_timeout).await {
+            match self
+                .fill(self.settings.server.data_timeout, READ_CHUNK)
+                .await
+            {
                 Input::Line(_) => {}
                 Input::Closed => return Err(End::ClientClosed),
                 Input::Failed | Input::ShuttingDown => return Err(End::Io),
@@ -941,6 +950,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             },
             ..outcome
         };
+        // Back to commands: give the DATA-sized buffer back, idle sessions should stay small.
+        if self.rstart > 0 {
+            self.rbuf.drain(..self.rstart);
+            self.rstart = 0;
+        }
+        self.rbuf.shrink_to(COMMAND_CHUNK.max(self.rbuf.len()));
         // The upstream transaction is over (answered, aborted, or never started).
         let txn = self.txn.take().expect("txn");
         self.log_transaction(&txn, p2.as_deref(), &decision.relay, &outcome, size);

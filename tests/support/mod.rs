@@ -139,6 +139,24 @@ impl Pki {
         }
     }
 
+    /// A server configuration for the recording upstream (`localhost`, `127.0.0.1`, by the root).
+    pub fn upstream_server_config(&self) -> Arc<rustls::ServerConfig> {
+        relaygate::tls::install_crypto_provider();
+        let p =
+            CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let cert = p.signed_by(&key, &self.root).unwrap();
+        Arc::new(
+            rustls::ServerConfig::builder()
+                .with_no_client_auth()
+                .with_single_cert(
+                    vec![cert.der().clone()],
+                    PrivateKeyDer::try_from(key.serialize_der()).unwrap(),
+                )
+                .unwrap(),
+        )
+    }
+
     fn client_config(&self, cert: Option<ClientCert>) -> Arc<rustls::ClientConfig> {
         relaygate::tls::install_crypto_provider();
         let mut roots = rustls::RootCertStore::empty();
@@ -275,6 +293,8 @@ pub struct Script {
     pub greeting: Option<&'static str>,
     /// Recipients answered with this line instead of 250.
     pub refuse_rcpt: Vec<(&'static str, &'static str)>,
+    /// Answer MAIL with this instead of 250.
+    pub mail_reply: Option<&'static str>,
     pub data_reply: Option<&'static str>,
     pub end_reply: Option<&'static str>,
     pub drop_after_mail: bool,
@@ -284,6 +304,8 @@ pub struct Script {
     pub drop_after_dot: bool,
     /// Receive the final dot, then say nothing.
     pub silent_after_dot: bool,
+    /// Offer STARTTLS with this server configuration.
+    pub starttls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// One transaction as the upstream saw it.
@@ -295,6 +317,8 @@ pub struct Received {
     pub data: Vec<u8>,
     /// The final dot arrived.
     pub completed: bool,
+    /// The transaction ran over TLS.
+    pub tls: bool,
 }
 
 pub struct Upstream {
@@ -358,7 +382,7 @@ impl Upstream {
     }
 }
 
-async fn read_line(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<String> {
+async fn read_line(s: &mut Box<dyn Io>, buf: &mut Vec<u8>) -> Option<String> {
     loop {
         if let Some(i) = buf.iter().position(|b| *b == b'\n') {
             let line: Vec<u8> = buf.drain(..=i).collect();
@@ -374,11 +398,13 @@ async fn read_line(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<String> {
 }
 
 async fn upstream_session(
-    mut s: TcpStream,
+    s: TcpStream,
     script: Script,
     log: Arc<Mutex<Vec<Received>>>,
     done: mpsc::UnboundedSender<()>,
 ) {
+    let mut s: Box<dyn Io> = Box::new(s);
+    let mut tls = false;
     let greeting = script.greeting.unwrap_or("220 upstream.test ESMTP");
     if s.write_all(format!("{greeting}\r\n").as_bytes())
         .await
@@ -391,13 +417,31 @@ async fn upstream_session(
     while let Some(line) = read_line(&mut s, &mut buf).await {
         let upper = line.to_ascii_uppercase();
         let reply: String = if upper.starts_with("EHLO") {
-            "250-upstream.test\r\n250-PIPELINING\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250 SIZE 100000000".into()
+            let starttls = if script.starttls.is_some() && !tls {
+                "250-STARTTLS\r\n"
+            } else {
+                ""
+            };
+            format!("250-upstream.test\r\n250-PIPELINING\r\n{starttls}250-8BITMIME\r\n250-SMTPUTF8\r\n250 SIZE 100000000")
+        } else if upper == "STARTTLS" && script.starttls.is_some() && !tls {
+            if s.write_all(b"220 2.0.0 ready\r\n").await.is_err() {
+                return;
+            }
+            let acceptor = tokio_rustls::TlsAcceptor::from(script.starttls.clone().unwrap());
+            match acceptor.accept(s).await {
+                Ok(t) => s = Box::new(t),
+                Err(_) => return,
+            }
+            tls = true;
+            buf.clear();
+            continue;
         } else if upper.starts_with("HELO") {
             "250 upstream.test".into()
         } else if upper.starts_with("MAIL") {
             let mut l = log.lock().unwrap();
             l.push(Received {
                 mail: line.clone(),
+                tls,
                 ..Default::default()
             });
             current = Some(l.len() - 1);
@@ -405,7 +449,7 @@ async fn upstream_session(
             if script.drop_after_mail {
                 return;
             }
-            "250 2.1.0 ok".into()
+            script.mail_reply.unwrap_or("250 2.1.0 ok").into()
         } else if upper.starts_with("RCPT") {
             if let Some(i) = current {
                 log.lock().unwrap()[i].rcpts.push(line.clone());
