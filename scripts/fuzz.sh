@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# A bounded fuzzing run of every target in fuzz/ (cargo-fuzz, libFuzzer). Usage:
+#   bash scripts/fuzz.sh [seconds-per-target]      (default 20)
+# cargo-fuzz runs on the stable toolchain here with --sanitizer none. Anything found is left in
+# fuzz/artifacts/<target>/; add it to the target's regression inputs and fix the bug.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs="${1:-20}"
+if ! cargo fuzz --version >/dev/null 2>&1; then
+  cargo install cargo-fuzz --locked --quiet
+fi
+for target in smtp_command data_codec header_sender proxy_header; do
+  echo "fuzz: $target for ${secs}s"
+  (cd fuzz && cargo fuzz run "$target" --sanitizer none -- -max_total_time="$secs" -rss_limit_mb=2048 2>&1 | tail -n 2)
+done
