@@ -636,3 +636,47 @@ async fn upstream_refusing_mail_is_passed_through_at_rcpt() {
         c.cmd("DATA", "554 5.5.1").await;
     }
 }
+
+#[tokio::test]
+async fn a_text_line_over_max_line_length_is_refused_after_the_data() {
+    let up = Upstream::start(Script::default()).await;
+    let g = relay_gate(&up, "max_line_length = 1000").await;
+    let mut c = session(&g).await;
+    let mut text = b"Subject: long\r\n\r\n".to_vec();
+    text.extend(std::iter::repeat_n(b'y', 2000));
+    text.extend_from_slice(b"\r\n");
+    let r = c
+        .send_message("app@contoso.com", &["bob@example.org"], &text)
+        .await;
+    assert_exo_reply(
+        &r,
+        "500 5.5.2 Message contains a line longer than 1000 octets",
+    );
+    c.cmd("NOOP", "250").await;
+    assert_eq!(up.completed(), 0);
+}
+
+#[tokio::test]
+async fn an_upstream_that_never_accepts_the_connection_times_out_into_451() {
+    // A listener with a backlog of one, filled: further connection attempts get no answer.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(0).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..8 {
+        let s = tokio::net::TcpSocket::new_v4().unwrap();
+        if let Ok(Ok(c)) =
+            tokio::time::timeout(std::time::Duration::from_millis(300), s.connect(addr)).await
+        {
+            fillers.push(c);
+        }
+    }
+    let g = start_gate("", &format!("{BASELINE_TENANT}\n{}", smtp_upstream(addr))).await;
+    let mut c = session(&g).await;
+    c.cmd("MAIL FROM:<app@contoso.com>", "250").await;
+    // connect_timeout_secs = 2; the greeting never comes either way.
+    let r = c.cmd("RCPT TO:<bob@example.org>", "451 4.4.").await;
+    assert!(r.contains("did not answer in time"), "{r:?}");
+    drop(listener);
+}

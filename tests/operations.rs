@@ -402,3 +402,25 @@ async fn a_client_dribbling_a_byte_at_a_time_is_cut_off_by_the_session_timeout()
     );
     dribble.abort();
 }
+
+#[tokio::test]
+async fn a_client_that_never_starts_the_tls_handshake_is_closed() {
+    let pki_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("certs");
+    let out = tempfile::tempdir().unwrap();
+    let text = format!(
+        "[server]\nhostname = \"gate.contoso.com\"\ntls_handshake_timeout_secs = 1\n[tls]\ncertificate = \"{d}/gate.pem\"\nprivate_key = \"{d}/gate.key\"\n[upstream]\nkind = \"directory\"\npath = \"{}\"\n",
+        out.path().display(),
+        d = pki_dir.display()
+    );
+    let gate = start(Config::parse(&text).unwrap().validate().unwrap()).await;
+    let mut c = Client::connect(gate.addr).await;
+    assert!(c.reply().await.starts_with("220 "));
+    c.cmd("EHLO x", "250").await;
+    c.cmd("STARTTLS", "220").await;
+    // Say nothing: the handshake timeout closes the connection.
+    assert_eq!(
+        c.reply().await,
+        "",
+        "closed after tls_handshake_timeout_secs"
+    );
+}

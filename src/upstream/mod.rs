@@ -87,7 +87,7 @@ impl UpstreamError {
     /// 4.4.2 bad connection, 4.4.3 other routing/system trouble.
     pub fn reply(&self) -> Reply {
         let enhanced = match self {
-            UpstreamError::Connect(_) => "4.4.1",
+            UpstreamError::Connect(_) | UpstreamError::Timeout("connect") => "4.4.1",
             UpstreamError::Timeout(_) | UpstreamError::Dropped(_) => "4.4.2",
             _ => "4.4.3",
         };
