@@ -118,7 +118,7 @@ async fn legacy_profile_refuses_when_the_header_from_is_foreign_too() {
 #[tokio::test]
 async fn no_connector_for_the_ip_means_5_7_64_even_for_an_accepted_p1() {
     let up = Upstream::start(Script::default()).await;
-    let g = gate(&up, "", FOREIGN_IP_TENANT).await;
+    let g = gate(&up, "", &foreign_ip_tenant()).await;
     let mut c = Client::connect(g.addr).await;
     c.cmd("EHLO app", "250").await;
     let r = c
@@ -174,7 +174,7 @@ async fn reject_direct_send_gives_5_7_68() {
     let g = gate(
         &up,
         "[policy]\nreject_direct_send = true",
-        FOREIGN_IP_TENANT,
+        &foreign_ip_tenant(),
     )
     .await;
     let mut c = Client::connect(g.addr).await;
@@ -215,7 +215,7 @@ async fn other_tenant_domains_are_accepted_as_inbound() {
     let g = gate(
         &up,
         "[policy]\nother_tenant_domains = [\"northwind.example\"]",
-        FOREIGN_IP_TENANT,
+        &foreign_ip_tenant(),
     )
     .await;
     let mut c = Client::connect(g.addr).await;
@@ -249,7 +249,12 @@ async fn audit_mode_forwards_what_enforce_would_refuse() {
 async fn open_relay_tricks_do_not_relay() {
     // Unattributed client (no IP connector, no certificate) trying to reach a foreign domain.
     let up = Upstream::start(Script::default()).await;
-    let g = gate(&up, "[policy]\nreject_stage = \"rcpt\"", FOREIGN_IP_TENANT).await;
+    let g = gate(
+        &up,
+        "[policy]\nreject_stage = \"rcpt\"",
+        &foreign_ip_tenant(),
+    )
+    .await;
     let mut c = Client::connect(g.addr).await;
     c.cmd("EHLO x", "250").await;
     c.cmd("MAIL FROM:<app@contoso.com>", "250").await;

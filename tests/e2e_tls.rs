@@ -56,7 +56,7 @@ async fn refused(pki: &Pki, g: &Gate, up: &Upstream, cert: Option<ClientCert>) {
 
 #[tokio::test]
 async fn trusted_chain_relays_by_certificate() {
-    let (pki, up, g) = setup(FOREIGN_IP_TENANT).await;
+    let (pki, up, g) = setup(&foreign_ip_tenant()).await;
     let cert = pki.leaf(Leaf {
         cn: Some("mail.contoso.com"),
         sans: &["mail.contoso.com"],
@@ -68,7 +68,7 @@ async fn trusted_chain_relays_by_certificate() {
 
 #[tokio::test]
 async fn missing_intermediate_is_no_identity() {
-    let (pki, up, g) = setup(FOREIGN_IP_TENANT).await;
+    let (pki, up, g) = setup(&foreign_ip_tenant()).await;
     let cert = pki.leaf(Leaf {
         cn: Some("mail.contoso.com"),
         sans: &["mail.contoso.com"],
@@ -80,7 +80,7 @@ async fn missing_intermediate_is_no_identity() {
 
 #[tokio::test]
 async fn self_signed_is_no_identity() {
-    let (pki, up, g) = setup(FOREIGN_IP_TENANT).await;
+    let (pki, up, g) = setup(&foreign_ip_tenant()).await;
     let cert = pki.leaf(Leaf {
         cn: Some("mail.contoso.com"),
         sans: &["mail.contoso.com"],
@@ -92,7 +92,7 @@ async fn self_signed_is_no_identity() {
 
 #[tokio::test]
 async fn expired_is_no_identity() {
-    let (pki, up, g) = setup(FOREIGN_IP_TENANT).await;
+    let (pki, up, g) = setup(&foreign_ip_tenant()).await;
     let cert = pki.leaf(Leaf {
         cn: Some("mail.contoso.com"),
         sans: &["mail.contoso.com"],
@@ -104,13 +104,13 @@ async fn expired_is_no_identity() {
 
 #[tokio::test]
 async fn no_certificate_is_no_identity() {
-    let (pki, up, g) = setup(FOREIGN_IP_TENANT).await;
+    let (pki, up, g) = setup(&foreign_ip_tenant()).await;
     refused(&pki, &g, &up, None).await;
 }
 
 #[tokio::test]
 async fn san_only_certificate_relays() {
-    let (pki, up, g) = setup(FOREIGN_IP_TENANT).await;
+    let (pki, up, g) = setup(&foreign_ip_tenant()).await;
     let cert = pki.leaf(Leaf {
         sans: &["mail.contoso.com"],
         ..Default::default()
@@ -120,7 +120,7 @@ async fn san_only_certificate_relays() {
 
 #[tokio::test]
 async fn server_auth_only_certificate_relays_like_an_exchange_server() {
-    let (pki, up, g) = setup(FOREIGN_IP_TENANT).await;
+    let (pki, up, g) = setup(&foreign_ip_tenant()).await;
     let cert = pki.leaf(Leaf {
         cn: Some("mail.contoso.com"),
         sans: &["mail.contoso.com"],
@@ -132,7 +132,7 @@ async fn server_auth_only_certificate_relays_like_an_exchange_server() {
 
 #[tokio::test]
 async fn wildcard_connector_matches_deep_names() {
-    let (pki, up, g) = setup(FOREIGN_IP_TENANT).await;
+    let (pki, up, g) = setup(&foreign_ip_tenant()).await;
     let cert = pki.leaf(Leaf {
         sans: &["a.b.contoso.com"],
         ..Default::default()
@@ -142,7 +142,7 @@ async fn wildcard_connector_matches_deep_names() {
 
 #[tokio::test]
 async fn wildcard_connector_matches_the_bare_domain() {
-    let (pki, up, g) = setup(FOREIGN_IP_TENANT).await;
+    let (pki, up, g) = setup(&foreign_ip_tenant()).await;
     let cert = pki.leaf(Leaf {
         cn: Some("contoso.com"),
         ..Default::default()
@@ -152,7 +152,7 @@ async fn wildcard_connector_matches_the_bare_domain() {
 
 #[tokio::test]
 async fn certificate_of_another_domain_does_not_relay() {
-    let (pki, up, g) = setup(FOREIGN_IP_TENANT).await;
+    let (pki, up, g) = setup(&foreign_ip_tenant()).await;
     let cert = pki.leaf(Leaf {
         cn: Some("mail.example.net"),
         sans: &["mail.example.net"],
@@ -163,7 +163,7 @@ async fn certificate_of_another_domain_does_not_relay() {
 
 #[tokio::test]
 async fn exact_connector_name_must_itself_be_an_accepted_domain() {
-    let tenant = FOREIGN_IP_TENANT.replace("\"*.contoso.com\"", "\"mail.contoso.com\"");
+    let tenant = foreign_ip_tenant().replace("\"*.contoso.com\"", "\"mail.contoso.com\"");
     let (pki, up, g) = setup(&tenant).await;
     let cert = pki.leaf(Leaf {
         cn: Some("mail.contoso.com"),
@@ -175,7 +175,7 @@ async fn exact_connector_name_must_itself_be_an_accepted_domain() {
 
 #[tokio::test]
 async fn starttls_is_offered_once_and_refused_after_tls() {
-    let (pki, _up, g) = setup(FOREIGN_IP_TENANT).await;
+    let (pki, _up, g) = setup(&foreign_ip_tenant()).await;
     let mut c = Client::connect(g.addr).await;
     let ehlo = c.cmd("EHLO x", "250").await;
     assert!(ehlo.contains("250-STARTTLS\r\n"), "{ehlo}");

@@ -310,14 +310,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 Input::Closed => return End::ClientClosed,
                 Input::Failed => return End::Io,
                 Input::TimedOut => {
-                    self.reply(&Reply::new(
-                        421,
-                        "4.4.2",
-                        format!(
-                            "{} Timeout exceeded, closing connection",
-                            self.settings.server.hostname
-                        ),
-                    ));
+                    self.timed_out();
                     let _ = self.flush().await;
                     return End::Timeout;
                 }
@@ -355,6 +348,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         ));
         let _ = self.flush().await;
         End::Shutdown
+    }
+
+    /// A timeout (command, DATA or session): `421 4.4.2`, then the session ends.
+    fn timed_out(&mut self) {
+        let host = &self.settings.server.hostname;
+        let r = Reply::new(
+            421,
+            "4.4.2",
+            format!("{host} Timeout exceeded, closing connection"),
+        );
+        self.reply(&r);
     }
 
     fn error_reply(&mut self, r: Reply) {
@@ -757,14 +761,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 Input::Closed => return Err(End::ClientClosed),
                 Input::Failed | Input::ShuttingDown => return Err(End::Io),
                 Input::TimedOut => {
-                    self.reply(&Reply::new(
-                        421,
-                        "4.4.2",
-                        format!(
-                            "{} Timeout exceeded, closing connection",
-                            self.settings.server.hostname
-                        ),
-                    ));
+                    self.timed_out();
                     return Err(End::Timeout);
                 }
             }
@@ -1064,10 +1061,7 @@ fn reverse_path(mail_from: &str) -> ReversePath<'_> {
 }
 
 fn condition2_text(c: &Condition2) -> (&'static str, &str) {
-    match c {
-        Condition2::SenderIpAddress { connector } => ("ip", connector),
-        Condition2::TlsSenderCertificate { connector } => ("certificate", connector),
-    }
+    (c.branch(), c.connector())
 }
 
 /// (verdict, branch, connector) of a relay decision, for the log.

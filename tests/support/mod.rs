@@ -196,25 +196,9 @@ tls_sender_certificate_name = "*.contoso.com"
 "#;
 
 /// The same tenant where 127.0.0.1 matches no IP connector: only a certificate can authorise.
-pub const FOREIGN_IP_TENANT: &str = r#"
-[[accepted_domains]]
-domain = "contoso.com"
-
-[[accepted_domains]]
-domain = "fabrikam.com"
-domain_type = "InternalRelay"
-match_subdomains = true
-
-[[inbound_connectors]]
-name = "C-IP"
-connector_type = "OnPremises"
-sender_ip_addresses = ["203.0.113.0/24"]
-
-[[inbound_connectors]]
-name = "C-CERT"
-connector_type = "OnPremises"
-tls_sender_certificate_name = "*.contoso.com"
-"#;
+pub fn foreign_ip_tenant() -> String {
+    BASELINE_TENANT.replace("127.0.0.0/24", "203.0.113.0/24")
+}
 
 pub struct Gate {
     pub addr: SocketAddr,
