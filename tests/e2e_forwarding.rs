@@ -263,7 +263,7 @@ async fn silent_upstream_times_out_into_451() {
     .await;
     let g = relay_gate(&up, "").await;
     let mut c = session(&g).await;
-    // data_end_timeout_secs = 2 in smtp_upstream().
+    // data_end_timeout_secs = 3 in smtp_upstream().
     let r = c
         .send_message(
             "app@contoso.com",
@@ -513,7 +513,7 @@ async fn directory_upstream_stores_message_and_envelope_and_nothing_for_refusals
 
 fn tls_upstream(addr: std::net::SocketAddr, mode: &str, ca: &std::path::Path) -> String {
     format!(
-        "[upstream]\nkind = \"smtp\"\naddress = \"{addr}\"\ntls = \"{mode}\"\ntls_server_name = \"localhost\"\nca = \"{}\"\nreply_timeout_secs = 2\ndata_end_timeout_secs = 2\nconnect_timeout_secs = 2\n",
+        "[upstream]\nkind = \"smtp\"\naddress = \"{addr}\"\ntls = \"{mode}\"\ntls_server_name = \"localhost\"\nca = \"{}\"\nreply_timeout_secs = 3\ndata_end_timeout_secs = 3\nconnect_timeout_secs = 3\n",
         ca.display()
     )
 }
@@ -675,7 +675,7 @@ async fn an_upstream_that_never_accepts_the_connection_times_out_into_451() {
     let g = start_gate("", &format!("{BASELINE_TENANT}\n{}", smtp_upstream(addr))).await;
     let mut c = session(&g).await;
     c.cmd("MAIL FROM:<app@contoso.com>", "250").await;
-    // connect_timeout_secs = 2; the greeting never comes either way.
+    // connect_timeout_secs = 3; the greeting never comes either way.
     let r = c.cmd("RCPT TO:<bob@example.org>", "451 4.4.").await;
     assert!(r.contains("did not answer in time"), "{r:?}");
     drop(listener);

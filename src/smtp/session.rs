@@ -826,10 +826,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let mut upstream_reply: Option<UpstreamReply> = None;
         let mut sending = false;
         let upstream_open = self.txn.as_ref().is_some_and(|t| t.upstream_open);
-        if early_refusal.is_none() && !upstream_open {
+        // Already known to be refused for its text (bare line break, long line, size): the
+        // upstream is not asked to start a message that will be abandoned.
+        let ready = early_refusal.is_none() && decoder.error().is_none() && size <= max_size;
+        if ready && !upstream_open {
             // A recipient was accepted, then the upstream connection was lost.
             upstream_failure = Some(crate::upstream::UpstreamError::Dropped("RCPT").reply());
-        } else if early_refusal.is_none() {
+        } else if ready {
             match self.upstream.data(&self.client_facts()).await {
                 Ok(r) if r.code == 354 => sending = true,
                 Ok(r) => upstream_reply = Some(r),

@@ -215,7 +215,7 @@ impl Drop for Gate {
 
 /// `[upstream]` for the recording server.
 pub fn smtp_upstream(addr: SocketAddr) -> String {
-    format!("[upstream]\nkind = \"smtp\"\naddress = \"{addr}\"\ntls = \"none\"\nreply_timeout_secs = 2\ndata_end_timeout_secs = 2\nconnect_timeout_secs = 2\n")
+    format!("[upstream]\nkind = \"smtp\"\naddress = \"{addr}\"\ntls = \"none\"\nreply_timeout_secs = 3\ndata_end_timeout_secs = 3\nconnect_timeout_secs = 3\n")
 }
 
 /// Start a gate: `server_extra` goes into `[server]`, `rest` is every other section.
@@ -451,6 +451,7 @@ async fn upstream_session(
                 }
                 // Read to CRLF.CRLF, raw.
                 let mut data = std::mem::take(&mut buf);
+                let mut scanned: usize = 0;
                 let end = loop {
                     if let Some(limit) = script.drop_during_data_after {
                         if data.len() >= limit {
@@ -463,9 +464,12 @@ async fn upstream_session(
                     if data.starts_with(b".\r\n") {
                         break 0;
                     }
-                    if let Some(p) = data.windows(5).position(|w| w == b"\r\n.\r\n") {
-                        break p + 2;
+                    // Scan only what is new (plus 4 bytes of overlap): linear in the size.
+                    let from = scanned.saturating_sub(4);
+                    if let Some(p) = data[from..].windows(5).position(|w| w == b"\r\n.\r\n") {
+                        break from + p + 2;
                     }
+                    scanned = data.len();
                     let mut chunk = [0u8; 65536];
                     match s.read(&mut chunk).await {
                         Ok(0) | Err(_) => {
