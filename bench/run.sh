@@ -1,0 +1,170 @@
+#!/usr/bin/env bash
+# relaygate side by side with the relays admins use today, on this machine, loopback only.
+#
+#   bash bench/run.sh [repeats]        (default 3; results to stdout and bench/results.md)
+#
+# Installs what it needs from Debian's packages (postfix for smtp-source/smtp-sink and as a
+# relay peer, nginx with its mail module as a proxy peer), builds relaygate in release mode,
+# and for each path runs smtp-source with 20 parallel sessions, bounded message counts:
+#   direct   smtp-source -> smtp-sink                       (the tools' ceiling here)
+#   relaygate smtp-source -> relaygate -> smtp-sink
+#   postfix  smtp-source -> Postfix relay -> smtp-sink     (counted when the queue is empty)
+#   nginx    smtp-source -> nginx mail proxy -> smtp-sink
+# Timings are noisy: each figure is the median of the repeats, and ratios are taken within the
+# same run. Nothing here is asserted by a test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repeats="${1:-3}"
+work=$(mktemp -d /tmp/relaygate-bench.XXXXXX)
+SINK=127.0.0.1:26001 GATE=127.0.0.1:26002 POSTFIX=127.0.0.1:26003 NGINX=127.0.0.1:26004 AUTH=127.0.0.1:26005
+
+need() { command -v "$1" >/dev/null 2>&1; }
+if ! need smtp-source || ! need nginx || [ ! -e /usr/lib/nginx/modules/ngx_mail_module.so ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq postfix nginx libnginx-mod-mail >/dev/null
+fi
+cargo build --release --locked --quiet
+
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" -s stop 2>/dev/null || true
+  postfix -c "$work/postfix" stop >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+
+wait_port() { for _ in $(seq 200); do (echo >"/dev/tcp/${1%:*}/${1#*:}") 2>/dev/null && return 0; sleep 0.05; done; echo "no listener on $1" >&2; return 1; }
+
+# --- the sink ---------------------------------------------------------------------------
+smtp-sink -u nobody "$SINK" 1024 & pids+=($!)
+wait_port "$SINK"
+
+# --- relaygate --------------------------------------------------------------------------
+cat > "$work/relaygate.toml" <<TOML
+[server]
+hostname = "gate.bench"
+listen = ["$GATE"]
+max_connections = 5000
+max_connections_per_ip = 5000
+[[accepted_domains]]
+domain = "contoso.com"
+[[inbound_connectors]]
+name = "bench"
+connector_type = "OnPremises"
+sender_ip_addresses = ["127.0.0.0/24"]
+[upstream]
+kind = "smtp"
+address = "$SINK"
+tls = "none"
+[log]
+level = "warn"
+TOML
+./target/release/relaygate serve --config "$work/relaygate.toml" & pids+=($!)
+wait_port "$GATE"
+
+# --- Postfix as a relay -----------------------------------------------------------------
+mkdir -p "$work/postfix"
+cp /etc/postfix/master.cf "$work/postfix/master.cf"
+cat > "$work/postfix/main.cf" <<CF
+compatibility_level = 3.6
+queue_directory = $work/postfix-queue
+data_directory = $work/postfix-data
+mail_owner = postfix
+myhostname = postfix.bench
+mydestination =
+inet_interfaces = loopback-only
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+relayhost = [${SINK%:*}]:${SINK#*:}
+smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
+smtp_destination_concurrency_limit = 20
+default_process_limit = 200
+maillog_file = $work/postfix.log
+CF
+sed -i "s/^smtp      inet .*/${POSTFIX} inet n - n - - smtpd/" "$work/postfix/master.cf"
+mkdir -p "$work/postfix-queue" "$work/postfix-data"
+chown postfix "$work/postfix-data"
+postfix -c "$work/postfix" set-permissions >/dev/null 2>&1 || true
+postfix -c "$work/postfix" start >/dev/null 2>&1
+wait_port "$POSTFIX"
+
+# --- nginx mail proxy -------------------------------------------------------------------
+mkdir -p "$work/nginx/logs"
+cat > "$work/nginx/nginx.conf" <<NGX
+load_module /usr/lib/nginx/modules/ngx_mail_module.so;
+worker_processes 2;
+error_log $work/nginx/logs/error.log warn;
+pid $work/nginx/nginx.pid;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  server {
+    listen $AUTH;
+    location /auth {
+      add_header Auth-Status OK;
+      add_header Auth-Server ${SINK%:*};
+      add_header Auth-Port ${SINK#*:};
+      return 204;
+    }
+  }
+}
+mail {
+  server_name nginx.bench;
+  auth_http $AUTH/auth;
+  proxy_pass_error_message on;
+  xclient off;
+  smtp_auth none;
+  server { listen $NGINX; protocol smtp; }
+}
+NGX
+nginx -p "$work/nginx" -c "$work/nginx/nginx.conf"
+wait_port "$NGINX"
+
+# --- measurements -----------------------------------------------------------------------
+queue_empty() { postqueue -c "$work/postfix" -p 2>/dev/null | grep -q "Mail queue is empty"; }
+
+# one PATH ADDR MESSAGES SIZE [extra smtp-source flags]: messages per second, one run.
+one() {
+  local path=$1 addr=$2 count=$3 size=$4; shift 4
+  local start end
+  start=$(date +%s.%N)
+  smtp-source -s 20 -m "$count" -l "$size" -f app@contoso.com -t bob@example.org "$@" "$addr"
+  if [ "$path" = postfix ]; then
+    for _ in $(seq 6000); do queue_empty && break; sleep 0.05; done
+  fi
+  end=$(date +%s.%N)
+  awk -v n="$count" -v s="$start" -v e="$end" 'BEGIN { printf "%.1f\n", n / (e - s) }'
+}
+
+median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
+
+declare -A result
+scenarios=("2KB, 1 msg/conn|2000|2048|" "2KB, 100 msg/conn|4000|2048|-d" "1MB, 1 msg/conn|100|1048576|")
+paths=("direct|$SINK" "relaygate|$GATE" "postfix|$POSTFIX" "nginx|$NGINX")
+for sc in "${scenarios[@]}"; do
+  IFS='|' read -r name count size flags <<<"$sc"
+  for p in "${paths[@]}"; do
+    IFS='|' read -r path addr <<<"$p"
+    runs=()
+    for _ in $(seq "$repeats"); do
+      # shellcheck disable=SC2086
+      runs+=("$(one "$path" "$addr" "$count" "$size" $flags)")
+    done
+    result["$name|$path"]=$(printf '%s\n' "${runs[@]}" | median)
+    echo "$name $path: ${runs[*]} -> median ${result["$name|$path"]} msg/s" >&2
+  done
+done
+
+{
+  echo "| scenario | direct (ceiling) | relaygate | Postfix | nginx | relaygate / ceiling | relaygate / Postfix | relaygate / nginx |"
+  echo "|---|---|---|---|---|---|---|---|"
+  for sc in "${scenarios[@]}"; do
+    IFS='|' read -r name _ <<<"$sc"
+    d=${result["$name|direct"]} g=${result["$name|relaygate"]} p=${result["$name|postfix"]} n=${result["$name|nginx"]}
+    awk -v name="$name" -v d="$d" -v g="$g" -v p="$p" -v n="$n" \
+      'BEGIN { printf "| %s | %s | %s | %s | %s | %.0f%% | %.1fx | %.2fx |\n", name, d, g, p, n, 100 * g / d, g / p, g / n }'
+  done
+  echo
+  echo "Messages per second, median of $repeats runs, 20 parallel sessions, $(nproc) cores, $(date -u +%Y-%m-%d)."
+} | tee bench/results.md
