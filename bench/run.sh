@@ -30,7 +30,7 @@ pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" -s stop 2>/dev/null || true
-  postfix -c "$work/postfix" stop >/dev/null 2>&1 || true
+  [ -e "$work/main.cf.orig" ] && restore_postfix
 }
 trap cleanup EXIT
 
@@ -64,29 +64,24 @@ TOML
 wait_port "$GATE"
 
 # --- Postfix as a relay -----------------------------------------------------------------
-mkdir -p "$work/postfix"
-cp /etc/postfix/master.cf "$work/postfix/master.cf"
-cat > "$work/postfix/main.cf" <<CF
-compatibility_level = 3.6
-queue_directory = $work/postfix-queue
-data_directory = $work/postfix-data
-mail_owner = postfix
-myhostname = postfix.bench
-mydestination =
-inet_interfaces = loopback-only
-inet_protocols = ipv4
-mynetworks = 127.0.0.0/8
-relayhost = [${SINK%:*}]:${SINK#*:}
-smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
-smtp_destination_concurrency_limit = 20
-default_process_limit = 200
-maillog_file = $work/postfix.log
-CF
-sed -i "s/^smtp      inet .*/${POSTFIX} inet n - n - - smtpd/" "$work/postfix/master.cf"
-mkdir -p "$work/postfix-queue" "$work/postfix-data"
-chown postfix "$work/postfix-data"
-postfix -c "$work/postfix" set-permissions >/dev/null 2>&1 || true
-postfix -c "$work/postfix" start >/dev/null 2>&1
+# Postfix runs from /etc/postfix (an instance in another directory needs more set-up than a
+# benchmark should do); the original main.cf and master.cf are restored on exit.
+cp /etc/postfix/main.cf "$work/main.cf.orig"
+cp /etc/postfix/master.cf "$work/master.cf.orig"
+restore_postfix() {
+  postfix stop >/dev/null 2>&1 || true
+  cp "$work/main.cf.orig" /etc/postfix/main.cf
+  cp "$work/master.cf.orig" /etc/postfix/master.cf
+}
+postfix stop >/dev/null 2>&1 || true
+postconf -e \
+  "myhostname = postfix.bench" "mydestination =" "inet_interfaces = loopback-only" \
+  "inet_protocols = ipv4" "mynetworks = 127.0.0.0/8" "relayhost = [${SINK%:*}]:${SINK#*:}" \
+  "smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination" \
+  "smtp_destination_concurrency_limit = 20" "default_process_limit = 200" \
+  "smtpd_client_connection_rate_limit = 0" "anvil_rate_time_unit = 60s"
+sed -i "s/^smtp      inet .*/${POSTFIX} inet n - y - - smtpd/" /etc/postfix/master.cf
+postfix start >/dev/null
 wait_port "$POSTFIX"
 
 # --- nginx mail proxy -------------------------------------------------------------------
@@ -122,7 +117,7 @@ nginx -p "$work/nginx" -c "$work/nginx/nginx.conf"
 wait_port "$NGINX"
 
 # --- measurements -----------------------------------------------------------------------
-queue_empty() { postqueue -c "$work/postfix" -p 2>/dev/null | grep -q "Mail queue is empty"; }
+queue_empty() { postqueue -p 2>/dev/null | grep -q "Mail queue is empty"; }
 
 # one PATH ADDR MESSAGES SIZE [extra smtp-source flags]: messages per second, one run.
 one() {
@@ -140,7 +135,7 @@ one() {
 median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 
 declare -A result
-scenarios=("2KB, 1 msg/conn|2000|2048|" "2KB, 100 msg/conn|4000|2048|-d" "1MB, 1 msg/conn|100|1048576|")
+scenarios=("2KB, 1 msg/conn|2000|2048|" "2KB, 100 msg/conn|2000|2048|-d" "1MB, 1 msg/conn|100|1048576|")
 paths=("direct|$SINK" "relaygate|$GATE" "postfix|$POSTFIX" "nginx|$NGINX")
 for sc in "${scenarios[@]}"; do
   IFS='|' read -r name count size flags <<<"$sc"

@@ -324,6 +324,20 @@ pub struct UpstreamConfig {
     /// Wait for the upstream's reply to the final dot. Default 600 (RFC 5321 4.5.3.2.6).
     #[serde(default = "default_data_end_timeout_secs")]
     pub data_end_timeout_secs: u64,
+    /// Idle upstream connections kept for reuse (0: a new connection per client session).
+    /// Default 32.
+    #[serde(default = "default_pool_max_idle")]
+    pub pool_max_idle: usize,
+    /// How long an idle upstream connection is kept. Default 30.
+    #[serde(default = "default_pool_idle_timeout_secs")]
+    pub pool_idle_timeout_secs: u64,
+}
+
+const fn default_pool_max_idle() -> usize {
+    32
+}
+const fn default_pool_idle_timeout_secs() -> u64 {
+    30
 }
 
 fn default_upstream_tls() -> String {
@@ -431,12 +445,14 @@ pub struct PolicySettings {
 /// Validated upstream settings.
 #[derive(Clone)]
 pub enum UpstreamSettings {
-    Smtp(SmtpUpstreamSettings),
-    Directory { path: PathBuf },
+    /// Shared by every session: it carries the connection pool.
+    Smtp(Arc<SmtpUpstreamSettings>),
+    Directory {
+        path: PathBuf,
+    },
 }
 
 /// Validated SMTP upstream settings.
-#[derive(Clone)]
 pub struct SmtpUpstreamSettings {
     /// `host:port` as configured (resolved at connect time, so DNS changes are followed).
     pub address: String,
@@ -446,6 +462,8 @@ pub struct SmtpUpstreamSettings {
     pub connect_timeout: Duration,
     pub reply_timeout: Duration,
     pub data_end_timeout: Duration,
+    /// Idle upstream connections kept for reuse across sessions (a reload starts a new pool).
+    pub pool: crate::upstream::Pool,
 }
 
 impl fmt::Debug for UpstreamSettings {
@@ -1028,7 +1046,14 @@ impl UpstreamConfig {
                         return Err(invalid(key, v, "must be at least 1 second"));
                     }
                 }
-                Ok(UpstreamSettings::Smtp(SmtpUpstreamSettings {
+                if self.pool_idle_timeout_secs == 0 {
+                    return Err(invalid(
+                        "upstream.pool_idle_timeout_secs",
+                        0,
+                        "must be at least 1 second",
+                    ));
+                }
+                Ok(UpstreamSettings::Smtp(Arc::new(SmtpUpstreamSettings {
                     address,
                     tls,
                     tls_server_name,
@@ -1036,7 +1061,11 @@ impl UpstreamConfig {
                     connect_timeout: Duration::from_secs(self.connect_timeout_secs),
                     reply_timeout: Duration::from_secs(self.reply_timeout_secs),
                     data_end_timeout: Duration::from_secs(self.data_end_timeout_secs),
-                }))
+                    pool: crate::upstream::Pool::new(
+                        self.pool_max_idle,
+                        Duration::from_secs(self.pool_idle_timeout_secs),
+                    ),
+                })))
             }
             other => Err(invalid(
                 "upstream.kind",

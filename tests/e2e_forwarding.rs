@@ -680,3 +680,64 @@ async fn an_upstream_that_never_accepts_the_connection_times_out_into_451() {
     assert!(r.contains("did not answer in time"), "{r:?}");
     drop(listener);
 }
+
+async fn two_sessions(g: &Gate) {
+    for _ in 0..2 {
+        let mut c = session(g).await;
+        let r = c
+            .send_message(
+                "app@contoso.com",
+                &["bob@example.org"],
+                b"Subject: pooled\r\n\r\nhi\r\n",
+            )
+            .await;
+        assert!(r.starts_with("250 "), "{r:?}");
+        c.cmd("QUIT", "221").await;
+        // The session's end returns its upstream connection: wait until it has closed.
+        assert_eq!(c.reply().await, "");
+    }
+}
+
+#[tokio::test]
+async fn upstream_connections_are_reused_across_sessions() {
+    use std::sync::atomic::Ordering;
+    let up = Upstream::start(Script::default()).await;
+    let g = relay_gate(&up, "").await;
+    two_sessions(&g).await;
+    assert_eq!(up.completed(), 2);
+    assert_eq!(
+        up.connections.load(Ordering::SeqCst),
+        1,
+        "one connection for both sessions"
+    );
+
+    let up = Upstream::start(Script::default()).await;
+    let g = start_gate(
+        "",
+        &format!(
+            "{BASELINE_TENANT}\n{}pool_max_idle = 0\n",
+            smtp_upstream(up.addr)
+        ),
+    )
+    .await;
+    two_sessions(&g).await;
+    assert_eq!(
+        up.connections.load(Ordering::SeqCst),
+        2,
+        "no pool: a connection per session"
+    );
+}
+
+#[tokio::test]
+async fn a_pooled_connection_the_upstream_closed_is_replaced_transparently() {
+    use std::sync::atomic::Ordering;
+    let up = Upstream::start(Script {
+        hang_up_after_message: true,
+        ..Default::default()
+    })
+    .await;
+    let g = relay_gate(&up, "").await;
+    two_sessions(&g).await;
+    assert_eq!(up.completed(), 2);
+    assert_eq!(up.connections.load(Ordering::SeqCst), 2);
+}

@@ -9,9 +9,11 @@
 //! (RSET in between), which is the seam a shared connection pool will use later.
 
 mod directory;
+mod pool;
 mod smtp;
 
 pub use directory::DirectoryLeg;
+pub use pool::Pool;
 pub use smtp::SmtpLeg;
 
 use crate::config::UpstreamSettings;
@@ -119,9 +121,7 @@ pub struct ClientFacts {
 impl Upstream {
     pub fn new(settings: &UpstreamSettings, helo_name: &str) -> Upstream {
         match settings {
-            UpstreamSettings::Smtp(s) => {
-                Upstream::Smtp(SmtpLeg::new(Arc::new(s.clone()), helo_name))
-            }
+            UpstreamSettings::Smtp(s) => Upstream::Smtp(SmtpLeg::new(Arc::clone(s), helo_name)),
             UpstreamSettings::Directory { path } => {
                 Upstream::Directory(Box::new(DirectoryLeg::new(path.clone())))
             }

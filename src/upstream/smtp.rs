@@ -15,6 +15,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
+/// A pooled connection idle longer than this is checked with NOOP before reuse.
+const POOL_CHECK_AFTER: Duration = Duration::from_secs(2);
 /// Bytes of stuffed text gathered before a write to the upstream.
 const WRITE_CHUNK: usize = 64 * 1024;
 /// Bounds on an upstream reply, so a broken upstream cannot make the gate buffer without end.
@@ -52,7 +54,8 @@ impl Capabilities {
     }
 }
 
-struct Connection {
+/// One upstream SMTP connection, past greeting, EHLO and STARTTLS.
+pub struct Connection {
     stream: MaybeTls<TcpStream>,
     rbuf: Vec<u8>,
     caps: Capabilities,
@@ -63,6 +66,8 @@ pub struct SmtpLeg {
     settings: Arc<SmtpUpstreamSettings>,
     helo_name: String,
     conn: Option<Connection>,
+    /// The connection came from the pool (it may have been closed by the upstream meanwhile).
+    reused: bool,
     in_transaction: bool,
     stuffer: DotStuffer,
     wbuf: Vec<u8>,
@@ -75,6 +80,7 @@ impl SmtpLeg {
             settings,
             helo_name: helo_name.to_string(),
             conn: None,
+            reused: false,
             in_transaction: false,
             stuffer: DotStuffer::default(),
             wbuf: Vec::new(),
@@ -147,6 +153,21 @@ impl SmtpLeg {
 
     async fn conn(&mut self) -> Result<&mut Connection, UpstreamError> {
         if self.conn.is_none() {
+            self.reused = false;
+            while let Some((mut c, idle)) = self.settings.pool.take() {
+                // A connection idle for a while may have been closed by the upstream: check it
+                // with NOOP first. A recently used one is tried directly (MAIL is retried on a
+                // fresh connection if it turns out to be dead).
+                if idle < POOL_CHECK_AFTER
+                    || matches!(c.command("NOOP", self.settings.reply_timeout, "NOOP").await, Ok(r) if r.code == 250)
+                {
+                    self.conn = Some(c);
+                    self.reused = true;
+                    break;
+                }
+            }
+        }
+        if self.conn.is_none() {
             self.conn = Some(self.connect().await?);
         }
         Ok(self.conn.as_mut().expect("just connected"))
@@ -196,7 +217,17 @@ impl SmtpLeg {
             line.push_str(" SMTPUTF8");
         }
         let wait = self.settings.reply_timeout;
-        let reply = self.exchange(&line, "MAIL", wait).await?;
+        let reply = match self.exchange(&line, "MAIL", wait).await {
+            // A pooled connection the upstream had closed: once more on a fresh one.
+            Err(UpstreamError::Dropped(_) | UpstreamError::Timeout(_)) if self.reused => {
+                self.conn = None;
+                let fresh = self.connect().await?;
+                self.conn = Some(fresh);
+                self.reused = false;
+                self.exchange(&line, "MAIL", wait).await?
+            }
+            other => other?,
+        };
         self.in_transaction = reply.is_positive();
         Ok(reply)
     }
@@ -291,8 +322,18 @@ impl SmtpLeg {
         self.in_transaction = false;
     }
 
+    /// The session is over: a connection between transactions goes back to the pool; any
+    /// other is closed politely.
     pub async fn quit(&mut self) {
-        if let Some(mut c) = self.conn.take() {
+        if let Some(c) = self.conn.take() {
+            let mut c = if !self.in_transaction && c.rbuf.is_empty() {
+                match self.settings.pool.put(c) {
+                    None => return,
+                    Some(c) => c,
+                }
+            } else {
+                c
+            };
             let _ = c.command("QUIT", Duration::from_secs(5), "QUIT").await;
             let _ = c.stream.shutdown().await;
         }

@@ -288,6 +288,9 @@ pub struct Script {
     pub drop_after_dot: bool,
     /// Receive the final dot, then say nothing.
     pub silent_after_dot: bool,
+    /// Close the connection after answering each message (an upstream that does not keep
+    /// idle connections).
+    pub hang_up_after_message: bool,
     /// Offer STARTTLS with this server configuration.
     pub starttls: Option<Arc<rustls::ServerConfig>>,
 }
@@ -307,6 +310,8 @@ pub struct Received {
 
 pub struct Upstream {
     pub addr: SocketAddr,
+    /// TCP connections accepted so far.
+    pub connections: Arc<std::sync::atomic::AtomicUsize>,
     pub log: Arc<Mutex<Vec<Received>>>,
     done: tokio::sync::Mutex<mpsc::UnboundedReceiver<()>>,
 }
@@ -318,8 +323,11 @@ impl Upstream {
         let log = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = mpsc::unbounded_channel();
         let l2 = Arc::clone(&log);
+        let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = Arc::clone(&connections);
         tokio::spawn(async move {
             while let Ok((s, _)) = listener.accept().await {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 tokio::spawn(upstream_session(
                     s,
                     script.clone(),
@@ -330,6 +338,7 @@ impl Upstream {
         });
         Upstream {
             addr,
+            connections,
             log,
             done: tokio::sync::Mutex::new(rx),
         }
@@ -494,6 +503,11 @@ async fn upstream_session(
                 }
                 if script.silent_after_dot {
                     tokio::time::sleep(Duration::from_secs(60)).await;
+                    return;
+                }
+                if script.hang_up_after_message {
+                    let r = script.end_reply.unwrap_or("250 2.0.0 queued as UPSTREAM1");
+                    let _ = s.write_all(format!("{r}\r\n").as_bytes()).await;
                     return;
                 }
                 script
