@@ -17,6 +17,7 @@ cd "$(dirname "$0")/.."
 repeats="${1:-3}"
 work=$(mktemp -d /tmp/relaygate-bench.XXXXXX)
 SINK=127.0.0.1:26001 GATE=127.0.0.1:26002 POSTFIX=127.0.0.1:26003 NGINX=127.0.0.1:26004 AUTH=127.0.0.1:26005
+NOPOOL=127.0.0.1:26006
 
 need() { command -v "$1" >/dev/null 2>&1; }
 if ! need smtp-source || ! need nginx || [ ! -e /usr/lib/nginx/modules/ngx_mail_module.so ]; then
@@ -62,6 +63,10 @@ level = "warn"
 TOML
 ./target/release/relaygate serve --config "$work/relaygate.toml" & pids+=($!)
 wait_port "$GATE"
+# The same gate without the upstream connection pool.
+sed -e "s/$GATE/$NOPOOL/" -e 's/^tls = "none"/tls = "none"\npool_max_idle = 0/' "$work/relaygate.toml" > "$work/relaygate-nopool.toml"
+./target/release/relaygate serve --config "$work/relaygate-nopool.toml" & pids+=($!)
+wait_port "$NOPOOL"
 
 # --- Postfix as a relay -----------------------------------------------------------------
 # Postfix runs from /etc/postfix (an instance in another directory needs more set-up than a
@@ -136,7 +141,7 @@ median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 
 declare -A result
 scenarios=("2KB, 1 msg/conn|2000|2048|" "2KB, 100 msg/conn|2000|2048|-d" "1MB, 1 msg/conn|100|1048576|")
-paths=("direct|$SINK" "relaygate|$GATE" "postfix|$POSTFIX" "nginx|$NGINX")
+paths=("direct|$SINK" "relaygate|$GATE" "nopool|$NOPOOL" "postfix|$POSTFIX" "nginx|$NGINX")
 for sc in "${scenarios[@]}"; do
   IFS='|' read -r name count size flags <<<"$sc"
   for p in "${paths[@]}"; do
@@ -152,13 +157,14 @@ for sc in "${scenarios[@]}"; do
 done
 
 {
-  echo "| scenario | direct (ceiling) | relaygate | Postfix | nginx | relaygate / ceiling | relaygate / Postfix | relaygate / nginx |"
-  echo "|---|---|---|---|---|---|---|---|"
+  echo "| scenario | direct (ceiling) | relaygate | relaygate, no pool | Postfix | nginx | relaygate / ceiling | relaygate / Postfix | relaygate / nginx |"
+  echo "|---|---|---|---|---|---|---|---|---|"
   for sc in "${scenarios[@]}"; do
     IFS='|' read -r name _ <<<"$sc"
-    d=${result["$name|direct"]} g=${result["$name|relaygate"]} p=${result["$name|postfix"]} n=${result["$name|nginx"]}
-    awk -v name="$name" -v d="$d" -v g="$g" -v p="$p" -v n="$n" \
-      'BEGIN { printf "| %s | %s | %s | %s | %s | %.0f%% | %.1fx | %.2fx |\n", name, d, g, p, n, 100 * g / d, g / p, g / n }'
+    d=${result["$name|direct"]} g=${result["$name|relaygate"]} np=${result["$name|nopool"]}
+    p=${result["$name|postfix"]} n=${result["$name|nginx"]}
+    awk -v name="$name" -v d="$d" -v g="$g" -v np="$np" -v p="$p" -v n="$n" \
+      'BEGIN { printf "| %s | %s | %s | %s | %s | %s | %.0f%% | %.1fx | %.2fx |\n", name, d, g, np, p, n, 100 * g / d, g / p, g / n }'
   done
   echo
   echo "Messages per second, median of $repeats runs, 20 parallel sessions, $(nproc) cores, $(date -u +%Y-%m-%d)."

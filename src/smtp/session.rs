@@ -671,28 +671,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// Open the upstream transaction if needed, then ask the upstream about this recipient.
     async fn forward_rcpt(&mut self, address: &str) -> Result<UpstreamReply, Reply> {
         let txn = self.txn.as_mut().expect("txn");
-        if !txn.upstream_open {
+        let result = if txn.upstream_open {
+            self.upstream.rcpt(address).await
+        } else {
             let env = txn.envelope.clone();
-            match self.upstream.mail(&env).await {
-                Err(e) => {
-                    tracing::warn!(session = %self.id, error = %e, "upstream MAIL failed");
-                    return Err(e.reply());
+            match self.upstream.mail_rcpt(&env, address).await {
+                // MAIL refused: its reply is the answer to this RCPT.
+                Ok((mail, None)) => return Ok(mail),
+                Ok((_, Some(rcpt))) => {
+                    self.txn.as_mut().expect("txn").upstream_open = true;
+                    Ok(rcpt)
                 }
-                Ok(r) if !r.is_positive() => return Ok(r),
-                Ok(_) => self.txn.as_mut().expect("txn").upstream_open = true,
+                Err(e) => Err(e),
             }
-        }
-        match self.upstream.rcpt(address).await {
-            Ok(r) => Ok(r),
-            Err(e) => {
-                tracing::warn!(session = %self.id, error = %e, "upstream RCPT failed");
-                if matches!(self.upstream, Upstream::Smtp(_)) {
-                    // The connection is gone: the upstream transaction with it.
-                    self.txn.as_mut().expect("txn").upstream_open = false;
-                }
-                Err(e.reply())
-            }
-        }
+        };
+        result.map_err(|e| {
+            tracing::warn!(session = %self.id, error = %e, "upstream MAIL/RCPT failed");
+            // Any upstream error drops its connection, and the upstream transaction with it.
+            self.txn.as_mut().expect("txn").upstream_open = false;
+            e.reply()
+        })
     }
 
     /// End a transaction that never reached the end of DATA (RSET, EHLO, QUIT, a lost client):

@@ -128,11 +128,20 @@ impl Upstream {
         }
     }
 
-    /// Open the upstream transaction (connecting first if needed).
-    pub async fn mail(&mut self, env: &Envelope) -> Result<UpstreamReply, UpstreamError> {
+    /// Open the upstream transaction with its first recipient (connecting first if needed):
+    /// MAIL's reply, and RCPT's when MAIL was accepted.
+    pub async fn mail_rcpt(
+        &mut self,
+        env: &Envelope,
+        path: &str,
+    ) -> Result<(UpstreamReply, Option<UpstreamReply>), UpstreamError> {
         match self {
-            Upstream::Smtp(l) => l.mail(env).await,
-            Upstream::Directory(l) => Ok(l.mail(env)),
+            Upstream::Smtp(l) => l.mail_rcpt(env, path).await,
+            Upstream::Directory(l) => {
+                let mail = l.mail(env);
+                let rcpt = l.rcpt(path);
+                Ok((mail, Some(rcpt)))
+            }
         }
     }
 

@@ -26,6 +26,7 @@ const MAX_REPLY_LINES: usize = 128;
 /// What the upstream's EHLO reply offered.
 #[derive(Debug, Default, Clone, Copy)]
 struct Capabilities {
+    pipelining: bool,
     starttls: bool,
     size: bool,
     eight_bit_mime: bool,
@@ -44,6 +45,7 @@ impl Capabilities {
                 .unwrap_or("");
             match kw.to_ascii_uppercase().as_str() {
                 "STARTTLS" => caps.starttls = true,
+                "PIPELINING" => caps.pipelining = true,
                 "SIZE" => caps.size = true,
                 "8BITMIME" => caps.eight_bit_mime = true,
                 "SMTPUTF8" => caps.smtputf8 = true,
@@ -173,74 +175,107 @@ impl SmtpLeg {
         Ok(self.conn.as_mut().expect("just connected"))
     }
 
-    /// Run a command; on trouble the connection is dropped so the next transaction starts clean.
+    /// Run commands (several only when the upstream offers PIPELINING); on trouble the
+    /// connection is dropped so the next transaction starts clean.
     async fn exchange(
         &mut self,
-        line: &str,
+        lines: &[String],
         stage: &'static str,
         wait: Duration,
-    ) -> Result<UpstreamReply, UpstreamError> {
+    ) -> Result<Vec<UpstreamReply>, UpstreamError> {
         let c = self.conn().await?;
-        let r = c.command(line, wait, stage).await;
-        if r.is_err() || matches!(r, Ok(ref reply) if reply.code == 421) {
+        let r = c.commands(lines, wait, stage).await;
+        let closing = matches!(&r, Ok(replies) if replies.iter().any(|reply| reply.code == 421));
+        if r.is_err() || closing {
             self.conn = None;
             self.in_transaction = false;
         }
         match r {
             // 421 means the upstream is closing: for the client that is trouble, not a verdict.
-            Ok(reply) if reply.code == 421 => Err(UpstreamError::Refused {
-                stage,
-                reply: reply.summary(),
-            }),
+            Ok(replies) if closing => {
+                let reply = replies.iter().find(|r| r.code == 421).expect("found above");
+                Err(UpstreamError::Refused {
+                    stage,
+                    reply: reply.summary(),
+                })
+            }
             other => other,
         }
     }
 
-    pub async fn mail(&mut self, env: &Envelope) -> Result<UpstreamReply, UpstreamError> {
+    async fn exchange_one(
+        &mut self,
+        line: String,
+        stage: &'static str,
+    ) -> Result<UpstreamReply, UpstreamError> {
+        let wait = self.settings.reply_timeout;
+        let mut replies = self.exchange(&[line], stage, wait).await?;
+        Ok(replies.remove(0))
+    }
+
+    /// Open the transaction with its first recipient: MAIL and RCPT in one round trip when the
+    /// upstream offers PIPELINING (RFC 2920). Returns MAIL's reply and, if MAIL was accepted,
+    /// RCPT's.
+    pub async fn mail_rcpt(
+        &mut self,
+        env: &Envelope,
+        address: &str,
+    ) -> Result<(UpstreamReply, Option<UpstreamReply>), UpstreamError> {
         let caps = self.conn().await?.caps;
         if env.smtputf8 && !caps.smtputf8 {
             // RFC 6531 section 3.2: a relay must not pass such a message to a server without
             // SMTPUTF8. A permanent answer, like Exchange's own.
-            return Ok(UpstreamReply::local(
-                553,
-                "5.6.7 The upstream does not support SMTPUTF8",
-            ));
+            let r = UpstreamReply::local(553, "5.6.7 The upstream does not support SMTPUTF8");
+            return Ok((r, None));
         }
-        let mut line = format!("MAIL FROM:{}", format_path(&env.mail_from));
+        let mut mail = format!("MAIL FROM:{}", format_path(&env.mail_from));
         if let (Some(size), true) = (env.size, caps.size) {
-            line.push_str(&format!(" SIZE={size}"));
+            mail.push_str(&format!(" SIZE={size}"));
         }
         if env.eight_bit && caps.eight_bit_mime {
-            line.push_str(" BODY=8BITMIME");
+            mail.push_str(" BODY=8BITMIME");
         }
         if env.smtputf8 {
-            line.push_str(" SMTPUTF8");
+            mail.push_str(" SMTPUTF8");
         }
+        let rcpt = format!("RCPT TO:{}", format_path(address));
+        let lines = if caps.pipelining {
+            vec![mail, rcpt.clone()]
+        } else {
+            vec![mail]
+        };
         let wait = self.settings.reply_timeout;
-        let reply = match self.exchange(&line, "MAIL", wait).await {
+        let mut replies = match self.exchange(&lines, "MAIL", wait).await {
             // A pooled connection the upstream had closed: once more on a fresh one.
             Err(UpstreamError::Dropped(_) | UpstreamError::Timeout(_)) if self.reused => {
                 self.conn = None;
                 let fresh = self.connect().await?;
                 self.conn = Some(fresh);
                 self.reused = false;
-                self.exchange(&line, "MAIL", wait).await?
+                self.exchange(&lines, "MAIL", wait).await?
             }
             other => other?,
         };
-        self.in_transaction = reply.is_positive();
-        Ok(reply)
+        let mail_reply = replies.remove(0);
+        self.in_transaction = mail_reply.is_positive();
+        if !mail_reply.is_positive() {
+            // A pipelined RCPT after a refused MAIL only says "need MAIL"; MAIL's reply counts.
+            return Ok((mail_reply, None));
+        }
+        let rcpt_reply = match replies.pop() {
+            Some(r) => r,
+            None => self.exchange_one(rcpt, "RCPT").await?,
+        };
+        Ok((mail_reply, Some(rcpt_reply)))
     }
 
     pub async fn rcpt(&mut self, address: &str) -> Result<UpstreamReply, UpstreamError> {
-        let wait = self.settings.reply_timeout;
-        self.exchange(&format!("RCPT TO:{}", format_path(address)), "RCPT", wait)
+        self.exchange_one(format!("RCPT TO:{}", format_path(address)), "RCPT")
             .await
     }
 
     pub async fn data(&mut self) -> Result<UpstreamReply, UpstreamError> {
-        let wait = self.settings.reply_timeout;
-        let reply = self.exchange("DATA", "DATA", wait).await?;
+        let reply = self.exchange_one("DATA".into(), "DATA").await?;
         self.stuffer = DotStuffer::default();
         self.wbuf.clear();
         self.last_text_ended_crlf = true;
@@ -313,8 +348,7 @@ impl SmtpLeg {
 
     pub async fn reset(&mut self) {
         if self.in_transaction && self.conn.is_some() {
-            let wait = self.settings.reply_timeout;
-            match self.exchange("RSET", "RSET", wait).await {
+            match self.exchange_one("RSET".into(), "RSET").await {
                 Ok(r) if r.code == 250 => {}
                 _ => self.conn = None,
             }
@@ -356,6 +390,30 @@ impl Connection {
         }
         self.caps = Capabilities::default();
         Ok(())
+    }
+
+    /// Send `lines` in one write and read one reply for each, in order.
+    async fn commands(
+        &mut self,
+        lines: &[String],
+        wait: Duration,
+        stage: &'static str,
+    ) -> Result<Vec<UpstreamReply>, UpstreamError> {
+        let mut buf = Vec::with_capacity(lines.iter().map(|l| l.len() + 2).sum());
+        for l in lines {
+            buf.extend_from_slice(l.as_bytes());
+            buf.extend_from_slice(b"\r\n");
+        }
+        match timeout(wait, self.stream.write_all(&buf)).await {
+            Err(_) => return Err(UpstreamError::Timeout(stage)),
+            Ok(Err(_)) => return Err(UpstreamError::Dropped(stage)),
+            Ok(Ok(())) => {}
+        }
+        let mut replies = Vec::with_capacity(lines.len());
+        for _ in lines {
+            replies.push(self.read_reply(wait, stage).await?);
+        }
+        Ok(replies)
     }
 
     async fn command(

@@ -306,6 +306,8 @@ pub struct Received {
     pub completed: bool,
     /// The transaction ran over TLS.
     pub tls: bool,
+    /// RCPT arrived together with MAIL (PIPELINING).
+    pub pipelined: bool,
 }
 
 pub struct Upstream {
@@ -435,6 +437,7 @@ async fn upstream_session(
             l.push(Received {
                 mail: line.clone(),
                 tls,
+                pipelined: buf.starts_with(b"RCPT"),
                 ..Default::default()
             });
             current = Some(l.len() - 1);
