@@ -831,7 +831,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             // A recipient was accepted, then the upstream connection was lost.
             upstream_failure = Some(crate::upstream::UpstreamError::Dropped("RCPT").reply());
         } else if ready {
-            match self.upstream.data(&self.client_facts()).await {
+            // Built only for the directory kind: no per-message copies for an SMTP upstream.
+            let facts = if self.upstream.records_client() {
+                self.client_facts()
+            } else {
+                ClientFacts::default()
+            };
+            match self.upstream.data(&facts).await {
                 Ok(r) if r.code == 354 => sending = true,
                 Ok(r) => upstream_reply = Some(r),
                 Err(e) => {

@@ -152,12 +152,18 @@ impl Upstream {
         }
     }
 
-    /// Start the message; a positive reply (354) means text may follow.
+    /// Start the message; a positive reply (354) means text may follow. `client` is used
+    /// only by the directory kind, which records it.
     pub async fn data(&mut self, client: &ClientFacts) -> Result<UpstreamReply, UpstreamError> {
         match self {
             Upstream::Smtp(l) => l.data().await,
             Upstream::Directory(l) => l.data(client).await,
         }
+    }
+
+    /// Whether `data` needs the client's facts (only the directory kind records them).
+    pub fn records_client(&self) -> bool {
+        matches!(self, Upstream::Directory(_))
     }
 
     /// Message text, unstuffed, lines ending in CRLF.

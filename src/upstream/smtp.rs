@@ -474,13 +474,13 @@ impl Connection {
                     "reply line at {stage} is too long"
                 )));
             }
-            let mut chunk = [0u8; 4096];
-            let n = match tokio::time::timeout_at(deadline, self.stream.read(&mut chunk)).await {
+            // Read straight into the buffer's spare room: no zeroed bounce buffer per read.
+            self.rbuf.reserve(1024);
+            match tokio::time::timeout_at(deadline, self.stream.read_buf(&mut self.rbuf)).await {
                 Err(_) => return Err(UpstreamError::Timeout(stage)),
                 Ok(Err(_)) | Ok(Ok(0)) => return Err(UpstreamError::Dropped(stage)),
-                Ok(Ok(n)) => n,
-            };
-            self.rbuf.extend_from_slice(&chunk[..n]);
+                Ok(Ok(_)) => {}
+            }
         }
     }
 }
