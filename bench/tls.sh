@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# STARTTLS figures with relaygate's own load generator (bench/loadgen.rs), loopback only:
+#  - sessions/s and p50/p99 of a whole transaction: direct to smtp-sink (plain) against
+#    through relaygate plain, with STARTTLS, and with STARTTLS and a client certificate;
+#  - the upstream connection pool when the upstream speaks STARTTLS: relaygate in front of a
+#    second relaygate (the STARTTLS upstream) in front of smtp-sink, with and without the pool.
+#
+#   bash bench/tls.sh [sessions]       (default 2000; 20 at a time)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+n="${1:-2000}"
+command -v smtp-source >/dev/null || { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postfix >/dev/null; }
+cargo build --release --locked --quiet --bins --example loadgen
+work=$(mktemp -d /tmp/relaygate-tls.XXXXXX)
+SINK=127.0.0.1:26301 GATE=127.0.0.1:26302 INNER=127.0.0.1:26303 POOLED=127.0.0.1:26304 UNPOOLED=127.0.0.1:26305
+pids=()
+trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done' EXIT
+wait_port() { for _ in $(seq 200); do (echo >"/dev/tcp/${1%:*}/${1#*:}") 2>/dev/null && return 0; sleep 0.05; done; return 1; }
+
+gate() { # name listen upstream-address upstream-tls pool
+  cat > "$work/$1.toml" <<TOML
+[server]
+hostname = "$1.bench"
+listen = ["$2"]
+max_connections = 5000
+max_connections_per_ip = 5000
+[tls]
+certificate = "certs/gate.pem"
+private_key = "certs/gate.key"
+client_ca = "certs/ca.pem"
+[[accepted_domains]]
+domain = "contoso.com"
+[[inbound_connectors]]
+name = "bench"
+connector_type = "OnPremises"
+sender_ip_addresses = ["127.0.0.0/24"]
+[upstream]
+kind = "smtp"
+address = "$3"
+tls = "$4"
+tls_server_name = "localhost"
+ca = "certs/ca.pem"
+pool_max_idle = $5
+[log]
+level = "warn"
+TOML
+  ./target/release/relaygate serve --config "$work/$1.toml" & pids+=($!)
+  wait_port "$2"
+}
+
+smtp-sink -u nobody "$SINK" 1024 & pids+=($!)
+wait_port "$SINK"
+gate gate "$GATE" "$SINK" none 32
+gate inner "$INNER" "$SINK" none 32
+gate pooled "$POOLED" "$INNER" required 64
+gate unpooled "$UNPOOLED" "$INNER" required 0
+
+lg() { ./target/release/examples/loadgen "$@"; }
+echo "## Sessions per second and latency ($n sessions, 20 at a time, 2 KB)"
+lg "$SINK" "$n" 20 plain
+lg "$GATE" "$n" 20 plain
+lg "$GATE" "$n" 20 starttls
+lg "$GATE" "$n" 20 cert
+echo "## STARTTLS upstream, with and without the connection pool (client side plain)"
+lg "$POOLED" "$n" 20 plain
+lg "$UNPOOLED" "$n" 20 plain
