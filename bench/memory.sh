@@ -5,13 +5,14 @@
 #   bash bench/memory.sh          (needs smtp-source/smtp-sink from postfix, and python3)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 command -v smtp-source >/dev/null || { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postfix >/dev/null; }
 cargo build --release --locked --quiet
 work=$(mktemp -d /tmp/relaygate-mem.XXXXXX)
 SINK=127.0.0.1:26201 GATE=127.0.0.1:26202
 pids=()
 trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done' EXIT
-wait_port() { for _ in $(seq 200); do (echo >"/dev/tcp/${1%:*}/${1#*:}") 2>/dev/null && return 0; sleep 0.05; done; return 1; }
 
 smtp-sink -u nobody "$SINK" 1024 & pids+=($!)
 cat > "$work/gate.toml" <<TOML
@@ -25,12 +26,7 @@ max_message_size = 300000000
 certificate = "certs/gate.pem"
 private_key = "certs/gate.key"
 client_ca = "certs/ca.pem"
-[[accepted_domains]]
-domain = "contoso.com"
-[[inbound_connectors]]
-name = "bench"
-connector_type = "OnPremises"
-sender_ip_addresses = ["127.0.0.0/24"]
+$BENCH_TENANT
 [upstream]
 kind = "smtp"
 address = "$SINK"

@@ -14,6 +14,8 @@
 # same run. Nothing here is asserted by a test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 repeats="${1:-3}"
 work=$(mktemp -d /tmp/relaygate-bench.XXXXXX)
 SINK=127.0.0.1:26001 GATE=127.0.0.1:26002 POSTFIX=127.0.0.1:26003 NGINX=127.0.0.1:26004 AUTH=127.0.0.1:26005
@@ -35,7 +37,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-wait_port() { for _ in $(seq 200); do (echo >"/dev/tcp/${1%:*}/${1#*:}") 2>/dev/null && return 0; sleep 0.05; done; echo "no listener on $1" >&2; return 1; }
 
 # --- the sink ---------------------------------------------------------------------------
 smtp-sink -u nobody "$SINK" 1024 & pids+=($!)
@@ -48,12 +49,7 @@ hostname = "gate.bench"
 listen = ["$GATE"]
 max_connections = 5000
 max_connections_per_ip = 5000
-[[accepted_domains]]
-domain = "contoso.com"
-[[inbound_connectors]]
-name = "bench"
-connector_type = "OnPremises"
-sender_ip_addresses = ["127.0.0.0/24"]
+$BENCH_TENANT
 [upstream]
 kind = "smtp"
 address = "$SINK"

@@ -8,6 +8,8 @@
 #   bash bench/tls.sh [sessions]       (default 2000; 20 at a time)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 n="${1:-2000}"
 command -v smtp-source >/dev/null || { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postfix >/dev/null; }
 cargo build --release --locked --quiet --bins --example loadgen
@@ -15,7 +17,6 @@ work=$(mktemp -d /tmp/relaygate-tls.XXXXXX)
 SINK=127.0.0.1:26301 GATE=127.0.0.1:26302 INNER=127.0.0.1:26303 POOLED=127.0.0.1:26304 UNPOOLED=127.0.0.1:26305
 pids=()
 trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done' EXIT
-wait_port() { for _ in $(seq 200); do (echo >"/dev/tcp/${1%:*}/${1#*:}") 2>/dev/null && return 0; sleep 0.05; done; return 1; }
 
 gate() { # name listen upstream-address upstream-tls pool
   cat > "$work/$1.toml" <<TOML
@@ -28,12 +29,7 @@ max_connections_per_ip = 5000
 certificate = "certs/gate.pem"
 private_key = "certs/gate.key"
 client_ca = "certs/ca.pem"
-[[accepted_domains]]
-domain = "contoso.com"
-[[inbound_connectors]]
-name = "bench"
-connector_type = "OnPremises"
-sender_ip_addresses = ["127.0.0.0/24"]
+$BENCH_TENANT
 [upstream]
 kind = "smtp"
 address = "$3"
