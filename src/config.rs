@@ -73,6 +73,26 @@ pub struct Config {
     pub upstream: UpstreamConfig,
     #[serde(default)]
     pub log: LogConfig,
+    /// Absent: no admin endpoint.
+    pub admin: Option<AdminConfig>,
+}
+
+const fn default_probe_interval_secs() -> u64 {
+    30
+}
+
+/// `[admin]`: the HTTP endpoint for `/metrics`, `/health/live` and `/health/ready`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// e.g. `"127.0.0.1:9025"`. Plain HTTP without authentication: keep it on loopback or a
+    /// management network.
+    pub listen: SocketAddr,
+    /// How often readiness probes the upstream (connect, greeting, EHLO, STARTTLS as
+    /// configured, QUIT). Readiness fails when the last probe failed or is older than three
+    /// intervals.
+    #[serde(default = "default_probe_interval_secs")]
+    pub probe_interval_secs: u64,
 }
 
 const fn default_max_message_size() -> u64 {
@@ -490,6 +510,14 @@ pub struct Settings {
     pub upstream: UpstreamSettings,
     pub log_format: LogFormat,
     pub log_level: String,
+    pub admin: Option<AdminSettings>,
+}
+
+/// Validated `[admin]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AdminSettings {
+    pub listen: SocketAddr,
+    pub probe_interval: Duration,
 }
 
 impl Config {
@@ -539,6 +567,20 @@ impl Config {
                 ))
             }
         };
+        let admin = match &self.admin {
+            None => None,
+            Some(a) if a.probe_interval_secs == 0 => {
+                return Err(invalid(
+                    "admin.probe_interval_secs",
+                    0,
+                    "must be at least 1 second",
+                ))
+            }
+            Some(a) => Some(AdminSettings {
+                listen: a.listen,
+                probe_interval: Duration::from_secs(a.probe_interval_secs),
+            }),
+        };
         Ok(Settings {
             server,
             tls,
@@ -546,6 +588,7 @@ impl Config {
             upstream,
             log_format,
             log_level: self.log.level.clone(),
+            admin,
         })
     }
 

@@ -5,7 +5,9 @@
 //! Data flows one way: bytes → [`smtp`] session → facts → [`policy`] → verdict → session →
 //! [`upstream`]. The policy never sees a socket; the session never decides a rule.
 
+pub mod admin;
 pub mod config;
+pub mod metrics;
 pub mod policy;
 pub mod proxy;
 pub mod server;

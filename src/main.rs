@@ -25,6 +25,73 @@ enum Command {
         #[arg(long, default_value = "config/relaygate.toml")]
         config: PathBuf,
     },
+    /// Explain the decision for one transaction: connectors, conditions 1 and 2, each
+    /// recipient's reply. Exit 0 when every recipient is accepted, 1 otherwise, 2 on error.
+    Check(CheckArgs),
+    /// Work with the configuration file.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Turn `Get-InboundConnector | ConvertTo-Json -Depth 5` and `Get-AcceptedDomain |
+    /// ConvertTo-Json` output into relaygate's [[accepted_domains]] and [[inbound_connectors]].
+    ImportExo {
+        /// JSON from `Get-InboundConnector | ConvertTo-Json -Depth 5`.
+        #[arg(long)]
+        inbound_connectors: Option<PathBuf>,
+        /// JSON from `Get-AcceptedDomain | ConvertTo-Json`.
+        #[arg(long)]
+        accepted_domains: Option<PathBuf>,
+    },
+    /// Group an audit run's JSON decision log into flows, breaking ones first. Exit 1 when
+    /// some flow is refused under exo-2023.
+    Report {
+        /// The JSON log (`[log] format = "json"`), `-` for standard input.
+        logfile: PathBuf,
+        /// Also write a self-contained HTML report with a chart per flow.
+        #[arg(long)]
+        html: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate the file and warn about relay pitfalls, each with its fix. Exit 1 on an error.
+    Check {
+        #[arg(long, default_value = "config/relaygate.toml")]
+        config: PathBuf,
+    },
+}
+
+#[derive(clap::Args)]
+struct CheckArgs {
+    #[arg(long, default_value = "config/relaygate.toml")]
+    config: PathBuf,
+    /// The sending server's address, as Exchange Online would see it.
+    #[arg(long)]
+    ip: std::net::IpAddr,
+    /// A name of the client certificate (CN or SAN), taken as trusted. Repeatable.
+    #[arg(long = "cert-name")]
+    cert_names: Vec<String>,
+    /// A client certificate (PEM, chain leaf first), checked against [tls] client_ca like a
+    /// real handshake: its names count only when it is trusted.
+    #[arg(long = "cert", conflicts_with = "cert_names")]
+    cert: Option<PathBuf>,
+    /// MAIL FROM address; `<>` or empty for the null sender.
+    #[arg(long, allow_hyphen_values = true)]
+    mail_from: String,
+    /// The From: header address.
+    #[arg(long)]
+    header_from: Option<String>,
+    /// A recipient. Repeatable.
+    #[arg(long = "rcpt", required = true)]
+    rcpts: Vec<String>,
+    /// Show one profile only (`exo-2023` or `exo-legacy`); the exit status follows it.
+    #[arg(long)]
+    profile: Option<String>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
 }
 
 fn init_logging(settings: &Settings) {
@@ -64,6 +131,9 @@ async fn reload_on_sighup(path: PathBuf, tx: tokio::sync::watch::Sender<Arc<Sett
         while hup.recv().await.is_some() {
             match Config::load(&path).and_then(|c| c.validate()) {
                 Ok(new) => {
+                    if new.admin.map(|a| a.listen) != tx.borrow().admin.map(|a| a.listen) {
+                        tracing::warn!("admin.listen changed: restart relaygate to apply it");
+                    }
                     if new.server.listen != tx.borrow().server.listen {
                         tracing::warn!("server.listen changed: restart relaygate to listen on the new addresses");
                     }
@@ -113,15 +183,207 @@ fn serve(config: PathBuf) -> ExitCode {
             }
         }
         let (tx, rx) = tokio::sync::watch::channel(Arc::clone(&settings));
+        let health = match settings.admin {
+            None => None,
+            Some(admin) => {
+                use relaygate::admin::http;
+                let listener = match tokio::net::TcpListener::bind(admin.listen).await {
+                    Ok(l) => l,
+                    Err(e) => {
+                        eprintln!("relaygate: cannot listen on {} (admin.listen): {e}", admin.listen);
+                        return ExitCode::FAILURE;
+                    }
+                };
+                tracing::info!(addr = %admin.listen, "admin endpoint listening (/metrics, /health/live, /health/ready)");
+                let health = http::Health::new(admin.probe_interval);
+                health.set_listeners_bound();
+                health.set_config_loaded();
+                tokio::spawn(http::serve(listener, Arc::clone(&health)));
+                tokio::spawn(http::probe_loop(Arc::clone(&health), rx.clone()));
+                Some(health)
+            }
+        };
         tokio::spawn(reload_on_sighup(config.clone(), tx));
-        relaygate::server::run_reloadable(listeners, rx, shutdown_signal()).await;
+        let shutdown = async move {
+            shutdown_signal().await;
+            if let Some(h) = health {
+                h.set_draining();
+            }
+        };
+        relaygate::server::run_reloadable(listeners, rx, shutdown).await;
         tracing::info!("relaygate stopped");
         ExitCode::SUCCESS
     })
 }
 
+/// Load and validate a configuration for a one-shot command; exit status 2 when it fails.
+fn settings_for_tool(config: &std::path::Path) -> Result<Settings, ExitCode> {
+    Config::load(config)
+        .and_then(|c| c.validate())
+        .map_err(|e| {
+            eprintln!("relaygate: {e}");
+            ExitCode::from(2)
+        })
+}
+
+fn check(args: CheckArgs) -> ExitCode {
+    use relaygate::admin::check::{bare_address, Explanation, Facts};
+    use relaygate::policy::Profile;
+    let profile = match args.profile.as_deref() {
+        None => None,
+        Some("exo-2023") => Some(Profile::Exo2023),
+        Some("exo-legacy") => Some(Profile::ExoLegacy),
+        Some(other) => {
+            eprintln!("relaygate: --profile {other:?}: must be exo-2023 or exo-legacy");
+            return ExitCode::from(2);
+        }
+    };
+    let settings = match settings_for_tool(&args.config) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let (certificate_names, certificate_note) = match &args.cert {
+        Some(path) => match relaygate::admin::check::certificate_identity(&settings, path) {
+            Ok(identity) => identity,
+            Err(e) => {
+                eprintln!("relaygate: --cert {}: {e}", path.display());
+                return ExitCode::from(2);
+            }
+        },
+        None if args.cert_names.is_empty() => (Vec::new(), None),
+        None => {
+            let names: Vec<String> = args
+                .cert_names
+                .iter()
+                .map(|n| n.trim().trim_end_matches('.').to_ascii_lowercase())
+                .collect();
+            let note = format!(
+                "{} (given with --cert-name, taken as trusted)",
+                names.join(", ")
+            );
+            (names, Some(note))
+        }
+    };
+    let facts = Facts {
+        peer_ip: args.ip,
+        certificate_names,
+        certificate_note,
+        mail_from: bare_address(&args.mail_from),
+        header_from: args.header_from.as_deref().map(bare_address),
+        recipients: args.rcpts.iter().map(|r| bare_address(r)).collect(),
+    };
+    let explanation = Explanation::new(&settings, &facts, profile);
+    if args.json {
+        println!("{:#}", explanation.render_json());
+    } else {
+        print!("{}", explanation.render_text());
+    }
+    ExitCode::from(explanation.exit_status())
+}
+
+fn config_check(config: PathBuf) -> ExitCode {
+    use relaygate::admin::config_check::{check, Severity};
+    let findings = check(&config);
+    for f in &findings {
+        println!("{f}");
+    }
+    let errors = findings
+        .iter()
+        .filter(|f| f.severity == Severity::Error)
+        .count();
+    println!(
+        "{}: {} error(s), {} warning(s)",
+        config.display(),
+        errors,
+        findings.len() - errors
+    );
+    if errors > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn import_exo(inbound_connectors: Option<PathBuf>, accepted_domains: Option<PathBuf>) -> ExitCode {
+    if inbound_connectors.is_none() && accepted_domains.is_none() {
+        eprintln!("relaygate: give --inbound-connectors and/or --accepted-domains");
+        return ExitCode::from(2);
+    }
+    let read = |p: &Option<PathBuf>| -> Result<Option<String>, ExitCode> {
+        match p {
+            None => Ok(None),
+            Some(p) => std::fs::read_to_string(p).map(Some).map_err(|e| {
+                eprintln!("relaygate: cannot read {}: {e}", p.display());
+                ExitCode::from(2)
+            }),
+        }
+    };
+    let (connectors, domains) = match (read(&inbound_connectors), read(&accepted_domains)) {
+        (Ok(c), Ok(d)) => (c, d),
+        (Err(code), _) | (_, Err(code)) => return code,
+    };
+    match relaygate::admin::import_exo::import(connectors.as_deref(), domains.as_deref()) {
+        Ok(import) => {
+            print!("{}", import.toml);
+            for n in &import.notes {
+                eprintln!(
+                    "{:?}: {} {}: {} ({})",
+                    n.kind, n.object, n.property, n.value, n.reason
+                );
+            }
+            if import.has_unsupported() {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(e) => {
+            eprintln!("relaygate: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn report(logfile: PathBuf, html: Option<PathBuf>) -> ExitCode {
+    use relaygate::admin::report;
+    let loaded = if logfile.as_os_str() == "-" {
+        report::read(std::io::stdin().lock())
+    } else {
+        report::load(&logfile)
+    };
+    let r = match loaded {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("relaygate: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    print!("{}", r.render_text());
+    if let Some(path) = html {
+        if let Err(e) = std::fs::write(&path, r.render_html()) {
+            eprintln!("relaygate: cannot write {}: {e}", path.display());
+            return ExitCode::from(2);
+        }
+        eprintln!("relaygate: wrote {}", path.display());
+    }
+    if r.breaking_flows() > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Serve { config } => serve(config),
+        Command::Check(args) => check(args),
+        Command::Config {
+            command: ConfigCommand::Check { config },
+        } => config_check(config),
+        Command::ImportExo {
+            inbound_connectors,
+            accepted_domains,
+        } => import_exo(inbound_connectors, accepted_domains),
+        Command::Report { logfile, html } => report(logfile, html),
     }
 }

@@ -6,6 +6,7 @@
 //! never one in flight.
 
 use crate::config::Settings;
+use crate::metrics::metrics;
 use crate::proxy;
 use crate::smtp::{run_session, Peer, Phase};
 use std::collections::HashMap;
@@ -53,10 +54,11 @@ impl Admission {
                 .compare_exchange_weak(n, n + 1, Ordering::AcqRel, Ordering::Relaxed)
             {
                 Ok(_) => {
+                    metrics().sessions_active.inc();
                     return Some(Ticket {
                         admission: Arc::clone(self),
                         ip: None,
-                    })
+                    });
                 }
                 Err(current) => n = current,
             }
@@ -90,6 +92,7 @@ impl Drop for Ticket {
                 }
             }
         }
+        metrics().sessions_active.dec();
         if self.admission.active.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.admission.idle.notify_waiters();
         }
@@ -169,6 +172,7 @@ pub async fn run_reloadable(
 
 /// Refuse a connection without spending a task on it: one non-blocking write, then close.
 fn refuse(stream: TcpStream, hostname: &str, why: &str) {
+    metrics().connections_refused.inc();
     let line = format!("421 4.7.0 {hostname} {why}, closing connection\r\n");
     let _ = stream.try_write(line.as_bytes());
 }
@@ -192,6 +196,7 @@ async fn accept_loop(
             }
         };
         backoff = Duration::from_millis(10);
+        metrics().connections.inc();
         let settings = Arc::clone(&settings.borrow());
         let server = &settings.server;
         let Some(mut ticket) = admission.enter(server.max_connections) else {

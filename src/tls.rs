@@ -269,6 +269,12 @@ impl ServerTls {
         }
     }
 
+    /// Whether client certificates are requested at all (a `client_ca` is configured): without
+    /// one no certificate connector can ever match.
+    pub fn accepts_client_certificates(&self) -> bool {
+        self.trust.is_some()
+    }
+
     /// The chain check itself: leaf plus the intermediates the client sent, against
     /// `client_ca`, at `now`.
     pub fn check_chain(&self, chain: &[CertificateDer<'_>], now: UnixTime) -> ClientIdentity {

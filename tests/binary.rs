@@ -453,3 +453,504 @@ fn a_thousand_idle_sessions_keep_memory_bounded() {
     );
     drop(clients);
 }
+
+// ---------------------------------------------------------------------------------------------
+// The admin's side: `check`, `config check`, `import-exo`, the audit log and `report`, and the
+// `[admin]` endpoint, all through the real binary.
+// ---------------------------------------------------------------------------------------------
+
+/// Run `relaygate ARGS` to completion: (exit status, stdout, stderr).
+fn relaygate(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_relaygate"))
+        .args(args)
+        .current_dir(repo())
+        .output()
+        .expect("run relaygate");
+    (
+        out.status.code().expect("exit status"),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A configuration file for one-shot commands: the rules document's baseline connectors.
+fn write_config(dir: &Path, extra: &str) -> String {
+    let out = dir.join("out");
+    let text = config_text_with(
+        "127.0.0.1:2525".parse().unwrap(),
+        "203.0.113.0/24",
+        "gate.contoso.com",
+        &out,
+        "",
+    ) + extra;
+    let path = dir.join("check.toml");
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+#[test]
+fn check_names_the_november_2023_change_when_it_is_what_refuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "");
+    let args = [
+        "check",
+        "--config",
+        &config,
+        "--ip",
+        "203.0.113.10",
+        "--mail-from",
+        "app@example.net",
+        "--header-from",
+        "App <app@contoso.com>",
+        "--rcpt",
+        "bob@example.org",
+    ];
+    let (status, out, err) = relaygate(&args);
+    assert_eq!(
+        status, 1,
+        "refused under exo-2023 (the config's profile):\n{out}{err}"
+    );
+    assert!(
+        out.contains("OnPrem by IP (OnPremises): SenderIPAddresses 203.0.113.0/24: matched"),
+        "{out}"
+    );
+    assert!(
+        out.contains("condition 2  held: connector \"OnPrem by IP\" matched the IP address"),
+        "{out}"
+    );
+    assert!(
+        out.contains("1b: the P1 domain example.net is not an accepted domain"),
+        "{out}"
+    );
+    assert!(
+        out.contains("held by 1c: the P2 (From:) domain contoso.com"),
+        "{out}"
+    );
+    assert!(
+        out.contains("550 5.7.64 TenantAttribution; Relay Access Denied [gate.contoso.com "),
+        "{out}"
+    );
+    assert!(out.contains("refused at the end of DATA"), "{out}");
+    assert!(
+        out.contains("The November 2023 change is what makes the difference"),
+        "{out}"
+    );
+    assert!(
+        out.contains("Fix (exo-2023): the From: header (contoso.com) no longer counts"),
+        "{out}"
+    );
+
+    // One profile only: the exit status follows it.
+    let mut legacy = args.to_vec();
+    legacy.extend(["--profile", "exo-legacy"]);
+    let (status, out, _) = relaygate(&legacy);
+    assert_eq!(status, 0, "{out}");
+    assert!(!out.contains("exo-2023:"), "{out}");
+    assert!(!out.contains("November 2023 change is what"), "{out}");
+
+    let mut json = args.to_vec();
+    json.push("--json");
+    let (status, out, _) = relaygate(&json);
+    assert_eq!(status, 1);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("--json prints JSON");
+    assert_eq!(v["profiles"]["exo-2023"]["verdict"], "refused 550 5.7.64");
+    assert_eq!(v["profiles"]["exo-legacy"]["verdict"], "accepted");
+    assert_eq!(v["profiles"]["exo-legacy"]["condition1_branch"], "1c");
+    assert_eq!(v["profiles"]["exo-2023"]["connector"], "OnPrem by IP");
+    assert_eq!(v["broken_by_november_2023"], true);
+    assert_eq!(v["exit_status"], 1);
+}
+
+#[test]
+fn check_verifies_a_certificate_file_against_the_client_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "");
+    let base = |cert: &str| {
+        relaygate(&[
+            "check",
+            "--config",
+            &config,
+            "--ip",
+            "198.51.100.7",
+            "--cert",
+            cert,
+            "--mail-from",
+            "<>",
+            "--rcpt",
+            "bob@example.org",
+        ])
+    };
+    let (status, out, err) = base(&cert("client-mail.contoso.com.pem"));
+    assert_eq!(status, 0, "{out}{err}");
+    assert!(
+        out.contains("mail.contoso.com (trusted by tls.client_ca)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("held by 1a: connector \"OnPrem by certificate\""),
+        "{out}"
+    );
+    let (status, out, _) = base(&cert("client-selfsigned.pem"));
+    assert_eq!(status, 1, "{out}");
+    assert!(out.contains("NOT trusted"), "{out}");
+    assert!(
+        out.contains("condition 2  failed: no enabled OnPremises connector matched"),
+        "{out}"
+    );
+}
+
+#[test]
+fn check_usage_and_configuration_errors_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "");
+    let common = ["--ip", "203.0.113.10", "--mail-from", "a@contoso.com"];
+    let mut no_rcpt = vec!["check", "--config", &config];
+    no_rcpt.extend(common);
+    assert_eq!(relaygate(&no_rcpt).0, 2, "--rcpt is required");
+    let mut bad_profile = no_rcpt.clone();
+    bad_profile.extend(["--rcpt", "b@example.org", "--profile", "exo-2019"]);
+    assert_eq!(relaygate(&bad_profile).0, 2);
+    let mut missing = vec![
+        "check",
+        "--config",
+        "/nonexistent/relaygate.toml",
+        "--rcpt",
+        "b@example.org",
+    ];
+    missing.extend(common);
+    let (status, _, err) = relaygate(&missing);
+    assert_eq!(status, 2);
+    assert!(err.contains("cannot read configuration"), "{err}");
+}
+
+#[test]
+fn config_check_warns_about_the_documented_pitfalls_with_fixes() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        r#"
+[[accepted_domains]]
+domain = "fabrikam.com"
+
+[[inbound_connectors]]
+name = "Relay by host certificate"
+connector_type = "OnPremises"
+tls_sender_certificate_name = "smtp.fabrikam.com"
+require_tls = true
+
+[[inbound_connectors]]
+name = "Second IP connector"
+connector_type = "OnPremises"
+sender_ip_addresses = ["203.0.113.128/25"]
+"#,
+    );
+    let (status, out, err) = relaygate(&["config", "check", "--config", &config]);
+    assert_eq!(status, 0, "warnings only:\n{out}{err}");
+    let expect = [
+        // *.domain
+        "warning: inbound_connectors[1] \"OnPrem by certificate\": tls_sender_certificate_name = \"*.contoso.com\" matches the certificate of every host under contoso.com",
+        // IP-only: NDRs cannot relay
+        "warning: inbound_connectors[0] \"OnPrem by IP\": is IP-only: mail through it relays only with an accepted P1 (MAIL FROM) domain, so null-sender NDRs",
+        // certificate name not accepted, subdomain of an accepted parent
+        "smtp.fabrikam.com is not an accepted domain, although its parent fabrikam.com is",
+        "fix: add [[accepted_domains]] domain = \"smtp.fabrikam.com\"",
+        // Partner-only setting on an OnPremises connector
+        "require_tls set on an OnPremises connector",
+        // overlap
+        "inbound_connectors[0] \"OnPrem by IP\" and inbound_connectors[3] \"Second IP connector\": overlap (sender_ip_addresses)",
+    ];
+    for e in expect {
+        assert!(out.contains(e), "missing {e:?} in:\n{out}");
+    }
+    assert!(
+        out.lines().filter(|l| l.starts_with("  fix: ")).count() >= 6,
+        "{out}"
+    );
+    assert!(out.contains("0 error(s)"), "{out}");
+
+    // An error: what Exchange Online itself refuses stops the gate, with the fix.
+    std::fs::write(
+        &config,
+        std::fs::read_to_string(&config)
+            .unwrap()
+            .replace("203.0.113.128/25", "2001:db8::/64"),
+    )
+    .unwrap();
+    let (status, out, _) = relaygate(&["config", "check", "--config", &config]);
+    assert_eq!(status, 1, "{out}");
+    assert!(
+        out.contains("error: inbound_connectors[3].sender_ip_addresses[0]"),
+        "{out}"
+    );
+    assert!(out.contains("is IPv6"), "{out}");
+    assert!(out.contains("fix: list the IPv4 addresses"), "{out}");
+}
+
+#[test]
+fn the_shipped_configuration_has_no_errors() {
+    let (status, out, err) = relaygate(&["config", "check", "--config", "config/relaygate.toml"]);
+    assert_eq!(status, 0, "{out}{err}");
+    assert!(out.contains("0 error(s)"), "{out}");
+}
+
+/// One HTTP/1.1 GET against the admin endpoint: (status code, body).
+fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    use std::io::Read;
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: relaygate\r\n\r\n").ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let code = text.get(9..12)?.parse().ok()?;
+    let body = text.split_once("\r\n\r\n")?.1.to_string();
+    Some((code, body))
+}
+
+fn free_port() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+#[test]
+fn admin_endpoint_serves_metrics_and_health() {
+    let admin = free_port();
+    let gate = start_with(
+        "127.0.0.0/24",
+        &format!("\n[admin]\nlisten = \"{admin}\"\nprobe_interval_secs = 1\n"),
+    );
+    assert_eq!(http_get(admin, "/health/live").unwrap().0, 200);
+    // The directory upstream is writable: ready once the first probe ran.
+    eventually("ready", || {
+        http_get(admin, "/health/ready").is_some_and(|(c, _)| c == 200)
+    });
+    let (_, body) = http_get(admin, "/health/ready").unwrap();
+    assert!(
+        body.contains("ok   listeners bound") && body.contains("ok   upstream: probed"),
+        "{body}"
+    );
+
+    let (ok, text) = swaks(
+        &gate,
+        &["--from", "app@contoso.com", "--to", "bob@example.org"],
+    );
+    assert!(ok, "{text}");
+    let (ok, _) = swaks(
+        &gate,
+        &["--from", "app@example.net", "--to", "bob@example.org"],
+    );
+    assert!(!ok);
+    let (ok, text) = swaks(
+        &gate,
+        &[
+            "--tls",
+            "--tls-cert",
+            &cert("client-mail.contoso.com.pem"),
+            "--tls-key",
+            &cert("client-mail.contoso.com.key"),
+            "--from",
+            "<>",
+            "--to",
+            "bob@example.org",
+        ],
+    );
+    assert!(ok, "{text}");
+    let (code, m) = http_get(admin, "/metrics").unwrap();
+    assert_eq!(code, 200);
+    for line in [
+        "relaygate_decisions_total{verdict=\"relay authorized\",branch=\"1b\",condition2=\"ip\"} 1",
+        "relaygate_decisions_total{verdict=\"relay not authorized\",branch=\"none\",condition2=\"ip\"} 1",
+        "relaygate_decisions_total{verdict=\"relay authorized\",branch=\"1a\",condition2=\"certificate\"} 1",
+        "relaygate_tls_handshakes_total{outcome=\"ok\",client_certificate=\"trusted\"} 1",
+        // three swaks sessions and the start-up helper's connection that waited for the port
+        "relaygate_connections_total 4",
+        "relaygate_transaction_seconds_count 3",
+    ] {
+        assert!(m.contains(line), "missing {line:?} in:\n{m}");
+    }
+    // MAIL, RCPT, DATA and the final reply of two delivered messages (directory upstream).
+    assert!(
+        m.contains("relaygate_upstream_replies_total{class=\"2xx\"} "),
+        "{m}"
+    );
+    assert!(
+        m.lines()
+            .any(|l| l.starts_with("relaygate_message_bytes_total ") && !l.ends_with(" 0")),
+        "{m}"
+    );
+    assert_eq!(http_get(admin, "/nope").unwrap().0, 404);
+}
+
+#[test]
+fn readiness_fails_while_the_upstream_is_unreachable_and_recovers() {
+    let admin = free_port();
+    let upstream = free_port(); // nothing listens there yet
+    let gate = start_with(
+        "127.0.0.0/24",
+        &format!("\n[admin]\nlisten = \"{admin}\"\nprobe_interval_secs = 1\n"),
+    );
+    let config = std::fs::read_to_string(gate.config_path()).unwrap();
+    let start = config.find("[upstream]").unwrap();
+    let end = config.find("[log]").unwrap();
+    let config = format!(
+        "{}[upstream]\nkind = \"smtp\"\naddress = \"{upstream}\"\ntls = \"none\"\n\n{}",
+        &config[..start],
+        &config[end..]
+    );
+    std::fs::write(gate.config_path(), config).unwrap();
+    signal(&gate, "-HUP");
+    eventually("not ready", || {
+        http_get(admin, "/health/ready")
+            .is_some_and(|(c, b)| c == 503 && b.contains("FAIL upstream"))
+    });
+    // A real SMTP server appears at the upstream address: the next probe makes the gate ready.
+    let listener = TcpListener::bind(upstream).unwrap();
+    let server = std::thread::spawn(move || {
+        use std::io::{BufRead, BufReader};
+        let (s, _) = listener.accept().unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut w = s.try_clone().unwrap();
+        w.write_all(b"220 upstream ESMTP\r\n").unwrap();
+        for line in BufReader::new(s).lines() {
+            let line = line.unwrap_or_default();
+            if line.starts_with("EHLO") {
+                w.write_all(b"250-upstream\r\n250 PIPELINING\r\n").unwrap();
+            } else {
+                let _ = w.write_all(b"221 bye\r\n");
+                break;
+            }
+        }
+    });
+    eventually("ready again", || {
+        http_get(admin, "/health/ready").is_some_and(|(c, _)| c == 200)
+    });
+    server.join().unwrap();
+}
+
+#[test]
+fn audit_mode_forwards_everything_and_report_puts_what_november_2023_broke_first() {
+    let gate = start_with("127.0.0.0/24", "\n[policy]\nmode = \"audit\"\n");
+    // A flow that passes, one that only the From: header used to attribute, and an NDR.
+    let flows: [&[&str]; 3] = [
+        &["--from", "app@contoso.com", "--to", "bob@example.org"],
+        &[
+            "--from",
+            "scanner@example.net",
+            "--header",
+            "From: scanner@contoso.com",
+            "--to",
+            "bob@example.org",
+        ],
+        &[
+            "--from",
+            "<>",
+            "--header",
+            "From: postmaster@contoso.com",
+            "--to",
+            "bob@example.org",
+        ],
+    ];
+    for (i, args) in flows.iter().enumerate() {
+        for _ in 0..=i {
+            let (ok, text) = swaks(&gate, args);
+            assert!(ok, "audit mode forwards everything:\n{text}");
+        }
+    }
+    assert_eq!(stored(gate.out.path()).len(), 6);
+    let mut events = Vec::new();
+    eventually("six transaction events", || {
+        events = gate
+            .log()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["message"] == "transaction")
+            .collect();
+        events.len() == 6
+    });
+    let scanner = events
+        .iter()
+        .find(|e| e["p1"] == "scanner@example.net")
+        .unwrap();
+    assert_eq!(scanner["mode"], "audit");
+    assert_eq!(scanner["exo_2023"], "refused 550 5.7.64");
+    assert_eq!(scanner["exo_legacy"], "accepted");
+    assert_eq!(scanner["broken_by_november_2023"], true);
+    assert_eq!(scanner["identity"], "ip 127.0.0.1");
+    assert_eq!(scanner["p1_domain"], "example.net");
+    assert_eq!(scanner["p2_domain"], "contoso.com");
+    assert!(scanner["fix"]
+        .as_str()
+        .unwrap()
+        .contains("From: header (contoso.com) no longer counts"));
+    assert!(
+        scanner["reply"].as_str().unwrap().starts_with("250 "),
+        "{scanner}"
+    );
+
+    let log = gate.dir.path().join("relaygate.log");
+    let html = gate.dir.path().join("report.html");
+    let (status, out, err) = relaygate(&[
+        "report",
+        log.to_str().unwrap(),
+        "--html",
+        html.to_str().unwrap(),
+    ]);
+    assert_eq!(status, 1, "some flow breaks under exo-2023:\n{out}{err}");
+    let rows: Vec<&str> = out.lines().filter(|l| l.contains("ip 127.0.0.1")).collect();
+    assert_eq!(rows.len(), 3, "{out}");
+    // Broken by the change first (the NDR, 3 transactions, then the scanner, 2); the healthy
+    // flow last.
+    assert!(
+        rows[0].contains("<>") && rows[0].contains("(3 of 3)"),
+        "{out}"
+    );
+    assert!(
+        rows[1].contains("example.net") && rows[1].contains("(2 of 2)"),
+        "{out}"
+    );
+    assert!(
+        rows[2].contains("contoso.com") && !rows[2].contains("refused"),
+        "{out}"
+    );
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(
+        page.contains("<svg") && page.contains("class=\"refused\""),
+        "{page}"
+    );
+}
+
+#[test]
+fn import_exo_turns_the_example_tenant_into_configuration_that_loads() {
+    let (status, toml, notes) = relaygate(&[
+        "import-exo",
+        "--inbound-connectors",
+        "config/examples/Get-InboundConnector.json",
+        "--accepted-domains",
+        "config/examples/Get-AcceptedDomain.json",
+    ]);
+    // The example includes a value relaygate cannot take: reported, exit status 1.
+    assert_eq!(status, 1, "{toml}{notes}");
+    assert!(notes.contains("Unsupported"), "{notes}");
+    assert!(toml.contains("[[inbound_connectors]]") && toml.contains("[[accepted_domains]]"));
+    assert!(
+        toml.contains("tls_sender_certificate_name = \"*.contoso.com\""),
+        "{toml}"
+    );
+    // What it printed is configuration the gate takes.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("imported.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nhostname = \"gate.contoso.com\"\n[upstream]\nkind = \"directory\"\npath = \"{}\"\n{toml}",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let (status, out, err) = relaygate(&["config", "check", "--config", config.to_str().unwrap()]);
+    assert!(out.contains("0 error(s)"), "{out}{err}");
+    assert_eq!(status, 0);
+    let (status, _, err) = relaygate(&["import-exo", "--accepted-domains", "/nonexistent.json"]);
+    assert_eq!(status, 2, "{err}");
+}

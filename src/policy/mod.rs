@@ -6,12 +6,14 @@
 //! it decides nothing itself. That keeps every rule testable as a table row.
 
 mod engine;
+mod explain;
 mod tenant;
 
 pub use engine::{
     authorize_relay, judge_recipient, AcceptReason, Condition1, Condition2, HeaderSender,
     RecipientVerdict, Rejection, RelayDecision, RelayDenial,
 };
+pub use explain::{evaluate, suggest_fix, Comparison, Evaluation, Verdict};
 pub use tenant::{
     AcceptedDomain, CertificateName, ConnectorType, DomainType, InboundConnector, SenderDomain,
     Tenant,

@@ -913,3 +913,147 @@ fn reply_texts_are_exchange_onlines() {
     assert!(text.starts_with("TenantInboundAttribution; There is a partner connector configured"));
     assert!(text.ends_with("RestrictDomainsToIPAddresses or RestrictDomainsToCertificate set"));
 }
+
+// ---------------------------------------------------------------------------------------------
+// A whole transaction under both profiles (what `relaygate check`, the audit log and the report
+// show), and the fix suggested for what the November 2023 change broke.
+// ---------------------------------------------------------------------------------------------
+
+fn compare(
+    peer: &str,
+    certs: &[&str],
+    mail_from: &str,
+    from: &str,
+    rcpts: &[&str],
+) -> (Comparison, Option<String>) {
+    let tenant = baseline();
+    let names: Vec<String> = certs.iter().map(|s| s.to_string()).collect();
+    let facts = SessionFacts {
+        peer_ip: peer.parse().unwrap(),
+        certificate_names: &names,
+    };
+    let header = if from.is_empty() {
+        HeaderSender::Absent
+    } else {
+        HeaderSender::Domain(from.rsplit_once('@').unwrap().1)
+    };
+    let c = Comparison::evaluate(&tenant, &facts, p1(mail_from), header, rcpts);
+    let fix = suggest_fix(&tenant, &facts, p1(mail_from), header, &c.exo_2023);
+    (c, fix)
+}
+
+#[test]
+fn foreign_p1_with_accepted_p2_is_what_november_2023_broke() {
+    let (c, fix) = compare(
+        "203.0.113.10",
+        &[],
+        "app@example.net",
+        "app@contoso.com",
+        &[EXT],
+    );
+    assert_eq!(c.exo_legacy.verdict(), Verdict::Accepted);
+    assert_eq!(c.exo_2023.verdict().to_string(), "refused 550 5.7.64");
+    assert!(c.broken_by_november_2023());
+    let fix = fix.expect("a refused flow gets a fix");
+    assert!(
+        fix.contains("From: header (contoso.com) no longer counts"),
+        "{fix}"
+    );
+    assert!(
+        fix.contains("add example.net as an accepted domain"),
+        "{fix}"
+    );
+}
+
+#[test]
+fn null_sender_ndr_over_ip_connector_gets_the_certificate_fix() {
+    let (c, fix) = compare("203.0.113.10", &[], "", "postmaster@contoso.com", &[EXT]);
+    assert!(c.broken_by_november_2023());
+    let fix = fix.unwrap();
+    assert!(fix.starts_with("the null sender"), "{fix}");
+    assert!(
+        fix.contains("connector \"C-CERT\" (TlsSenderCertificateName *.contoso.com)"),
+        "{fix}"
+    );
+}
+
+#[test]
+fn flow_refused_under_both_profiles_is_not_blamed_on_november_2023() {
+    let (c, fix) = compare(
+        "198.51.100.7",
+        &[],
+        "app@contoso.com",
+        "app@contoso.com",
+        &[EXT],
+    );
+    assert_eq!(c.exo_2023.verdict().to_string(), "refused 550 5.7.64");
+    assert_eq!(c.exo_legacy.verdict().to_string(), "refused 550 5.7.64");
+    assert!(!c.broken_by_november_2023());
+    assert!(fix
+        .unwrap()
+        .contains("add 198.51.100.7 to the SenderIPAddresses"));
+}
+
+#[test]
+fn authorised_flow_has_no_fix_and_every_recipient_is_originating() {
+    let (c, fix) = compare(
+        "198.51.100.7",
+        &["mail.contoso.com"],
+        "",
+        "",
+        &[EXT, "alice@contoso.com"],
+    );
+    assert_eq!(fix, None);
+    for e in [&c.exo_2023, &c.exo_legacy] {
+        assert_eq!(e.verdict(), Verdict::Accepted);
+        assert!(e
+            .recipients
+            .iter()
+            .all(|(_, v)| *v == RecipientVerdict::Accept(AcceptReason::Originating)));
+    }
+}
+
+#[test]
+fn verdict_is_the_first_refused_recipient_in_order() {
+    let (c, _) = compare(
+        "198.51.100.7",
+        &[],
+        "app@example.net",
+        "",
+        &["alice@contoso.com", EXT],
+    );
+    assert_eq!(c.exo_2023.recipients.len(), 2);
+    assert!(matches!(
+        c.exo_2023.recipients[0].1,
+        RecipientVerdict::Accept(AcceptReason::Inbound { .. })
+    ));
+    assert_eq!(c.exo_2023.verdict().to_string(), "refused 550 5.7.64");
+}
+
+#[test]
+fn certificate_connector_whose_name_is_not_accepted_gets_that_fix() {
+    let mut tenant = baseline();
+    tenant.inbound_connectors.push(on_premises(
+        "C-RELAY",
+        &[],
+        Some(CertificateName::Exact("relay.example.net".into())),
+    ));
+    let names = vec!["relay.example.net".to_string()];
+    let facts = SessionFacts {
+        peer_ip: "198.51.100.7".parse().unwrap(),
+        certificate_names: &names,
+    };
+    let e = evaluate(
+        &tenant,
+        Profile::Exo2023,
+        &facts,
+        ReversePath::Null,
+        HeaderSender::Absent,
+        &[EXT],
+    );
+    let fix = suggest_fix(&tenant, &facts, ReversePath::Null, HeaderSender::Absent, &e).unwrap();
+    assert!(
+        fix.starts_with("add relay.example.net as an accepted domain"),
+        "{fix}"
+    );
+}

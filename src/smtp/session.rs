@@ -10,9 +10,10 @@ use super::data::{DataDecoder, DataError};
 use super::header::{domain_of, header_sender, HeaderCollector};
 use super::reply::{exo_suffix, rfc5322_date, Reply, SessionId};
 use crate::config::{Mode, RejectStage, Settings};
+use crate::metrics::metrics;
 use crate::policy::{
-    self, AcceptReason, Condition1, Condition2, HeaderSender, RecipientVerdict, Rejection,
-    RelayDecision, RelayDenial, ReversePath, SessionFacts,
+    self, suggest_fix, AcceptReason, Comparison, Condition1, Condition2, HeaderSender,
+    RecipientVerdict, Rejection, RelayDecision, RelayDenial, ReversePath, SessionFacts,
 };
 use crate::stream::MaybeTls;
 use crate::tls::ClientIdentity;
@@ -144,6 +145,8 @@ struct Transaction {
     /// Refusals beyond that, only counted, so a client cannot grow the session's memory.
     refused_unlisted: usize,
     upstream_open: bool,
+    /// When MAIL FROM was accepted, for the transaction latency histogram.
+    started: Instant,
 }
 
 struct Session<S> {
@@ -486,10 +489,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let tls_stream = match tokio::time::timeout(wait, acceptor.accept(plain)).await {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
+                metrics().tls_handshake("failed", "none");
                 tracing::info!(session = %self.id, peer = %self.peer.addr, error = %e, "TLS handshake failed");
                 return Err(End::TlsFailed);
             }
             Err(_) => {
+                metrics().tls_handshake("timeout", "none");
                 tracing::info!(session = %self.id, peer = %self.peer.addr, "TLS handshake timed out");
                 return Err(End::Timeout);
             }
@@ -497,6 +502,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         {
             let (_, conn) = tls_stream.get_ref();
             self.identity = tls.client_identity(conn);
+            metrics().tls_handshake(
+                "ok",
+                match (self.identity.presented, self.identity.trusted) {
+                    (_, true) => "trusted",
+                    (true, false) => "untrusted",
+                    (false, _) => "none",
+                },
+            );
             self.tls_description = Some(
                 format!(
                     "{:?} {:?}",
@@ -578,6 +591,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             refused: Vec::new(),
             refused_unlisted: 0,
             upstream_open: false,
+            started: Instant::now(),
         });
         self.reply(&Reply::new(250, "2.1.0", "Sender OK"));
     }
@@ -1009,6 +1023,48 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     ) {
         let p = &self.settings.policy;
         let (verdict, branch, connector) = describe(relay);
+        // Both profiles over every recipient the client named (also those refused at RCPT), so
+        // an audit log shows what each rule generation would do with this flow, and the fix.
+        let facts = SessionFacts {
+            peer_ip: self.peer.addr.ip(),
+            certificate_names: self.identity.policy_names(),
+        };
+        let p1 = reverse_path(&txn.envelope.mail_from);
+        let header = match p2.and_then(domain_of) {
+            Some(d) => HeaderSender::Domain(d),
+            None => HeaderSender::Absent,
+        };
+        let named: Vec<&str> = txn
+            .recipients
+            .iter()
+            .map(|r| r.address.as_str())
+            .chain(txn.refused.iter().map(|(a, _)| a.as_str()))
+            .collect();
+        let comparison = Comparison::evaluate(&p.tenant, &facts, p1, header, &named);
+        let fix = suggest_fix(&p.tenant, &facts, p1, header, &comparison.exo_2023);
+        let m = metrics();
+        m.decision(
+            verdict,
+            match relay {
+                RelayDecision::Authorized { condition1, .. } => condition1.branch(),
+                _ => "none",
+            },
+            match relay {
+                RelayDecision::Authorized { condition2, .. }
+                | RelayDecision::AwaitingHeaderSender { condition2 }
+                | RelayDecision::Denied(RelayDenial::SenderNotAttributed { condition2 }) => {
+                    condition2.branch()
+                }
+                RelayDecision::Denied(RelayDenial::NoOnPremisesConnector) => "none",
+            },
+        );
+        m.message_bytes.inc_by(size);
+        m.transaction_seconds
+            .observe(txn.started.elapsed().as_secs_f64());
+        let identity = match facts.certificate_names.first() {
+            Some(name) => format!("certificate {name}"),
+            None => format!("ip {}", facts.peer_ip),
+        };
         let recipients: Vec<String> = txn
             .recipients
             .iter()
@@ -1049,6 +1105,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             connector = %connector,
             reply = %outcome.reply,
             enforce_would_reply = outcome.enforce_reply.as_deref().unwrap_or(""),
+            identity = %identity,
+            p1_domain = %domain_of(&txn.envelope.mail_from).unwrap_or("").to_ascii_lowercase(),
+            p2_domain = %p2.and_then(domain_of).unwrap_or("").to_ascii_lowercase(),
+            exo_2023 = %comparison.exo_2023.verdict(),
+            exo_legacy = %comparison.exo_legacy.verdict(),
+            broken_by_november_2023 = comparison.broken_by_november_2023(),
+            fix = fix.as_deref().unwrap_or(""),
             "transaction"
         );
     }

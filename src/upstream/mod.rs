@@ -6,7 +6,8 @@
 //! upstream did (or the file is fsynced and renamed): nothing is ever lost at the gate.
 //!
 //! A leg lives as long as the client session and keeps its connection between transactions
-//! (RSET in between), which is the seam a shared connection pool will use later.
+//! (RSET in between), which is the seam a shared connection pool will
+//! use later.
 
 mod directory;
 mod pool;
@@ -17,6 +18,7 @@ pub use pool::Pool;
 pub use smtp::SmtpLeg;
 
 use crate::config::UpstreamSettings;
+use crate::metrics::metrics;
 use crate::smtp::reply::Reply;
 use std::sync::Arc;
 
@@ -135,30 +137,44 @@ impl Upstream {
         env: &Envelope,
         path: &str,
     ) -> Result<(UpstreamReply, Option<UpstreamReply>), UpstreamError> {
-        match self {
+        let r = match self {
             Upstream::Smtp(l) => l.mail_rcpt(env, path).await,
             Upstream::Directory(l) => {
                 let mail = l.mail(env);
                 let rcpt = l.rcpt(path);
                 Ok((mail, Some(rcpt)))
             }
+        };
+        match &r {
+            Ok((mail, rcpt)) => {
+                count(&Ok(mail));
+                if let Some(rcpt) = rcpt {
+                    count(&Ok(rcpt));
+                }
+            }
+            Err(_) => metrics().upstream_reply(None),
         }
+        r
     }
 
     pub async fn rcpt(&mut self, path: &str) -> Result<UpstreamReply, UpstreamError> {
-        match self {
+        let r = match self {
             Upstream::Smtp(l) => l.rcpt(path).await,
             Upstream::Directory(l) => Ok(l.rcpt(path)),
-        }
+        };
+        count(&r.as_ref());
+        r
     }
 
     /// Start the message; a positive reply (354) means text may follow. `client` is used
     /// only by the directory kind, which records it.
     pub async fn data(&mut self, client: &ClientFacts) -> Result<UpstreamReply, UpstreamError> {
-        match self {
+        let r = match self {
             Upstream::Smtp(l) => l.data().await,
             Upstream::Directory(l) => l.data(client).await,
-        }
+        };
+        count(&r.as_ref());
+        r
     }
 
     /// Whether `data` needs the client's facts (only the directory kind records them).
@@ -176,10 +192,12 @@ impl Upstream {
 
     /// End the message and get the upstream's final word on it.
     pub async fn finish_data(&mut self) -> Result<UpstreamReply, UpstreamError> {
-        match self {
+        let r = match self {
             Upstream::Smtp(l) => l.finish_data().await,
             Upstream::Directory(l) => l.finish_data().await,
-        }
+        };
+        count(&r.as_ref());
+        r
     }
 
     /// Abandon a message in progress so that nothing of it is delivered: an SMTP upstream
@@ -205,6 +223,30 @@ impl Upstream {
             l.quit().await
         }
     }
+}
+
+/// Can the upstream take mail now? SMTP: a fresh connection gets through greeting, EHLO and
+/// STARTTLS. Directory: a file can be created in it. The error says why not.
+pub async fn probe(settings: &UpstreamSettings, helo_name: &str) -> Result<(), String> {
+    match settings {
+        UpstreamSettings::Smtp(s) => SmtpLeg::new(Arc::clone(s), helo_name)
+            .probe()
+            .await
+            .map_err(|e| e.to_string()),
+        UpstreamSettings::Directory { path } => {
+            let probe = path.join(".relaygate-probe");
+            tokio::fs::write(&probe, b"")
+                .await
+                .map_err(|e| format!("cannot write in {}: {e}", path.display()))?;
+            let _ = tokio::fs::remove_file(&probe).await;
+            Ok(())
+        }
+    }
+}
+
+/// Count an upstream reply (or the failure to get one) for `/metrics`.
+fn count(r: &Result<&UpstreamReply, &UpstreamError>) {
+    metrics().upstream_reply(r.as_ref().ok().map(|r| r.code));
 }
 
 /// Rebuild a path for an upstream command from a parsed address: a local part that is not a

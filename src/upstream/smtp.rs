@@ -153,6 +153,15 @@ impl SmtpLeg {
         Ok(c)
     }
 
+    /// Readiness probe: a fresh connection through greeting, EHLO and STARTTLS as configured,
+    /// then QUIT. The pool is not used, so a probe sees what a new connection would meet.
+    pub async fn probe(&self) -> Result<(), UpstreamError> {
+        let mut c = self.connect().await?;
+        let _ = c.command("QUIT", self.settings.reply_timeout, "QUIT").await;
+        let _ = c.stream.shutdown().await;
+        Ok(())
+    }
+
     async fn conn(&mut self) -> Result<&mut Connection, UpstreamError> {
         if self.conn.is_none() {
             self.reused = false;

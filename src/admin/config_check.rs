@@ -1,0 +1,275 @@
+//! `relaygate config check`: the configuration's errors, and the pitfalls Microsoft documents for
+//! relay connectors, each with the reason and the fix.
+//!
+//! An error is a value the gate (or Exchange Online) refuses: the gate would not start. A warning
+//! is a configuration that loads, and that Exchange Online would accept too, but that does not
+//! do what admins usually mean: NDRs that cannot relay, a wildcard that lets every host under a
+//! domain relay, settings Exchange Online silently ignores.
+
+use crate::config::{Config, ConfigError, Settings};
+use crate::policy::{CertificateName, ConnectorType, DomainType, InboundConnector, Tenant};
+use std::fmt;
+
+/// One finding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    pub severity: Severity,
+    /// The configuration key it is about, e.g. `inbound_connectors[1] "OnPrem by IP"`.
+    pub subject: String,
+    pub problem: String,
+    pub fix: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+impl fmt::Display for Finding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = match self.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        write!(
+            f,
+            "{s}: {}: {}\n  fix: {}",
+            self.subject, self.problem, self.fix
+        )
+    }
+}
+
+/// An error that stops the gate, with the fix for it.
+pub fn error_finding(e: &ConfigError) -> Finding {
+    let text = e.to_string();
+    let (subject, fix) = match e {
+        ConfigError::Read { path, .. } => (
+            path.display().to_string(),
+            "pass the right file with --config, and check it is readable by this user".to_string(),
+        ),
+        ConfigError::Parse { path, .. } => (
+            path.display().to_string(),
+            "correct the TOML at the place named; every key is listed in README.md (Configuration reference), and unknown keys are refused so typos show".to_string(),
+        ),
+        ConfigError::Tls { key, .. } => (
+            key.clone(),
+            "point the key at a readable PEM file (certificate chain leaf first, or a PKCS#8/RSA/SEC1 private key)".to_string(),
+        ),
+        ConfigError::Invalid { key, reason, .. } => {
+            let fix = if key.contains("sender_ip_addresses") {
+                "list the IPv4 addresses (single, or CIDR /24 to /32) the server sends from, as Exchange Online requires; for IPv6 senders or large ranges use a certificate connector instead".to_string()
+            } else if key.contains("tls_sender_certificate_name") {
+                "use the exact host name in the sending server's certificate (mail.contoso.com), or *.contoso.com".to_string()
+            } else {
+                format!("correct {key}: it {reason} (README.md, Configuration reference)")
+            };
+            (key.clone(), fix)
+        }
+    };
+    Finding {
+        severity: Severity::Error,
+        subject,
+        problem: text,
+        fix,
+    }
+}
+
+fn connector_subject(i: usize, c: &InboundConnector) -> String {
+    format!("inbound_connectors[{i}] \"{}\"", c.name)
+}
+
+fn shown(name: &CertificateName) -> String {
+    match name {
+        CertificateName::Exact(d) => d.clone(),
+        CertificateName::Wildcard(d) => format!("*.{d}"),
+    }
+}
+
+/// The accepted domain that is a proper parent of `domain`, if any.
+fn accepted_parent<'a>(tenant: &'a Tenant, domain: &str) -> Option<&'a str> {
+    tenant
+        .accepted_domains
+        .iter()
+        .find(|a| domain.len() > a.domain.len() && domain.ends_with(&format!(".{}", a.domain)))
+        .map(|a| a.domain.as_str())
+}
+
+/// The warnings for a configuration that validated. `config` is the file as written (for
+/// settings that validation accepts and the tenant model drops), `settings` what the gate runs.
+pub fn warnings(config: &Config, settings: &Settings) -> Vec<Finding> {
+    let tenant = &settings.policy.tenant;
+    let mut out = Vec::new();
+    let mut warn = |subject: String, problem: String, fix: String| {
+        out.push(Finding {
+            severity: Severity::Warning,
+            subject,
+            problem,
+            fix,
+        })
+    };
+    let on_premises: Vec<(usize, &InboundConnector)> = tenant
+        .inbound_connectors
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.enabled && c.connector_type == ConnectorType::OnPremises)
+        .collect();
+    if on_premises.is_empty() {
+        warn(
+            "inbound_connectors".into(),
+            "no enabled OnPremises connector: condition 2 can never hold, so nothing relays (every external recipient gets 5.7.64)".into(),
+            "add an OnPremises connector with the SenderIPAddresses of your servers or a TlsSenderCertificateName".into(),
+        );
+    }
+    let certificates_possible = settings
+        .tls
+        .as_ref()
+        .is_some_and(|t| t.accepts_client_certificates());
+    for (i, c) in tenant.inbound_connectors.iter().enumerate() {
+        let subject = connector_subject(i, c);
+        let raw = &config.inbound_connectors[i];
+        if !c.enabled {
+            warn(
+                subject.clone(),
+                "is disabled (Enabled = false): it matches nothing".into(),
+                "remove it, or enable it if it should attribute mail".into(),
+            );
+            continue;
+        }
+        if c.connector_type == ConnectorType::Partner {
+            continue;
+        }
+        // OnPremises from here on.
+        let partner_only: Vec<&str> = [
+            (raw.sender_domains != ["*"], "sender_domains"),
+            (
+                raw.restrict_domains_to_ip_addresses,
+                "restrict_domains_to_ip_addresses",
+            ),
+            (
+                raw.restrict_domains_to_certificate,
+                "restrict_domains_to_certificate",
+            ),
+            (raw.require_tls, "require_tls"),
+        ]
+        .into_iter()
+        .filter_map(|(set, k)| set.then_some(k))
+        .collect();
+        if !partner_only.is_empty() {
+            warn(
+                subject.clone(),
+                format!(
+                    "{} set on an OnPremises connector: these are Partner connector settings, and Exchange Online ignores them here (so does the gate)",
+                    partner_only.join(", ")
+                ),
+                "remove them, or make a separate Partner connector if you meant to restrict inbound mail".into(),
+            );
+        }
+        match &c.tls_sender_certificate_name {
+            None if c.sender_ip_addresses.is_empty() => warn(
+                subject.clone(),
+                "has neither sender_ip_addresses nor tls_sender_certificate_name: it matches nothing".into(),
+                "add the servers' IPv4 addresses or their certificate name".into(),
+            ),
+            None => warn(
+                subject.clone(),
+                "is IP-only: mail through it relays only with an accepted P1 (MAIL FROM) domain, so null-sender NDRs, out-of-office replies and applications with a foreign MAIL FROM get 5.7.64 since November 2023".into(),
+                "for servers that send NDRs or foreign senders, add a certificate connector: tls_sender_certificate_name = the name in their certificate, itself an accepted domain".into(),
+            ),
+            Some(name) => {
+                if !certificates_possible {
+                    warn(
+                        subject.clone(),
+                        format!("tls_sender_certificate_name = \"{}\", but the gate asks for no client certificate (no [tls] section or no tls.client_ca), so it can never match", shown(name)),
+                        "add [tls] with client_ca = the CA that issued the senders' certificates".into(),
+                    );
+                }
+                if let CertificateName::Wildcard(d) = name {
+                    warn(
+                        subject.clone(),
+                        format!("tls_sender_certificate_name = \"*.{d}\" matches the certificate of every host under {d}, at any depth: any machine with such a certificate can relay any sender to anyone"),
+                        format!("prefer the exact host name of the relaying server's certificate (e.g. mail.{d}), and add that name as an accepted domain"),
+                    );
+                }
+                let domain = name.domain();
+                if tenant.accepted_domain(domain).is_none() {
+                    let problem = match accepted_parent(tenant, domain) {
+                        Some(parent) => format!(
+                            "{domain} is not an accepted domain, although its parent {parent} is: a subdomain is not accepted just because its parent is, so condition 1a fails and null-sender NDRs and out-of-office replies through this connector are refused (5.7.64)"
+                        ),
+                        None => format!(
+                            "{domain} (the certificate name without \"*.\") is not an accepted domain, so condition 1a fails: null-sender NDRs and out-of-office replies through this connector are refused (5.7.64)"
+                        ),
+                    };
+                    warn(
+                        subject.clone(),
+                        problem,
+                        format!("add [[accepted_domains]] domain = \"{domain}\" (Microsoft's guidance for certificate-based relay)"),
+                    );
+                }
+            }
+        }
+    }
+    // Overlapping OnPremises connectors: attribution is ambiguous (the gate reports the first).
+    for (a, (i, c)) in on_premises.iter().enumerate() {
+        for (j, d) in on_premises.iter().skip(a + 1) {
+            let ip_overlap = c.sender_ip_addresses.iter().any(|n| {
+                d.sender_ip_addresses
+                    .iter()
+                    .any(|m| n.contains(&m.network()) || m.contains(&n.network()))
+            });
+            let cert_overlap = match (
+                &c.tls_sender_certificate_name,
+                &d.tls_sender_certificate_name,
+            ) {
+                (Some(x), Some(y)) => x.matches(&shown(y)) || y.matches(&shown(x)),
+                _ => false,
+            };
+            if ip_overlap || cert_overlap {
+                warn(
+                    format!("{} and {}", connector_subject(*i, c), connector_subject(*j, d)),
+                    format!(
+                        "overlap ({}): the same sender matches both, so which connector attributes its mail is ambiguous (the gate names the first; Exchange Online does not say)",
+                        if ip_overlap { "sender_ip_addresses" } else { "tls_sender_certificate_name" }
+                    ),
+                    "make the ranges and names disjoint, or merge the connectors".into(),
+                );
+            }
+        }
+    }
+    // Subdomains named elsewhere in the configuration that are not accepted.
+    for d in &tenant.other_tenant_domains {
+        if tenant.accepted_domain(d).is_some() {
+            warn(
+                format!("policy.other_tenant_domains \"{d}\""),
+                "is also an accepted domain of this tenant: it is treated as ours".into(),
+                "remove it from one of the two lists".into(),
+            );
+        }
+    }
+    for (i, a) in tenant.accepted_domains.iter().enumerate() {
+        if a.domain_type == DomainType::Authoritative {
+            continue;
+        }
+        if a.recipients.is_some() {
+            warn(
+                format!("accepted_domains[{i}] \"{}\"", a.domain),
+                "recipients is set on an InternalRelay domain: Directory-Based Edge Blocking applies to Authoritative domains only, so the list is ignored".into(),
+                "remove the list, or make the domain Authoritative".into(),
+            );
+        }
+    }
+    out
+}
+
+/// Every finding for the file at `path`: the first error if it does not load, else warnings.
+pub fn check(path: &std::path::Path) -> Vec<Finding> {
+    let config = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => return vec![error_finding(&e)],
+    };
+    match config.validate() {
+        Ok(settings) => warnings(&config, &settings),
+        Err(e) => vec![error_finding(&e)],
+    }
+}

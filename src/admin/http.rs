@@ -1,0 +1,226 @@
+//! `[admin] listen`: a small HTTP/1.1 endpoint for Prometheus and for orchestrators' probes.
+//!
+//! - `GET /metrics`: the counters of [`crate::metrics`], OpenMetrics text.
+//! - `GET /health/live`: 200 while the process can answer at all (restart it otherwise).
+//! - `GET /health/ready`: 200 when the SMTP listeners are bound, a configuration is loaded,
+//!   the gate is not draining, and the last upstream probe (connect, EHLO, STARTTLS as
+//!   configured) succeeded and is recent; 503 otherwise, with the failing check in the body.
+//!   A load balancer then sends no new clients to a gate that could only answer 4xx.
+//!
+//! Hand-written rather than a web framework: four fixed GET routes, one request per connection,
+//! bounded reads and a timeout are all it needs, and it keeps hyper's tree out of the build.
+
+use crate::config::Settings;
+use crate::metrics::metrics;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
+use tokio::time::Instant;
+
+/// Largest request head read; anything longer is answered 431.
+const MAX_REQUEST: usize = 8192;
+/// A scraper or probe that does not finish its request in this time is dropped.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Concurrent admin connections; beyond that new ones are closed at once.
+const MAX_CONNECTIONS: usize = 64;
+
+struct ProbeResult {
+    at: Instant,
+    result: Result<(), String>,
+}
+
+/// What readiness is made of, updated by the server and the probe task.
+pub struct Health {
+    listeners_bound: AtomicBool,
+    config_loaded: AtomicBool,
+    draining: AtomicBool,
+    upstream: Mutex<Option<ProbeResult>>,
+    probe_interval: Duration,
+}
+
+impl Health {
+    pub fn new(probe_interval: Duration) -> Arc<Health> {
+        Arc::new(Health {
+            listeners_bound: AtomicBool::new(false),
+            config_loaded: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
+            upstream: Mutex::new(None),
+            probe_interval,
+        })
+    }
+
+    pub fn set_listeners_bound(&self) {
+        self.listeners_bound.store(true, Ordering::Release);
+    }
+
+    pub fn set_config_loaded(&self) {
+        self.config_loaded.store(true, Ordering::Release);
+    }
+
+    /// Shutdown began: stop taking new clients.
+    pub fn set_draining(&self) {
+        self.draining.store(true, Ordering::Release);
+    }
+
+    fn record_probe(&self, result: Result<(), String>) {
+        let mut slot = self.upstream.lock().unwrap_or_else(|e| e.into_inner());
+        *slot = Some(ProbeResult {
+            at: Instant::now(),
+            result,
+        });
+    }
+
+    /// (ready, one line per check).
+    pub fn readiness(&self) -> (bool, String) {
+        let mut ready = true;
+        let mut body = String::new();
+        let mut line = |ok: bool, what: &str| {
+            ready &= ok;
+            body.push_str(if ok { "ok   " } else { "FAIL " });
+            body.push_str(what);
+            body.push('\n');
+        };
+        line(
+            self.listeners_bound.load(Ordering::Acquire),
+            "listeners bound",
+        );
+        line(
+            self.config_loaded.load(Ordering::Acquire),
+            "configuration loaded",
+        );
+        line(!self.draining.load(Ordering::Acquire), "not shutting down");
+        let slot = self.upstream.lock().unwrap_or_else(|e| e.into_inner());
+        match &*slot {
+            None => line(false, "upstream: not probed yet"),
+            Some(p) => {
+                let age = p.at.elapsed();
+                match &p.result {
+                    Err(e) => line(false, &format!("upstream: {e}")),
+                    Ok(()) if age > self.probe_interval * 3 => line(
+                        false,
+                        &format!("upstream: last successful probe {}s ago", age.as_secs()),
+                    ),
+                    Ok(()) => line(true, &format!("upstream: probed {}s ago", age.as_secs())),
+                }
+            }
+        }
+        (ready, body)
+    }
+}
+
+/// Probe the upstream of the configuration in force, every `probe_interval`, forever.
+pub async fn probe_loop(health: Arc<Health>, settings: watch::Receiver<Arc<Settings>>) {
+    loop {
+        let current = Arc::clone(&settings.borrow());
+        let result = crate::upstream::probe(&current.upstream, &current.server.hostname).await;
+        if let Err(e) = &result {
+            tracing::warn!(error = %e, "upstream probe failed: /health/ready answers 503");
+        }
+        health.record_probe(result);
+        tokio::time::sleep(health.probe_interval).await;
+    }
+}
+
+/// Serve the admin endpoint until the task is dropped.
+pub async fn serve(listener: TcpListener, health: Arc<Health>) {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
+            continue;
+        };
+        let health = Arc::clone(&health);
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout(REQUEST_TIMEOUT, handle(stream, &health)).await;
+            drop(permit);
+        });
+    }
+}
+
+async fn handle(mut stream: TcpStream, health: &Health) -> std::io::Result<()> {
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    let head_end = loop {
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(i) = find(&buf, b"\r\n\r\n") {
+            break i;
+        }
+        if buf.len() > MAX_REQUEST {
+            return respond(&mut stream, false, 431, "text/plain", "request too large\n").await;
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]);
+    let mut parts = head.lines().next().unwrap_or("").split(' ');
+    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let head_only = method == "HEAD";
+    if method != "GET" && !head_only {
+        return respond(&mut stream, false, 405, "text/plain", "only GET and HEAD\n").await;
+    }
+    let path = target.split('?').next().unwrap_or("");
+    match path {
+        "/metrics" => {
+            let body = metrics().render();
+            respond(
+                &mut stream,
+                head_only,
+                200,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                &body,
+            )
+            .await
+        }
+        "/health/live" => respond(&mut stream, head_only, 200, "text/plain", "live\n").await,
+        "/health/ready" => {
+            let (ready, body) = health.readiness();
+            respond(
+                &mut stream,
+                head_only,
+                if ready { 200 } else { 503 },
+                "text/plain",
+                &body,
+            )
+            .await
+        }
+        _ => respond(&mut stream, head_only, 404, "text/plain", "not found\n").await,
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+async fn respond(
+    stream: &mut TcpStream,
+    head_only: bool,
+    code: u16,
+    content_type: &str,
+    body: &str,
+) -> std::io::Result<()> {
+    let reason = match code {
+        200 => "OK",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        431 => "Request Header Fields Too Large",
+        503 => "Service Unavailable",
+        _ => "",
+    };
+    let mut out = format!(
+        "HTTP/1.1 {code} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    if !head_only {
+        out.push_str(body);
+    }
+    stream.write_all(out.as_bytes()).await?;
+    stream.shutdown().await
+}

@@ -1,0 +1,144 @@
+//! Counters for `/metrics`, in Prometheus/OpenMetrics text, with the `prometheus-client` crate
+//! (the Prometheus project's own Rust client: atomic counters, no exporter thread, no HTTP stack
+//! of its own; the admin endpoint serves its text).
+//!
+//! One process-wide set: counts must survive configuration reloads, and every session reaches
+//! them without threading a handle through. Updates are atomic increments on pre-resolved
+//! series, or a read-locked label lookup once per transaction; nothing is counted per byte.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use std::sync::OnceLock;
+
+type Labels = Vec<(&'static str, &'static str)>;
+
+pub struct Metrics {
+    registry: Registry,
+    /// Connections accepted (before admission limits).
+    pub connections: Counter,
+    /// Connections refused at once with 421 (max_connections, max_connections_per_ip).
+    pub connections_refused: Counter,
+    /// Sessions in progress.
+    pub sessions_active: Gauge,
+    tls_handshakes: Family<Labels, Counter>,
+    decisions: Family<Labels, Counter>,
+    upstream_replies: Family<Labels, Counter>,
+    /// Message bytes received from clients (DATA, as received).
+    pub message_bytes: Counter,
+    /// From MAIL FROM to the final reply of the transaction.
+    pub transaction_seconds: Histogram,
+}
+
+/// The process-wide metrics.
+pub fn metrics() -> &'static Metrics {
+    static METRICS: OnceLock<Metrics> = OnceLock::new();
+    METRICS.get_or_init(Metrics::new)
+}
+
+impl Metrics {
+    fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("relaygate");
+        let m = Metrics {
+            connections: Counter::default(),
+            connections_refused: Counter::default(),
+            sessions_active: Gauge::default(),
+            tls_handshakes: Family::default(),
+            decisions: Family::default(),
+            upstream_replies: Family::default(),
+            message_bytes: Counter::default(),
+            // 1 ms .. ~65 s: a local upstream answers in milliseconds, Exchange Online with a
+            // large message in seconds.
+            transaction_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 17)),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "connections",
+            "Client connections accepted",
+            m.connections.clone(),
+        );
+        registry.register(
+            "connections_refused",
+            "Client connections refused with 421 by max_connections or max_connections_per_ip",
+            m.connections_refused.clone(),
+        );
+        registry.register(
+            "sessions_active",
+            "SMTP sessions in progress",
+            m.sessions_active.clone(),
+        );
+        registry.register(
+            "tls_handshakes",
+            "STARTTLS handshakes by outcome (ok, failed, timeout) and client certificate (trusted, untrusted, none)",
+            m.tls_handshakes.clone(),
+        );
+        registry.register(
+            "decisions",
+            "Transactions by relay verdict, condition 1 branch and condition 2 match",
+            m.decisions.clone(),
+        );
+        registry.register(
+            "upstream_replies",
+            "Replies from the upstream by class (2xx, 3xx, 4xx, 5xx) or error (no reply)",
+            m.upstream_replies.clone(),
+        );
+        registry.register(
+            "message_bytes",
+            "Message bytes received in DATA",
+            m.message_bytes.clone(),
+        );
+        registry.register(
+            "transaction_seconds",
+            "Time from MAIL FROM to the transaction's final reply",
+            m.transaction_seconds.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+
+    pub fn tls_handshake(&self, outcome: &'static str, client_certificate: &'static str) {
+        self.tls_handshakes
+            .get_or_create(&vec![
+                ("outcome", outcome),
+                ("client_certificate", client_certificate),
+            ])
+            .inc();
+    }
+
+    /// `verdict`: `relay authorized`, `relay not authorized`, `inbound` ...; `branch`: `1a`,
+    /// `1b`, `1c` or `none`; `by`: `ip`, `certificate` or `none`.
+    pub fn decision(&self, verdict: &'static str, branch: &'static str, by: &'static str) {
+        self.decisions
+            .get_or_create(&vec![
+                ("verdict", verdict),
+                ("branch", branch),
+                ("condition2", by),
+            ])
+            .inc();
+    }
+
+    /// One upstream reply (`Some(code)`) or a failure to get one (`None`).
+    pub fn upstream_reply(&self, code: Option<u16>) {
+        let class = match code {
+            Some(200..=299) => "2xx",
+            Some(300..=399) => "3xx",
+            Some(400..=499) => "4xx",
+            Some(500..=599) => "5xx",
+            Some(_) => "other",
+            None => "error",
+        };
+        self.upstream_replies
+            .get_or_create(&vec![("class", class)])
+            .inc();
+    }
+
+    /// The OpenMetrics text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}
