@@ -1,16 +1,21 @@
 #!/usr/bin/env bash
-# The whole test suite: unit tests, end-to-end tests over real sockets and TLS, and swaks
-# against the real binary. Installs swaks first when it is missing (Debian/Ubuntu, as root).
+# The whole test suite: unit tests, end-to-end tests over real sockets and TLS, swaks against
+# the real binary, HAProxy (PROXY protocol) in front of it, and the HTML report in headless
+# Chromium. Installs the peers first when they are missing (Debian/Ubuntu, as root).
 # Ends with one line "tests: N passed, N failed" summing every test binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if ! command -v swaks >/dev/null 2>&1; then
+missing=()
+command -v swaks >/dev/null 2>&1 || missing+=(swaks libio-socket-ssl-perl libnet-ssleay-perl)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
+if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    apt-get install -y -qq swaks libio-socket-ssl-perl libnet-ssleay-perl >/dev/null
+    apt-get install -y -qq "${missing[@]}" >/dev/null
   else
-    echo "scripts/test.sh: swaks is needed (apt-get install swaks)" >&2
+    echo "scripts/test.sh: the tests need: apt-get install ${missing[*]}" >&2
     exit 1
   fi
 fi

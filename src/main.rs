@@ -325,12 +325,16 @@ fn import_exo(inbound_connectors: Option<PathBuf>, accepted_domains: Option<Path
     match relaygate::admin::import_exo::import(connectors.as_deref(), domains.as_deref()) {
         Ok(import) => {
             print!("{}", import.toml);
+            // Unsupported properties change mail flow: each one on the terminal. Ignored ones
+            // (metadata, defaults) are only counted here; the TOML's comments list them all.
+            let mut ignored = 0;
             for n in &import.notes {
-                eprintln!(
-                    "{:?}: {} {}: {} ({})",
-                    n.kind, n.object, n.property, n.value, n.reason
-                );
+                match n.kind {
+                    relaygate::admin::import_exo::NoteKind::Unsupported => eprintln!("{n}"),
+                    relaygate::admin::import_exo::NoteKind::Ignored => ignored += 1,
+                }
             }
+            eprintln!("relaygate import-exo: {ignored} properties ignored (no bearing on relay; listed in the output's comments)");
             if import.has_unsupported() {
                 ExitCode::from(1)
             } else {

@@ -237,7 +237,7 @@ fn unattributed_fix(
                 CertificateName::Wildcard(d) => format!("*.{d}"),
             };
             format!(
-                "no trusted certificate was presented: have the server present, in STARTTLS, a certificate matching connector \"{}\" (TlsSenderCertificateName {value})",
+                "have the server present in STARTTLS a certificate matching connector \"{}\" (TlsSenderCertificateName {value}); it presented no trusted one",
                 c.name
             )
         }

@@ -234,6 +234,10 @@ pub async fn probe(settings: &UpstreamSettings, helo_name: &str) -> Result<(), S
             .await
             .map_err(|e| e.to_string()),
         UpstreamSettings::Directory { path } => {
+            // The directory leg creates the directory at the first message; so does the probe.
+            tokio::fs::create_dir_all(path)
+                .await
+                .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
             let probe = path.join(".relaygate-probe");
             tokio::fs::write(&probe, b"")
                 .await
