@@ -150,6 +150,40 @@ async fn reload_on_sighup(path: PathBuf, tx: tokio::sync::watch::Sender<Arc<Sett
     let _ = (path, tx);
 }
 
+/// Raise the soft open-files limit to the hard one and return it. Each relayed session holds
+/// two sockets, and container runtimes and shells often start processes at a soft limit of
+/// 1024 while allowing far more.
+#[cfg(unix)]
+fn raise_open_files_limit() -> Option<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed by pointer.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return None;
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                limit = raised;
+            }
+        }
+    }
+    // rlim_t is u64 on Linux but not everywhere.
+    #[allow(clippy::unnecessary_cast)]
+    Some(limit.rlim_cur as u64)
+}
+
+#[cfg(not(unix))]
+fn raise_open_files_limit() -> Option<u64> {
+    None
+}
+
 fn serve(config: PathBuf) -> ExitCode {
     let settings = match Config::load(&config).and_then(|c| c.validate()) {
         Ok(s) => Arc::new(s),
@@ -159,6 +193,17 @@ fn serve(config: PathBuf) -> ExitCode {
         }
     };
     init_logging(&settings);
+    if let Some(files) = raise_open_files_limit() {
+        // Two sockets per session, plus listeners, pooled upstream connections and files.
+        let needed = settings.server.max_connections as u64 * 2 + 64;
+        if files < needed {
+            tracing::warn!(
+                open_files = files,
+                needed,
+                "the open-files limit is below what server.max_connections needs: raise it (ulimit -n, LimitNOFILE=, --ulimit nofile=)"
+            );
+        }
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -981,7 +981,8 @@ fn haproxy_with_the_shipped_config_passes_the_client_address_by_proxy_protocol()
         .expect("HAProxy must be installed (apt-get install haproxy); scripts/test.sh installs it");
     let _proxy = Haproxy(
         Command::new(haproxy)
-            .args(["-db", "-f"])
+            // -n: this sandbox caps open files at 20,000, below what maxconn 10000 needs.
+            .args(["-db", "-n", "1000", "-f"])
             .arg(repo().join("deploy/kubernetes/haproxy.cfg"))
             .env("RELAYGATE_BACKEND", gate.addr.to_string())
             .env("RELAYGATE_SLOTS", "1")
