@@ -125,7 +125,8 @@ one() {
   local path=$1 addr=$2 count=$3 size=$4; shift 4
   local start end
   start=$(date +%s.%N)
-  smtp-source -s 20 -m "$count" -l "$size" -f app@contoso.com -t bob@example.org "$@" "$addr"
+  # shellcheck disable=SC2086
+  $SOURCE_PREFIX smtp-source -s 20 -m "$count" -l "$size" -f app@contoso.com -t bob@example.org "$@" "$addr"
   if [ "$path" = postfix ]; then
     for _ in $(seq 6000); do queue_empty && break; sleep 0.05; done
   fi
@@ -135,24 +136,28 @@ one() {
 
 median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 
-declare -A result
 scenarios=("2KB, 1 msg/conn|2000|2048|" "2KB, 100 msg/conn|2000|2048|-d" "1MB, 1 msg/conn|100|1048576|")
 paths=("direct|$SINK" "relaygate|$GATE" "nopool|$NOPOOL" "postfix|$POSTFIX" "nginx|$NGINX")
-for sc in "${scenarios[@]}"; do
-  IFS='|' read -r name count size flags <<<"$sc"
-  for p in "${paths[@]}"; do
-    IFS='|' read -r path addr <<<"$p"
-    runs=()
-    for _ in $(seq "$repeats"); do
-      # shellcheck disable=SC2086
-      runs+=("$(one "$path" "$addr" "$count" "$size" $flags)")
-    done
-    result["$name|$path"]=$(printf '%s\n' "${runs[@]}" | median)
-    echo "$name $path: ${runs[*]} -> median ${result["$name|$path"]} msg/s" >&2
-  done
-done
 
-{
+# measure TITLE: every scenario on every path, then the table.
+measure() {
+  local title=$1
+  declare -A result
+  for sc in "${scenarios[@]}"; do
+    IFS='|' read -r name count size flags <<<"$sc"
+    for p in "${paths[@]}"; do
+      IFS='|' read -r path addr <<<"$p"
+      runs=()
+      for _ in $(seq "$repeats"); do
+        # shellcheck disable=SC2086
+        runs+=("$(one "$path" "$addr" "$count" "$size" $flags)")
+      done
+      result["$name|$path"]=$(printf '%s\n' "${runs[@]}" | median)
+      echo "$title, $name $path: ${runs[*]} -> median ${result["$name|$path"]} msg/s" >&2
+    done
+  done
+  echo "### $title"
+  echo
   echo "| scenario | direct (ceiling) | relaygate | relaygate, no pool | Postfix | nginx | relaygate / ceiling | relaygate / Postfix | relaygate / nginx |"
   echo "|---|---|---|---|---|---|---|---|---|"
   for sc in "${scenarios[@]}"; do
@@ -163,5 +168,21 @@ done
       'BEGIN { printf "| %s | %s | %s | %s | %s | %s | %.0f%% | %.1fx | %.2fx |\n", name, d, g, np, p, n, 100 * g / d, g / p, g / n }'
   done
   echo
+}
+
+{
   echo "Messages per second, median of $repeats runs, 20 parallel sessions, $(nproc) cores, $(date -u +%Y-%m-%d)."
+  echo
+  SOURCE_PREFIX="" measure "Shared: every process on every core"
+  # The same again with the load generator and the sink on core 0 and the relay under test
+  # alone on core 1 (relaygate's threads, every Postfix process, nginx's workers): the tools
+  # get the same CPU budget on every path, so the ratio to the ceiling says whether the relay
+  # keeps up with them, not how much of the tools' CPU it takes away.
+  if [ "$(nproc)" -ge 2 ]; then
+    taskset -a -p -c 0 "${pids[0]}" >/dev/null                   # smtp-sink
+    for p in "${pids[@]:1}" $(pgrep -f /usr/lib/postfix) $(pgrep nginx); do
+      taskset -a -p -c 1 "$p" >/dev/null
+    done
+    SOURCE_PREFIX="taskset -c 0" measure "Pinned: smtp-source and smtp-sink on core 0, the relay on core 1"
+  fi
 } | tee bench/results.md

@@ -8,9 +8,9 @@
 
 use crate::config::{RejectStage, Settings};
 use crate::policy::{
-    suggest_fix, AcceptReason, Comparison, Condition1, Condition2, ConnectorType, Evaluation,
-    HeaderSender, Profile, RecipientVerdict, Rejection, RelayDecision, RelayDenial, ReversePath,
-    SessionFacts, Tenant, Verdict,
+    domain_of, suggest_fix, AcceptReason, Comparison, Condition1, Condition2, ConnectorType,
+    Evaluation, HeaderSender, Profile, RecipientVerdict, Rejection, RelayDecision, RelayDenial,
+    ReversePath, SessionFacts, Tenant, Verdict,
 };
 use crate::smtp::reply::{exo_suffix, SessionId};
 use serde_json::{json, Value};
@@ -44,13 +44,6 @@ pub fn bare_address(s: &str) -> String {
     inner.trim().to_string()
 }
 
-fn domain(address: &str) -> Option<&str> {
-    address
-        .rsplit_once('@')
-        .map(|(_, d)| d)
-        .filter(|d| !d.is_empty())
-}
-
 /// The whole explanation, computed once and rendered as text or JSON.
 pub struct Explanation<'a> {
     settings: &'a Settings,
@@ -73,8 +66,8 @@ impl<'a> Explanation<'a> {
             peer_ip: facts.peer_ip,
             certificate_names: &facts.certificate_names,
         };
-        let p1 = reverse_path(&facts.mail_from);
-        let p2 = header_sender(facts.header_from.as_deref());
+        let p1 = ReversePath::of_address(&facts.mail_from);
+        let p2 = HeaderSender::of_address(facts.header_from.as_deref());
         let comparison = Comparison::evaluate(tenant, &session, p1, p2, &facts.recipients);
         let fix = suggest_fix(tenant, &session, p1, p2, &comparison.exo_2023);
         Explanation {
@@ -253,12 +246,12 @@ impl<'a> Explanation<'a> {
             }
         }
         // 1b
-        lines.push(match domain(&self.facts.mail_from) {
+        lines.push(match domain_of(&self.facts.mail_from) {
             None => "  1b: the P1 is the null sender <>, which has no domain".to_string(),
             Some(d) => format!("  1b: the P1 domain {d} is {}", self.accepted_text(d)),
         });
         // 1c
-        let p2 = self.facts.header_from.as_deref().and_then(domain);
+        let p2 = self.facts.header_from.as_deref().and_then(domain_of);
         lines.push(match (e.profile, p2) {
             (Profile::Exo2023, Some(d)) => format!(
                 "  1c: the P2 (From:) domain {d} does not count since 1 November 2023, whether accepted or not"
@@ -336,7 +329,7 @@ impl<'a> Explanation<'a> {
         let p1 = if f.mail_from.is_empty() {
             "<> (null sender: no domain)".to_string()
         } else {
-            match domain(&f.mail_from) {
+            match domain_of(&f.mail_from) {
                 Some(d) => format!("<{}>: {d} is {}", f.mail_from, self.accepted_text(d)),
                 None => format!("<{}>: no domain", f.mail_from),
             }
@@ -344,7 +337,7 @@ impl<'a> Explanation<'a> {
         let _ = writeln!(out, "  P1 MAIL FROM     {p1}");
         let p2 = match f.header_from.as_deref() {
             None => "none given".to_string(),
-            Some(a) => match domain(a) {
+            Some(a) => match domain_of(a) {
                 Some(d) => format!("{a}: {d} is {}", self.accepted_text(d)),
                 None => format!("{a}: no domain"),
             },
@@ -445,20 +438,6 @@ impl<'a> Explanation<'a> {
             "deciding_profile": self.deciding.as_str(),
             "exit_status": self.exit_status(),
         })
-    }
-}
-
-fn reverse_path(mail_from: &str) -> ReversePath<'_> {
-    match domain(mail_from) {
-        Some(d) => ReversePath::Domain(d),
-        None => ReversePath::Null,
-    }
-}
-
-fn header_sender(from: Option<&str>) -> HeaderSender<'_> {
-    match from.and_then(domain) {
-        Some(d) => HeaderSender::Domain(d),
-        None => HeaderSender::Absent,
     }
 }
 

@@ -60,5 +60,29 @@ pub enum ReversePath<'a> {
     Domain(&'a str),
 }
 
+impl<'a> ReversePath<'a> {
+    /// The reverse path of a `MAIL FROM` address as the session parsed it (`""` for `<>`).
+    pub fn of_address(address: &'a str) -> ReversePath<'a> {
+        domain_of(address).map_or(ReversePath::Null, ReversePath::Domain)
+    }
+}
+
+impl<'a> HeaderSender<'a> {
+    /// The P2 sender once the header block is read: the first `From:` address, if it had one.
+    pub fn of_address(address: Option<&'a str>) -> HeaderSender<'a> {
+        address
+            .and_then(domain_of)
+            .map_or(HeaderSender::Absent, HeaderSender::Domain)
+    }
+}
+
+/// The domain of `local@domain` (after the last `@`, as an upstream reads it), if not empty.
+pub fn domain_of(address: &str) -> Option<&str> {
+    address
+        .rsplit_once('@')
+        .map(|(_, d)| d)
+        .filter(|d| !d.is_empty())
+}
+
 #[cfg(test)]
 mod tests;

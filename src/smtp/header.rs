@@ -97,13 +97,7 @@ pub fn header_sender(header: &[u8]) -> Option<String> {
     first.contains('@').then_some(first)
 }
 
-/// The domain of an address (after its last `@`).
-pub fn domain_of(address: &str) -> Option<&str> {
-    address
-        .rsplit_once('@')
-        .map(|(_, d)| d)
-        .filter(|d| !d.is_empty())
-}
+pub use crate::policy::domain_of;
 
 #[cfg(test)]
 mod tests {

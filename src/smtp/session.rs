@@ -581,7 +581,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             &p.tenant,
             p.profile,
             &self.facts(),
-            reverse_path(&envelope.mail_from),
+            ReversePath::of_address(&envelope.mail_from),
             HeaderSender::NotYetKnown,
         );
         self.txn = Some(Transaction {
@@ -615,7 +615,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let verdict = policy::judge_recipient(
             &p.tenant,
             &self.facts(),
-            reverse_path(&txn.envelope.mail_from),
+            ReversePath::of_address(&txn.envelope.mail_from),
             &txn.relay,
             &address,
         );
@@ -992,11 +992,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             certificate_names: self.identity.policy_names(),
         };
         let txn = self.txn.as_mut().expect("txn");
-        let header = match p2.and_then(domain_of) {
-            Some(d) => HeaderSender::Domain(d),
-            None => HeaderSender::Absent,
-        };
-        let p1 = reverse_path(&txn.envelope.mail_from);
+        let header = HeaderSender::of_address(p2);
+        let p1 = ReversePath::of_address(&txn.envelope.mail_from);
         let relay = policy::authorize_relay(&p.tenant, p.profile, &facts, p1, header);
         let mut refusal = None;
         for r in txn.recipients.iter_mut() {
@@ -1029,11 +1026,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             peer_ip: self.peer.addr.ip(),
             certificate_names: self.identity.policy_names(),
         };
-        let p1 = reverse_path(&txn.envelope.mail_from);
-        let header = match p2.and_then(domain_of) {
-            Some(d) => HeaderSender::Domain(d),
-            None => HeaderSender::Absent,
-        };
+        let p1 = ReversePath::of_address(&txn.envelope.mail_from);
+        let header = HeaderSender::of_address(p2);
         let named: Vec<&str> = txn
             .recipients
             .iter()
@@ -1121,13 +1115,6 @@ struct Decision {
     relay: RelayDecision,
     /// The refusal enforce mode answers at the end of DATA (5.7.64), if any.
     refusal: Option<Reply>,
-}
-
-fn reverse_path(mail_from: &str) -> ReversePath<'_> {
-    match domain_of(mail_from) {
-        Some(d) => ReversePath::Domain(d),
-        None => ReversePath::Null,
-    }
 }
 
 fn condition2_text(c: &Condition2) -> (&'static str, &str) {
