@@ -531,6 +531,36 @@ fn check_names_the_november_2023_change_when_it_is_what_refuses() {
         "{out}"
     );
     assert!(out.contains("refused at the end of DATA"), "{out}");
+    let side: Vec<&str> = out
+        .lines()
+        .skip_while(|l| *l != "Side by side")
+        .take(6)
+        .collect();
+    assert!(
+        side[1].contains("exo-2023") && side[1].contains("exo-legacy"),
+        "{out}"
+    );
+    let row = |step: &str| {
+        side.iter()
+            .find(|l| l.trim_start().starts_with(step))
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        row("condition 1"),
+        "condition 1 failed 1c contoso.com <- differs",
+        "{out}"
+    );
+    assert_eq!(
+        row("<bob@example.org>"),
+        "<bob@example.org> 550 5.7.64 accepted (relay) <- differs",
+        "{out}"
+    );
+    assert_eq!(
+        row("condition 2"),
+        "condition 2 by ip \"OnPrem by IP\" by ip \"OnPrem by IP\"",
+        "{out}"
+    );
     assert!(
         out.contains("The November 2023 change is what makes the difference"),
         "{out}"
@@ -1030,4 +1060,43 @@ fn haproxy_with_the_shipped_config_passes_the_client_address_by_proxy_protocol()
     let e = event.unwrap();
     assert!(e["peer"].as_str().unwrap().starts_with("127.0.0.2:"), "{e}");
     assert_eq!(e["connector"], "OnPrem by IP");
+}
+
+#[test]
+fn swaks_load_script_counts_final_replies_by_code_in_every_mode() {
+    let gate = start("127.0.0.0/24");
+    let server = gate.addr.to_string();
+    let run = |extra: &[&str]| {
+        let out = Command::new("bash")
+            .arg(repo().join("scripts/swaks-load.sh"))
+            .args(["-n", "6", "-p", "3", "-s", &server])
+            .args(extra)
+            .output()
+            .expect("run scripts/swaks-load.sh");
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let counted = |out: &str, code: &str| {
+        out.lines()
+            .find(|l| l.trim_start().ends_with(code))
+            .and_then(|l| l.split_whitespace().next())
+            .and_then(|n| n.parse::<u32>().ok())
+    };
+    let plain = run(&[]);
+    assert_eq!(counted(&plain, "250 2.6.0"), Some(6), "{plain}");
+    assert!(plain.contains("6 sessions in "), "{plain}");
+    let starttls = run(&["-m", "starttls"]);
+    assert_eq!(counted(&starttls, "250 2.6.0"), Some(6), "{starttls}");
+    let ndr = run(&["-m", "cert", "-f", "<>"]);
+    assert_eq!(counted(&ndr, "250 2.6.0"), Some(6), "{ndr}");
+    let refused = run(&["-f", "app@example.net"]);
+    assert_eq!(counted(&refused, "550 5.7.64"), Some(6), "{refused}");
+    assert_eq!(stored(gate.out.path()).len(), 18);
+    // Only loopback targets.
+    let out = Command::new("bash")
+        .arg(repo().join("scripts/swaks-load.sh"))
+        .args(["-n", "1", "-s", "192.0.2.1:25"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
 }

@@ -351,6 +351,9 @@ impl<'a> Explanation<'a> {
         for (name, what) in connectors {
             let _ = writeln!(out, "  {name}: {what}");
         }
+        if self.profiles.len() == 2 {
+            out.push_str(&self.side_by_side());
+        }
         for &p in &self.profiles {
             let e = self.comparison.get(p);
             let _ = writeln!(out, "\n{}", Self::profile_title(p));
@@ -374,6 +377,70 @@ impl<'a> Explanation<'a> {
         }
         if let Some(fix) = &self.fix {
             let _ = writeln!(out, "\nFix (exo-2023): {fix}");
+        }
+        out
+    }
+
+    /// The two profiles in two columns, one short cell per step, before the details.
+    fn side_by_side(&self) -> String {
+        fn c2(e: &Evaluation) -> String {
+            match &e.relay {
+                RelayDecision::Authorized { condition2, .. }
+                | RelayDecision::AwaitingHeaderSender { condition2 }
+                | RelayDecision::Denied(RelayDenial::SenderNotAttributed { condition2 }) => {
+                    format!("by {} \"{}\"", condition2.branch(), condition2.connector())
+                }
+                RelayDecision::Denied(RelayDenial::NoOnPremisesConnector) => "failed".into(),
+            }
+        }
+        fn c1(e: &Evaluation) -> String {
+            match &e.relay {
+                RelayDecision::Authorized { condition1, .. } => {
+                    let domain = match condition1 {
+                        Condition1::CertificateDomain {
+                            accepted_domain, ..
+                        } => accepted_domain,
+                        Condition1::EnvelopeSender { domain }
+                        | Condition1::HeaderSender { domain } => domain,
+                    };
+                    format!("{} {domain}", condition1.branch())
+                }
+                _ => "failed".into(),
+            }
+        }
+        fn rcpt(v: &RecipientVerdict) -> String {
+            match v {
+                RecipientVerdict::Accept(AcceptReason::Originating) => "accepted (relay)".into(),
+                RecipientVerdict::Accept(_) => "accepted (inbound)".into(),
+                RecipientVerdict::AwaitingHeaderSender => "undecided".into(),
+                RecipientVerdict::Reject(r) => {
+                    let (code, enhanced, _) = r.reply();
+                    format!("{code} {enhanced}")
+                }
+            }
+        }
+        let (new, old) = (&self.comparison.exo_2023, &self.comparison.exo_legacy);
+        let mut rows = vec![
+            ("condition 2".to_string(), c2(new), c2(old)),
+            ("condition 1".to_string(), c1(new), c1(old)),
+        ];
+        for ((address, a), (_, b)) in new.recipients.iter().zip(&old.recipients) {
+            rows.push((format!("<{address}>"), rcpt(a), rcpt(b)));
+        }
+        rows.push((
+            "verdict".into(),
+            new.verdict().to_string(),
+            old.verdict().to_string(),
+        ));
+        let w0 = rows.iter().map(|r| r.0.len()).max().unwrap_or(0).max(11);
+        let w1 = rows.iter().map(|r| r.1.len()).max().unwrap_or(0).max(8);
+        let mut out = format!(
+            "\nSide by side\n  {:w0$}  {:w1$}  exo-legacy\n",
+            "", "exo-2023"
+        );
+        for (step, a, b) in rows {
+            let mark = if a != b { "  <- differs" } else { "" };
+            let _ = writeln!(out, "  {step:w0$}  {a:w1$}  {b}{mark}");
         }
         out
     }
