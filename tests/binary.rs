@@ -92,6 +92,11 @@ fn start(ip_range: &str) -> Binary {
 }
 
 fn start_with(ip_range: &str, server_extra: &str) -> Binary {
+    start_edited(ip_range, server_extra, |c| c)
+}
+
+/// Start the binary on the standard test configuration as changed by `edit`.
+fn start_edited(ip_range: &str, server_extra: &str, edit: impl FnOnce(String) -> String) -> Binary {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = tempfile::tempdir().expect("tempdir");
     // Ask the OS for a free port, then hand it to the binary.
@@ -101,7 +106,13 @@ fn start_with(ip_range: &str, server_extra: &str) -> Binary {
         .unwrap()
         .port();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let config = config_text_with(addr, ip_range, "gate.contoso.com", out.path(), server_extra);
+    let config = edit(config_text_with(
+        addr,
+        ip_range,
+        "gate.contoso.com",
+        out.path(),
+        server_extra,
+    ));
     let path = dir.path().join("relaygate.toml");
     std::fs::File::create(&path)
         .unwrap()
@@ -1099,4 +1110,89 @@ fn swaks_load_script_counts_final_replies_by_code_in_every_mode() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
+}
+
+/// Postfix's smtp-sink as the upstream, dumping each transaction to a file; killed on drop.
+struct SmtpSink {
+    child: Child,
+    addr: SocketAddr,
+    dumps: tempfile::TempDir,
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn smtp_sink() -> SmtpSink {
+    use std::os::unix::fs::PermissionsExt;
+    let dumps = tempfile::tempdir().unwrap();
+    // smtp-sink drops privileges to -u; the dump directory must be writable for it.
+    std::fs::set_permissions(dumps.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let addr = free_port();
+    let sink = ["/usr/sbin/smtp-sink", "/usr/bin/smtp-sink"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect(
+            "smtp-sink must be installed (apt-get install postfix); scripts/test.sh installs it",
+        );
+    let child = Command::new(sink)
+        .args(["-u", "nobody", "-d"])
+        .arg(format!("{}/%H%M%S.", dumps.path().display()))
+        .arg(addr.to_string())
+        .arg("16")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start smtp-sink");
+    eventually("smtp-sink listening", || {
+        TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+    });
+    SmtpSink { child, addr, dumps }
+}
+
+#[test]
+fn a_real_upstream_smtp_server_gets_the_message_intact() {
+    let sink = smtp_sink();
+    let upstream = format!(
+        "[upstream]\nkind = \"smtp\"\naddress = \"{}\"\ntls = \"none\"\n\n[log]",
+        sink.addr
+    );
+    let gate = start_edited("127.0.0.0/24", "", |c| {
+        let start = c.find("[upstream]").unwrap();
+        let end = c.find("[log]").unwrap();
+        format!("{}{upstream}{}", &c[..start], &c[end + "[log]".len()..])
+    });
+    // 8-bit text, a line that starts with a dot, and a lone dot inside a line.
+    let body = "first line\n.a line starting with a dot\n..two dots\nété . déjà\nlast";
+    let out = Command::new("swaks")
+        .args(["--server", &gate.addr.to_string(), "--timeout", "20"])
+        .args(["--from", "app@contoso.com", "--to", "bob@example.org"])
+        .args(["--body", body])
+        .output()
+        .expect("swaks");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    // The final 250 is smtp-sink's own reply, passed through.
+    assert!(text.contains("<-  250 2.0.0 Ok\n"), "{text}");
+    let mut dump = String::new();
+    eventually("the sink's dump file", || {
+        dump = std::fs::read_dir(sink.dumps.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+            .find(|d| d.contains("\nlast"))
+            .unwrap_or_default();
+        !dump.is_empty()
+    });
+    // smtp-sink stores lines with LF and the dots unstuffed, i.e. exactly what was sent.
+    let sent = body;
+    assert!(dump.contains(sent), "{dump}");
+    assert!(
+        dump.contains("Received: from "),
+        "the gate adds its trace header:\n{dump}"
+    );
 }
