@@ -351,6 +351,10 @@ pub struct UpstreamConfig {
     /// How long an idle upstream connection is kept. Default 30.
     #[serde(default = "default_pool_idle_timeout_secs")]
     pub pool_idle_timeout_secs: u64,
+    /// Send messages with BDAT (RFC 3030 CHUNKING) when the upstream offers it, as Exchange
+    /// Online does: no DATA/354 round trip per message. Default true.
+    #[serde(default = "default_true")]
+    pub chunking: bool,
 }
 
 const fn default_pool_max_idle() -> usize {
@@ -482,6 +486,8 @@ pub struct SmtpUpstreamSettings {
     pub connect_timeout: Duration,
     pub reply_timeout: Duration,
     pub data_end_timeout: Duration,
+    /// Use BDAT when the upstream offers CHUNKING.
+    pub chunking: bool,
     /// Idle upstream connections kept for reuse across sessions (a reload starts a new pool).
     pub pool: crate::upstream::Pool,
 }
@@ -1104,6 +1110,7 @@ impl UpstreamConfig {
                     connect_timeout: Duration::from_secs(self.connect_timeout_secs),
                     reply_timeout: Duration::from_secs(self.reply_timeout_secs),
                     data_end_timeout: Duration::from_secs(self.data_end_timeout_secs),
+                    chunking: self.chunking,
                     pool: crate::upstream::Pool::new(
                         self.pool_max_idle,
                         Duration::from_secs(self.pool_idle_timeout_secs),

@@ -173,7 +173,10 @@ impl Upstream {
             Upstream::Smtp(l) => l.data().await,
             Upstream::Directory(l) => l.data(client).await,
         };
-        count(&r.as_ref());
+        // With BDAT the go-ahead is the gate's own: not an upstream reply.
+        if !matches!(self, Upstream::Smtp(l) if l.sends_bdat()) {
+            count(&r.as_ref());
+        }
         r
     }
 

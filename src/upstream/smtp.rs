@@ -19,6 +19,12 @@ use tokio::time::timeout;
 const POOL_CHECK_AFTER: Duration = Duration::from_secs(2);
 /// Bytes of stuffed text gathered before a write to the upstream.
 const WRITE_CHUNK: usize = 64 * 1024;
+/// Room kept at the front of the write buffer for a `BDAT <size> [LAST]` command line, so a
+/// chunk goes out in one write without copying it behind its command.
+const BDAT_HEADROOM: usize = 32;
+/// BDAT chunks sent before their replies are read: enough to keep the upstream busy, few
+/// enough that its replies never fill its send buffer while the gate is still writing.
+const MAX_CHUNKS_IN_FLIGHT: usize = 4;
 /// Bounds on an upstream reply, so a broken upstream cannot make the gate buffer without end.
 const MAX_REPLY_LINE: usize = 4096;
 const MAX_REPLY_LINES: usize = 128;
@@ -31,6 +37,7 @@ struct Capabilities {
     size: bool,
     eight_bit_mime: bool,
     smtputf8: bool,
+    chunking: bool,
 }
 
 impl Capabilities {
@@ -49,6 +56,7 @@ impl Capabilities {
                 "SIZE" => caps.size = true,
                 "8BITMIME" => caps.eight_bit_mime = true,
                 "SMTPUTF8" => caps.smtputf8 = true,
+                "CHUNKING" => caps.chunking = true,
                 _ => {}
             }
         }
@@ -74,6 +82,17 @@ pub struct SmtpLeg {
     stuffer: DotStuffer,
     wbuf: Vec<u8>,
     last_text_ended_crlf: bool,
+    /// The message in progress goes as BDAT chunks (the upstream offers CHUNKING).
+    bdat: Option<Bdat>,
+}
+
+/// A message being sent with BDAT (RFC 3030): raw text, no dot-stuffing, no 354 to wait for.
+#[derive(Default)]
+struct Bdat {
+    /// Chunks sent whose 250 has not been read yet.
+    in_flight: usize,
+    /// The first refused chunk: the rest of the message is discarded and this is the verdict.
+    refused: Option<UpstreamReply>,
 }
 
 impl SmtpLeg {
@@ -87,6 +106,7 @@ impl SmtpLeg {
             stuffer: DotStuffer::default(),
             wbuf: Vec::new(),
             last_text_ended_crlf: true,
+            bdat: None,
         }
     }
 
@@ -283,12 +303,99 @@ impl SmtpLeg {
             .await
     }
 
+    /// Start the message. With CHUNKING there is nothing to ask: the text goes as BDAT chunks
+    /// and the upstream's verdict comes with the last one, so the client is told to go on at
+    /// once (the local 354 never reaches it as an acceptance; only the final reply does).
     pub async fn data(&mut self) -> Result<UpstreamReply, UpstreamError> {
-        let reply = self.exchange_one("DATA".into(), "DATA").await?;
         self.stuffer = DotStuffer::default();
         self.wbuf.clear();
         self.last_text_ended_crlf = true;
-        Ok(reply)
+        self.bdat = None;
+        let chunking =
+            self.settings.chunking && self.conn.as_ref().is_some_and(|c| c.caps.chunking);
+        if chunking {
+            self.bdat = Some(Bdat::default());
+            self.wbuf.resize(BDAT_HEADROOM, 0);
+            return Ok(UpstreamReply::local(
+                354,
+                "send the message (BDAT upstream)",
+            ));
+        }
+        self.exchange_one("DATA".into(), "DATA").await
+    }
+
+    /// Whether the message in progress goes as BDAT chunks (its 354 was the gate's own).
+    pub fn sends_bdat(&self) -> bool {
+        self.bdat.is_some()
+    }
+
+    /// Send what `wbuf` holds after its headroom as one BDAT chunk, then read replies to
+    /// earlier chunks down to `MAX_CHUNKS_IN_FLIGHT` (all of them for the last chunk is the
+    /// caller's job).
+    async fn send_chunk(&mut self, last: bool) -> Result<(), UpstreamError> {
+        let size = self.wbuf.len() - BDAT_HEADROOM;
+        let command = if last {
+            format!("BDAT {size} LAST\r\n")
+        } else {
+            format!("BDAT {size}\r\n")
+        };
+        let start = BDAT_HEADROOM - command.len();
+        self.wbuf[start..BDAT_HEADROOM].copy_from_slice(command.as_bytes());
+        let wait = self.settings.reply_timeout;
+        let Some(c) = self.conn.as_mut() else {
+            return Err(UpstreamError::Dropped("BDAT"));
+        };
+        let r = match timeout(wait, c.stream.write_all(&self.wbuf[start..])).await {
+            Err(_) => Err(UpstreamError::Timeout("BDAT")),
+            Ok(Err(_)) => Err(UpstreamError::Dropped("BDAT")),
+            Ok(Ok(())) => Ok(()),
+        };
+        self.wbuf.truncate(BDAT_HEADROOM);
+        if let Err(e) = r {
+            self.abort();
+            return Err(e);
+        }
+        if last {
+            return Ok(());
+        }
+        let bdat = self.bdat.as_mut().expect("BDAT mode");
+        bdat.in_flight += 1;
+        while self
+            .bdat
+            .as_ref()
+            .is_some_and(|b| b.in_flight > MAX_CHUNKS_IN_FLIGHT)
+        {
+            self.read_chunk_reply().await?;
+        }
+        Ok(())
+    }
+
+    /// Read the reply to the oldest chunk in flight; a refusal becomes the message's verdict.
+    async fn read_chunk_reply(&mut self) -> Result<(), UpstreamError> {
+        let wait = self.settings.reply_timeout;
+        let Some(c) = self.conn.as_mut() else {
+            return Err(UpstreamError::Dropped("BDAT"));
+        };
+        let reply = match c.read_reply(wait, "BDAT").await {
+            Ok(r) => r,
+            Err(e) => {
+                self.abort();
+                return Err(e);
+            }
+        };
+        if reply.code == 421 {
+            self.abort();
+            return Err(UpstreamError::Refused {
+                stage: "BDAT",
+                reply: reply.summary(),
+            });
+        }
+        let bdat = self.bdat.as_mut().expect("BDAT mode");
+        bdat.in_flight -= 1;
+        if !reply.is_positive() && bdat.refused.is_none() {
+            bdat.refused = Some(reply);
+        }
+        Ok(())
     }
 
     async fn flush_wbuf(&mut self) -> Result<(), UpstreamError> {
@@ -313,6 +420,18 @@ impl SmtpLeg {
         if text.is_empty() {
             return Ok(());
         }
+        if let Some(bdat) = &self.bdat {
+            if bdat.refused.is_some() {
+                // The upstream has refused this message: the rest would only be discarded.
+                return Ok(());
+            }
+            self.wbuf.extend_from_slice(text);
+            self.last_text_ended_crlf = text.ends_with(b"\r\n");
+            if self.wbuf.len() - BDAT_HEADROOM >= WRITE_CHUNK {
+                self.send_chunk(false).await?;
+            }
+            return Ok(());
+        }
         self.stuffer.stuff(text, &mut self.wbuf);
         self.last_text_ended_crlf = text.ends_with(b"\r\n");
         if self.wbuf.len() >= WRITE_CHUNK {
@@ -322,6 +441,9 @@ impl SmtpLeg {
     }
 
     pub async fn finish_data(&mut self) -> Result<UpstreamReply, UpstreamError> {
+        if self.bdat.is_some() {
+            return self.finish_bdat().await;
+        }
         self.stuffer
             .finish(self.last_text_ended_crlf, &mut self.wbuf);
         self.flush_wbuf().await?;
@@ -347,12 +469,53 @@ impl SmtpLeg {
         }
     }
 
+    /// The last chunk, then every reply still owed: the first refusal, or the final verdict.
+    async fn finish_bdat(&mut self) -> Result<UpstreamReply, UpstreamError> {
+        let refused_early = self.bdat.as_ref().and_then(|b| b.refused.clone());
+        if let Some(reply) = refused_early {
+            // Never send LAST for a refused message: closing discards it (RFC 3030 section 4).
+            self.abort();
+            return Ok(reply);
+        }
+        if !self.last_text_ended_crlf {
+            // As with DATA, the message ends with a line break.
+            self.wbuf.extend_from_slice(b"\r\n");
+        }
+        self.send_chunk(true).await?;
+        while self.bdat.as_ref().is_some_and(|b| b.in_flight > 0) {
+            self.read_chunk_reply().await?;
+        }
+        let wait = self.settings.data_end_timeout;
+        let Some(c) = self.conn.as_mut() else {
+            return Err(UpstreamError::Dropped("end of DATA"));
+        };
+        let r = c.read_reply(wait, "end of DATA").await;
+        let refused = self.bdat.take().and_then(|b| b.refused);
+        self.wbuf.clear();
+        self.in_transaction = false;
+        match r {
+            Ok(reply) if reply.code == 421 => {
+                self.conn = None;
+                Err(UpstreamError::Refused {
+                    stage: "end of DATA",
+                    reply: reply.summary(),
+                })
+            }
+            Ok(reply) => Ok(refused.unwrap_or(reply)),
+            Err(e) => {
+                self.conn = None;
+                Err(e)
+            }
+        }
+    }
+
     pub fn abort(&mut self) {
         // There is no way to cancel DATA in SMTP but to close before the final dot; an upstream
         // then discards what it received.
         self.conn = None;
         self.in_transaction = false;
         self.wbuf.clear();
+        self.bdat = None;
     }
 
     pub async fn reset(&mut self) {

@@ -293,6 +293,10 @@ pub struct Script {
     pub hang_up_after_message: bool,
     /// Offer STARTTLS with this server configuration.
     pub starttls: Option<Arc<rustls::ServerConfig>>,
+    /// Offer CHUNKING and take BDAT (RFC 3030).
+    pub chunking: bool,
+    /// Answer the BDAT chunk with this number (1-based, not the LAST one) with this line.
+    pub refuse_chunk: Option<(usize, &'static str)>,
 }
 
 /// One transaction as the upstream saw it.
@@ -308,6 +312,9 @@ pub struct Received {
     pub tls: bool,
     /// RCPT arrived together with MAIL (PIPELINING).
     pub pipelined: bool,
+    /// BDAT commands received (0: the message came with DATA). With BDAT, `data` is the
+    /// chunks' raw bytes, not dot-stuffed.
+    pub bdat_chunks: usize,
 }
 
 pub struct Upstream {
@@ -417,7 +424,12 @@ async fn upstream_session(
             } else {
                 ""
             };
-            format!("250-upstream.test\r\n250-PIPELINING\r\n{starttls}250-8BITMIME\r\n250-SMTPUTF8\r\n250 SIZE 100000000")
+            let chunking = if script.chunking {
+                "250-CHUNKING\r\n"
+            } else {
+                ""
+            };
+            format!("250-upstream.test\r\n250-PIPELINING\r\n{starttls}{chunking}250-8BITMIME\r\n250-SMTPUTF8\r\n250 SIZE 100000000")
         } else if upper == "STARTTLS" && script.starttls.is_some() && !tls {
             if s.write_all(b"220 2.0.0 ready\r\n").await.is_err() {
                 return;
@@ -453,6 +465,59 @@ async fn upstream_session(
             match script.refuse_rcpt.iter().find(|(a, _)| line.contains(a)) {
                 Some((_, r)) => r.to_string(),
                 None => "250 2.1.5 ok".into(),
+            }
+        } else if upper.starts_with("BDAT ") && script.chunking {
+            // BDAT <size> [LAST]: exactly <size> raw bytes follow the command line.
+            let mut words = upper.split_whitespace().skip(1);
+            let size: usize = words.next().and_then(|n| n.parse().ok()).unwrap_or(0);
+            let last = words.next() == Some("LAST");
+            while buf.len() < size {
+                let mut chunk = [0u8; 65536];
+                let n = match s.read(&mut chunk).await {
+                    Ok(0) | Err(_) => 0,
+                    Ok(n) => n,
+                };
+                if n == 0 {
+                    if let Some(i) = current {
+                        log.lock().unwrap()[i].data.extend_from_slice(&buf);
+                    }
+                    return;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            let bytes: Vec<u8> = buf.drain(..size).collect();
+            let (chunks, received) = match current {
+                Some(i) => {
+                    let mut l = log.lock().unwrap();
+                    l[i].data.extend_from_slice(&bytes);
+                    l[i].bdat_chunks += 1;
+                    (l[i].bdat_chunks, l[i].data.len())
+                }
+                None => (0, 0),
+            };
+            if script
+                .drop_during_data_after
+                .is_some_and(|limit| received >= limit)
+            {
+                return;
+            }
+            if !last {
+                match script.refuse_chunk {
+                    Some((n, r)) if n == chunks => r.to_string(),
+                    _ => format!("250 2.0.0 {size} octets received"),
+                }
+            } else {
+                if let Some(i) = current {
+                    log.lock().unwrap()[i].completed = true;
+                }
+                let _ = done.send(());
+                if script.drop_after_dot {
+                    return;
+                }
+                script
+                    .end_reply
+                    .unwrap_or("250 2.0.0 queued as UPSTREAM1")
+                    .to_string()
             }
         } else if upper == "DATA" {
             if let Some(r) = script.data_reply {
