@@ -600,17 +600,10 @@ impl Config {
 
     fn validate_policy(&self) -> Result<PolicySettings, ConfigError> {
         let p = &self.policy;
-        let profile = match p.profile.as_str() {
-            "exo-2023" => Profile::Exo2023,
-            "exo-legacy" => Profile::ExoLegacy,
-            other => {
-                return Err(invalid(
-                    "policy.profile",
-                    quoted(other),
-                    "must be \"exo-2023\" or \"exo-legacy\"",
-                ))
-            }
-        };
+        let profile: Profile = p
+            .profile
+            .parse()
+            .map_err(|why: String| invalid("policy.profile", quoted(&p.profile), why))?;
         let mode = match p.mode.as_str() {
             "enforce" => Mode::Enforce,
             "audit" => Mode::Audit,
@@ -689,7 +682,7 @@ fn quoted(s: &str) -> String {
 
 /// A DNS domain name: lower-cased, trailing dot removed, labels of letters, digits and hyphens
 /// (punycode for IDNs), 1 to 63 octets each.
-fn domain_name(key: &str, value: &str) -> Result<String, ConfigError> {
+pub(crate) fn domain_name(key: &str, value: &str) -> Result<String, ConfigError> {
     let d = value.trim().trim_end_matches('.').to_ascii_lowercase();
     let bad = |why: &str| invalid(key, quoted(value), why.to_string());
     if d.is_empty() {
@@ -866,7 +859,7 @@ impl AcceptedDomainConfig {
 }
 
 /// `SenderIPAddresses` as Exchange Online accepts them: IPv4, single or CIDR /24 to /32.
-fn sender_ip_address(key: &str, value: &str) -> Result<Ipv4Net, ConfigError> {
+pub(crate) fn sender_ip_address(key: &str, value: &str) -> Result<Ipv4Net, ConfigError> {
     let exo = "Exchange Online accepts only IPv4 addresses and CIDR ranges from /24 to /32, and would refuse it too";
     let v = value.trim();
     if v.contains('-') {
@@ -902,7 +895,7 @@ fn sender_ip_address(key: &str, value: &str) -> Result<Ipv4Net, ConfigError> {
 }
 
 /// `TlsSenderCertificateName`: `host.name` or `*.host.name`, nothing else.
-fn certificate_name(key: &str, value: &str) -> Result<CertificateName, ConfigError> {
+pub(crate) fn certificate_name(key: &str, value: &str) -> Result<CertificateName, ConfigError> {
     match value.strip_prefix("*.") {
         Some(rest) => {
             if rest.contains('*') {

@@ -131,8 +131,8 @@ async fn reload_on_sighup(path: PathBuf, tx: tokio::sync::watch::Sender<Arc<Sett
         while hup.recv().await.is_some() {
             match Config::load(&path).and_then(|c| c.validate()) {
                 Ok(new) => {
-                    if new.admin.map(|a| a.listen) != tx.borrow().admin.map(|a| a.listen) {
-                        tracing::warn!("admin.listen changed: restart relaygate to apply it");
+                    if new.admin != tx.borrow().admin {
+                        tracing::warn!("[admin] changed: restart relaygate to apply it");
                     }
                     if new.server.listen != tx.borrow().server.listen {
                         tracing::warn!("server.listen changed: restart relaygate to listen on the new addresses");
@@ -274,12 +274,18 @@ fn settings_for_tool(config: &std::path::Path) -> Result<Settings, ExitCode> {
 fn check(args: CheckArgs) -> ExitCode {
     use relaygate::admin::check::{bare_address, Explanation, Facts};
     use relaygate::policy::Profile;
-    let profile = match args.profile.as_deref() {
-        None => None,
-        Some("exo-2023") => Some(Profile::Exo2023),
-        Some("exo-legacy") => Some(Profile::ExoLegacy),
-        Some(other) => {
-            eprintln!("relaygate: --profile {other:?}: must be exo-2023 or exo-legacy");
+    let profile = match args
+        .profile
+        .as_deref()
+        .map(str::parse::<Profile>)
+        .transpose()
+    {
+        Ok(p) => p,
+        Err(why) => {
+            eprintln!(
+                "relaygate: --profile {:?}: {why}",
+                args.profile.unwrap_or_default()
+            );
             return ExitCode::from(2);
         }
     };
@@ -300,7 +306,7 @@ fn check(args: CheckArgs) -> ExitCode {
             let names: Vec<String> = args
                 .cert_names
                 .iter()
-                .map(|n| n.trim().trim_end_matches('.').to_ascii_lowercase())
+                .map(|n| relaygate::policy::normalise(n))
                 .collect();
             let note = format!(
                 "{} (given with --cert-name, taken as trusted)",

@@ -3,8 +3,9 @@
 //! of its own; the admin endpoint serves its text).
 //!
 //! One process-wide set: counts must survive configuration reloads, and every session reaches
-//! them without threading a handle through. Updates are atomic increments on pre-resolved
-//! series, or a read-locked label lookup once per transaction; nothing is counted per byte.
+//! them without threading a handle through. Updates are atomic increments, after a read-locked
+//! label lookup (one small label vector) for the labelled ones, once per transaction or
+//! handshake; nothing is counted per byte.
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -107,7 +108,7 @@ impl Metrics {
             .inc();
     }
 
-    /// `verdict`: `relay authorized`, `relay not authorized`, `inbound` ...; `branch`: `1a`,
+    /// `verdict`: `relay authorized`, `relay not authorized` or `awaiting P2`; `branch`: `1a`,
     /// `1b`, `1c` or `none`; `by`: `ip`, `certificate` or `none`.
     pub fn decision(&self, verdict: &'static str, branch: &'static str, by: &'static str) {
         self.decisions

@@ -586,7 +586,10 @@ fn check_names_the_november_2023_change_when_it_is_what_refuses() {
     legacy.extend(["--profile", "exo-legacy"]);
     let (status, out, _) = relaygate(&legacy);
     assert_eq!(status, 0, "{out}");
-    assert!(!out.contains("exo-2023:"), "{out}");
+    assert!(
+        !out.contains("exo-2023"),
+        "only the profile asked for, and no exo-2023 fix:\n{out}"
+    );
     assert!(!out.contains("November 2023 change is what"), "{out}");
 
     let mut json = args.to_vec();
@@ -677,7 +680,12 @@ domain = "fabrikam.com"
 name = "Relay by host certificate"
 connector_type = "OnPremises"
 tls_sender_certificate_name = "smtp.fabrikam.com"
-require_tls = true
+restrict_domains_to_certificate = true
+
+[[inbound_connectors]]
+name = "Mail hosts"
+connector_type = "OnPremises"
+tls_sender_certificate_name = "*.mail.contoso.com"
 
 [[inbound_connectors]]
 name = "Second IP connector"
@@ -696,9 +704,11 @@ sender_ip_addresses = ["203.0.113.128/25"]
         "smtp.fabrikam.com is not an accepted domain, although its parent fabrikam.com is",
         "fix: add [[accepted_domains]] domain = \"smtp.fabrikam.com\"",
         // Partner-only setting on an OnPremises connector
-        "require_tls set on an OnPremises connector",
+        "restrict_domains_to_certificate set on an OnPremises connector",
+        // a wildcard under another wildcard matches the same certificates
+        "inbound_connectors[1] \"OnPrem by certificate\" and inbound_connectors[3] \"Mail hosts\": overlap (tls_sender_certificate_name)",
         // overlap
-        "inbound_connectors[0] \"OnPrem by IP\" and inbound_connectors[3] \"Second IP connector\": overlap (sender_ip_addresses)",
+        "inbound_connectors[0] \"OnPrem by IP\" and inbound_connectors[4] \"Second IP connector\": overlap (sender_ip_addresses)",
     ];
     for e in expect {
         assert!(out.contains(e), "missing {e:?} in:\n{out}");
@@ -720,7 +730,7 @@ sender_ip_addresses = ["203.0.113.128/25"]
     let (status, out, _) = relaygate(&["config", "check", "--config", &config]);
     assert_eq!(status, 1, "{out}");
     assert!(
-        out.contains("error: inbound_connectors[3].sender_ip_addresses[0]"),
+        out.contains("error: inbound_connectors[4].sender_ip_addresses[0]"),
         "{out}"
     );
     assert!(out.contains("is IPv6"), "{out}");
@@ -731,7 +741,16 @@ sender_ip_addresses = ["203.0.113.128/25"]
 fn the_shipped_configuration_has_no_errors() {
     let (status, out, err) = relaygate(&["config", "check", "--config", "config/relaygate.toml"]);
     assert_eq!(status, 0, "{out}{err}");
-    assert!(out.contains("0 error(s)"), "{out}");
+    // The two warnings README.md shows: the demo keeps an IP flow and a wildcard certificate.
+    assert!(
+        out.ends_with("config/relaygate.toml: 0 error(s), 2 warning(s)\n"),
+        "{out}"
+    );
+    assert!(out.contains("\"OnPrem by IP\": is IP-only"), "{out}");
+    assert!(
+        out.contains("= \"*.contoso.com\" matches the certificate of every host"),
+        "{out}"
+    );
 }
 
 /// One HTTP/1.1 GET against the admin endpoint: (status code, body).
@@ -810,9 +829,14 @@ fn admin_endpoint_serves_metrics_and_health() {
     ] {
         assert!(m.contains(line), "missing {line:?} in:\n{m}");
     }
-    // MAIL, RCPT, DATA and the final reply of two delivered messages (directory upstream).
+    // Per relayed message: MAIL, RCPT and the final reply (2xx) and DATA's 354; the refused one
+    // never reached the upstream (an unauthorised relay recipient is held back from it).
     assert!(
-        m.contains("relaygate_upstream_replies_total{class=\"2xx\"} "),
+        m.contains("relaygate_upstream_replies_total{class=\"2xx\"} 6\n"),
+        "{m}"
+    );
+    assert!(
+        m.contains("relaygate_upstream_replies_total{class=\"3xx\"} 2\n"),
         "{m}"
     );
     assert!(
@@ -1195,4 +1219,106 @@ fn a_real_upstream_smtp_server_gets_the_message_intact() {
         dump.contains("Received: from "),
         "the gate adds its trace header:\n{dump}"
     );
+}
+
+#[test]
+fn check_shows_condition_1_even_when_condition_2_fails_and_legacy_refuses_at_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "");
+    // 198.51.100.9 matches no connector; the P1 domain is accepted all the same.
+    let (status, out, _) = relaygate(&[
+        "check",
+        "--config",
+        &config,
+        "--ip",
+        "198.51.100.9",
+        "--mail-from",
+        "app@contoso.com",
+        "--rcpt",
+        "bob@example.org",
+    ]);
+    assert_eq!(status, 1, "{out}");
+    assert!(
+        out.contains("condition 1  held by 1b: the P1 (MAIL FROM) domain contoso.com"),
+        "{out}"
+    );
+    assert!(
+        out.contains("(but condition 2 failed, so relay is not authorised)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("condition 2  failed: no enabled OnPremises connector"),
+        "{out}"
+    );
+
+    // With reject_stage = "rcpt", exo-2023 refuses at RCPT, exo-legacy only after the header
+    // (the From: might still attribute the message).
+    let config = write_config(dir.path(), "");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("[tls]", "[policy]\nreject_stage = \"rcpt\"\n\n[tls]"),
+    )
+    .unwrap();
+    let (_, out, _) = relaygate(&[
+        "check",
+        "--config",
+        &config,
+        "--ip",
+        "203.0.113.10",
+        "--mail-from",
+        "app@example.net",
+        "--header-from",
+        "app@example.net",
+        "--rcpt",
+        "bob@example.org",
+    ]);
+    let stages: Vec<&str> = out
+        .lines()
+        .filter(|l| l.contains("RCPT <bob@example.org>"))
+        .collect();
+    assert_eq!(stages.len(), 2, "{out}");
+    assert!(stages[0].ends_with("refused at RCPT TO"), "{out}");
+    assert!(stages[1].ends_with("refused at the end of DATA"), "{out}");
+}
+
+#[test]
+fn a_transaction_that_ends_before_its_header_has_no_legacy_verdict() {
+    let gate = start_with("127.0.0.0/24", "\n[policy]\nmode = \"audit\"\n");
+    let mut s = TcpStream::connect(gate.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut r = std::io::BufReader::new(s.try_clone().unwrap());
+    let mut line = String::new();
+    let mut expect = |r: &mut std::io::BufReader<TcpStream>, code: &str| loop {
+        use std::io::BufRead;
+        line.clear();
+        r.read_line(&mut line).unwrap();
+        assert!(line.starts_with(code), "{line}");
+        if line.as_bytes().get(3) == Some(&b' ') {
+            break;
+        }
+    };
+    expect(&mut r, "220");
+    for (cmd, code) in [
+        ("EHLO app.example.net", "250"),
+        ("MAIL FROM:<app@example.net>", "250"),
+        ("RCPT TO:<bob@example.org>", "250"),
+        ("RSET", "250"),
+    ] {
+        write!(s, "{cmd}\r\n").unwrap();
+        expect(&mut r, code);
+    }
+    let mut event = None;
+    eventually("the transaction event", || {
+        event = gate
+            .log()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|v| v["message"] == "transaction");
+        event.is_some()
+    });
+    let e = event.unwrap();
+    assert_eq!(e["exo_2023"], "refused 550 5.7.64", "{e}");
+    assert_eq!(e["exo_legacy"], "undecided", "{e}");
+    assert_eq!(e["broken_by_november_2023"], false, "{e}");
 }

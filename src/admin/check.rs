@@ -6,9 +6,9 @@
 //! reply line. Both rule generations are shown unless one is asked for, and the November 2023
 //! change is named when it is what makes the difference.
 
-use crate::config::{RejectStage, Settings};
+use crate::config::{Mode, RejectStage, Settings};
 use crate::policy::{
-    domain_of, suggest_fix, AcceptReason, Comparison, Condition1, Condition2, ConnectorType,
+    self, domain_of, suggest_fix, AcceptReason, Comparison, Condition1, Condition2, ConnectorType,
     Evaluation, HeaderSender, Profile, RecipientVerdict, Rejection, RelayDecision, RelayDenial,
     ReversePath, SessionFacts, Tenant, Verdict,
 };
@@ -92,7 +92,7 @@ impl<'a> Explanation<'a> {
     pub fn exit_status(&self) -> u8 {
         match self.comparison.get(self.deciding).verdict() {
             Verdict::Accepted => 0,
-            Verdict::Refused(_) => 1,
+            Verdict::Refused(_) | Verdict::Undecided => 1,
         }
     }
 
@@ -102,7 +102,7 @@ impl<'a> Explanation<'a> {
 
     fn accepted_text(&self, domain: &str) -> String {
         match self.tenant().accepted_domain(domain) {
-            Some(a) if a.domain == domain.trim_end_matches('.').to_ascii_lowercase() => {
+            Some(a) if a.domain == policy::normalise(domain) => {
                 format!("an accepted domain ({:?})", a.domain_type)
             }
             Some(a) => format!(
@@ -119,10 +119,7 @@ impl<'a> Explanation<'a> {
             .inbound_connectors
             .iter()
             .map(|c| {
-                let kind = match c.connector_type {
-                    ConnectorType::OnPremises => "OnPremises",
-                    ConnectorType::Partner => "Partner",
-                };
+                let kind = c.connector_type.as_str();
                 let by_ip = c.matches_ip(self.facts.peer_ip);
                 let by_cert = c.matches_certificate(&self.facts.certificate_names);
                 let what = if !c.enabled {
@@ -144,10 +141,6 @@ impl<'a> Explanation<'a> {
                         ));
                     }
                     if let Some(name) = &c.tls_sender_certificate_name {
-                        let shown = match name {
-                            crate::policy::CertificateName::Exact(d) => d.clone(),
-                            crate::policy::CertificateName::Wildcard(d) => format!("*.{d}"),
-                        };
                         let result = if by_cert {
                             "matched"
                         } else if self.facts.certificate_names.is_empty() {
@@ -155,7 +148,7 @@ impl<'a> Explanation<'a> {
                         } else {
                             "no match"
                         };
-                        parts.push(format!("TlsSenderCertificateName {shown}: {result}"));
+                        parts.push(format!("TlsSenderCertificateName {name}: {result}"));
                     }
                     if parts.is_empty() {
                         "neither SenderIPAddresses nor TlsSenderCertificateName: matches nothing"
@@ -170,13 +163,8 @@ impl<'a> Explanation<'a> {
     }
 
     fn condition2(&self, e: &Evaluation) -> String {
-        let c2 = match &e.relay {
-            RelayDecision::Authorized { condition2, .. }
-            | RelayDecision::AwaitingHeaderSender { condition2 }
-            | RelayDecision::Denied(RelayDenial::SenderNotAttributed { condition2 }) => condition2,
-            RelayDecision::Denied(RelayDenial::NoOnPremisesConnector) => {
-                return "failed: no enabled OnPremises connector matched the IP address or a trusted certificate".into()
-            }
+        let Some(c2) = e.relay.condition2() else {
+            return "failed: no enabled OnPremises connector matched the IP address or a trusted certificate".into();
         };
         match c2 {
             Condition2::SenderIpAddress { connector } => {
@@ -189,14 +177,26 @@ impl<'a> Explanation<'a> {
     }
 
     /// Why each branch of condition 1 held or not, under `profile`.
-    fn condition1(&self, e: &Evaluation) -> Vec<String> {
-        let held = match &e.relay {
-            RelayDecision::Authorized { condition1, .. } => Some(condition1),
-            _ => None,
+    /// Condition 1 judged on its own: the engine stops at a failed condition 2, the admin
+    /// still wants to know whether the sender would be attributed.
+    fn condition1_held(&self, profile: Profile) -> Option<Condition1> {
+        let session = SessionFacts {
+            peer_ip: self.facts.peer_ip,
+            certificate_names: &self.facts.certificate_names,
         };
+        policy::condition1(
+            self.tenant(),
+            profile,
+            &session,
+            ReversePath::of_address(&self.facts.mail_from),
+            HeaderSender::of_address(self.facts.header_from.as_deref()),
+        )
+    }
+
+    fn condition1(&self, e: &Evaluation) -> Vec<String> {
         let mut lines = Vec::new();
-        if let Some(c1) = held {
-            lines.push(match c1 {
+        if let Some(c1) = self.condition1_held(e.profile) {
+            lines.push(match &c1 {
                 Condition1::CertificateDomain {
                     connector,
                     accepted_domain,
@@ -211,6 +211,9 @@ impl<'a> Explanation<'a> {
                     self.accepted_text(domain)
                 ),
             });
+            if e.relay.condition2().is_none() {
+                lines.push("  (but condition 2 failed, so relay is not authorised)".to_string());
+            }
             return lines;
         }
         lines.push("failed:".into());
@@ -271,7 +274,7 @@ impl<'a> Explanation<'a> {
     }
 
     /// The reply a recipient gets and when, as Exchange Online would answer it.
-    fn recipient(&self, v: &RecipientVerdict) -> (String, Option<String>) {
+    fn recipient(&self, profile: Profile, v: &RecipientVerdict) -> (String, Option<String>) {
         match v {
             RecipientVerdict::Accept(AcceptReason::Originating) => {
                 ("accepted: relay authorised (Originating)".into(), None)
@@ -287,19 +290,38 @@ impl<'a> Explanation<'a> {
             RecipientVerdict::AwaitingHeaderSender => ("undecided".into(), None),
             RecipientVerdict::Reject(r) => {
                 let (code, enhanced, text) = r.reply();
-                let stage = match r {
-                    Rejection::RelayAccessDenied(_)
-                        if self.settings.policy.reject_stage == RejectStage::Data =>
-                    {
-                        "refused at the end of DATA"
+                // exo-legacy waits for the header before it refuses relay, whatever
+                // reject_stage says (the P2 sender may still attribute the message).
+                let at_data = match r {
+                    Rejection::RelayAccessDenied(denial) => {
+                        self.settings.policy.reject_stage == RejectStage::Data
+                            || (profile == Profile::ExoLegacy
+                                && matches!(denial, RelayDenial::SenderNotAttributed { .. }))
                     }
-                    _ => "refused at RCPT TO",
+                    _ => false,
                 };
+                let mut stage = if at_data {
+                    "refused at the end of DATA".to_string()
+                } else {
+                    "refused at RCPT TO".to_string()
+                };
+                if self.settings.policy.mode == Mode::Audit {
+                    stage.push_str(" (audit mode: logged, and the message forwarded)");
+                }
                 (
-                    stage.to_string(),
+                    stage,
                     Some(format!("{code} {enhanced} {text}{}", self.suffix)),
                 )
             }
+        }
+    }
+
+    /// The fix is for exo-2023: shown only when that profile is.
+    fn shown_fix(&self) -> Option<&str> {
+        if self.profiles.contains(&Profile::Exo2023) {
+            self.fix.as_deref()
+        } else {
+            None
         }
     }
 
@@ -364,7 +386,7 @@ impl<'a> Explanation<'a> {
                 let _ = writeln!(out, "             {l}");
             }
             for (address, v) in &e.recipients {
-                let (what, line) = self.recipient(v);
+                let (what, line) = self.recipient(p, v);
                 let _ = writeln!(out, "  RCPT <{address}>  {what}");
                 if let Some(line) = line {
                     let _ = writeln!(out, "      {line}");
@@ -375,7 +397,7 @@ impl<'a> Explanation<'a> {
         if let Some(note) = self.change_note() {
             let _ = writeln!(out, "\n{note}");
         }
-        if let Some(fix) = &self.fix {
+        if let Some(fix) = self.shown_fix() {
             let _ = writeln!(out, "\nFix (exo-2023): {fix}");
         }
         out
@@ -384,30 +406,25 @@ impl<'a> Explanation<'a> {
     /// The two profiles in two columns, one short cell per step, before the details.
     fn side_by_side(&self) -> String {
         fn c2(e: &Evaluation) -> String {
-            match &e.relay {
-                RelayDecision::Authorized { condition2, .. }
-                | RelayDecision::AwaitingHeaderSender { condition2 }
-                | RelayDecision::Denied(RelayDenial::SenderNotAttributed { condition2 }) => {
-                    format!("by {} \"{}\"", condition2.branch(), condition2.connector())
-                }
-                RelayDecision::Denied(RelayDenial::NoOnPremisesConnector) => "failed".into(),
+            match e.relay.condition2() {
+                Some(c) => format!("by {} \"{}\"", c.branch(), c.connector()),
+                None => "failed".into(),
             }
         }
-        fn c1(e: &Evaluation) -> String {
-            match &e.relay {
-                RelayDecision::Authorized { condition1, .. } => {
-                    let domain = match condition1 {
-                        Condition1::CertificateDomain {
-                            accepted_domain, ..
-                        } => accepted_domain,
-                        Condition1::EnvelopeSender { domain }
-                        | Condition1::HeaderSender { domain } => domain,
-                    };
-                    format!("{} {domain}", condition1.branch())
-                }
-                _ => "failed".into(),
+        let c1 = |e: &Evaluation| match self.condition1_held(e.profile) {
+            Some(condition1) => {
+                let domain = match &condition1 {
+                    Condition1::CertificateDomain {
+                        accepted_domain, ..
+                    } => accepted_domain,
+                    Condition1::EnvelopeSender { domain } | Condition1::HeaderSender { domain } => {
+                        domain
+                    }
+                };
+                format!("{} {domain}", condition1.branch())
             }
-        }
+            None => "failed".to_string(),
+        };
         fn rcpt(v: &RecipientVerdict) -> String {
             match v {
                 RecipientVerdict::Accept(AcceptReason::Originating) => "accepted (relay)".into(),
@@ -456,7 +473,7 @@ impl<'a> Explanation<'a> {
                     .recipients
                     .iter()
                     .map(|(a, v)| {
-                        let (what, line) = self.recipient(v);
+                        let (what, line) = self.recipient(p, v);
                         json!({"address": a, "outcome": what, "reply": line})
                     })
                     .collect();
@@ -501,7 +518,7 @@ impl<'a> Explanation<'a> {
             "connectors": self.connectors().into_iter().map(|(n, w)| json!({"connector": n, "match": w})).collect::<Vec<_>>(),
             "profiles": Value::Object(profiles),
             "broken_by_november_2023": self.comparison.broken_by_november_2023(),
-            "fix": self.fix,
+            "fix": self.shown_fix(),
             "deciding_profile": self.deciding.as_str(),
             "exit_status": self.exit_status(),
         })
@@ -531,15 +548,16 @@ pub fn certificate_identity(
     if chain.is_empty() {
         return Err(CertificateError::Empty);
     }
-    let names = crate::tls::certificate_names(&chain[0]);
-    let (trusted, reason) = match &settings.tls {
+    let (names, trusted, reason) = match &settings.tls {
         None => (
+            crate::tls::certificate_names(&chain[0]),
             false,
             "no [tls] section: the gate offers no STARTTLS".to_string(),
         ),
         Some(tls) => {
             let identity = tls.check_chain(&chain, UnixTime::now());
             (
+                identity.names,
                 identity.trusted,
                 identity.untrusted_reason.unwrap_or_default(),
             )

@@ -7,7 +7,9 @@
 //! domain relay, settings Exchange Online silently ignores.
 
 use crate::config::{Config, ConfigError, Settings};
-use crate::policy::{CertificateName, ConnectorType, DomainType, InboundConnector, Tenant};
+use crate::policy::{
+    is_subdomain_or_equal, CertificateName, ConnectorType, DomainType, InboundConnector, Tenant,
+};
 use std::fmt;
 
 /// One finding.
@@ -79,20 +81,24 @@ fn connector_subject(i: usize, c: &InboundConnector) -> String {
     format!("inbound_connectors[{i}] \"{}\"", c.name)
 }
 
-fn shown(name: &CertificateName) -> String {
-    match name {
-        CertificateName::Exact(d) => d.clone(),
-        CertificateName::Wildcard(d) => format!("*.{d}"),
-    }
-}
-
 /// The accepted domain that is a proper parent of `domain`, if any.
 fn accepted_parent<'a>(tenant: &'a Tenant, domain: &str) -> Option<&'a str> {
     tenant
         .accepted_domains
         .iter()
-        .find(|a| domain.len() > a.domain.len() && domain.ends_with(&format!(".{}", a.domain)))
+        .find(|a| a.domain != domain && is_subdomain_or_equal(domain, &a.domain))
         .map(|a| a.domain.as_str())
+}
+
+/// Some certificate name would match both connector values.
+fn names_overlap(x: &CertificateName, y: &CertificateName) -> bool {
+    match (x, y) {
+        // *.a and *.b overlap when one base is under the other (a.b.c matches *.c and *.b.c).
+        (CertificateName::Wildcard(a), CertificateName::Wildcard(b)) => {
+            is_subdomain_or_equal(a, b) || is_subdomain_or_equal(b, a)
+        }
+        (CertificateName::Exact(e), other) | (other, CertificateName::Exact(e)) => other.matches(e),
+    }
 }
 
 /// The warnings for a configuration that validated. `config` is the file as written (for
@@ -150,7 +156,6 @@ pub fn warnings(config: &Config, settings: &Settings) -> Vec<Finding> {
                 raw.restrict_domains_to_certificate,
                 "restrict_domains_to_certificate",
             ),
-            (raw.require_tls, "require_tls"),
         ]
         .into_iter()
         .filter_map(|(set, k)| set.then_some(k))
@@ -166,11 +171,6 @@ pub fn warnings(config: &Config, settings: &Settings) -> Vec<Finding> {
             );
         }
         match &c.tls_sender_certificate_name {
-            None if c.sender_ip_addresses.is_empty() => warn(
-                subject.clone(),
-                "has neither sender_ip_addresses nor tls_sender_certificate_name: it matches nothing".into(),
-                "add the servers' IPv4 addresses or their certificate name".into(),
-            ),
             None => warn(
                 subject.clone(),
                 "is IP-only: mail through it relays only with an accepted P1 (MAIL FROM) domain, so null-sender NDRs, out-of-office replies and applications with a foreign MAIL FROM get 5.7.64 since November 2023".into(),
@@ -180,7 +180,7 @@ pub fn warnings(config: &Config, settings: &Settings) -> Vec<Finding> {
                 if !certificates_possible {
                     warn(
                         subject.clone(),
-                        format!("tls_sender_certificate_name = \"{}\", but the gate asks for no client certificate (no [tls] section or no tls.client_ca), so it can never match", shown(name)),
+                        format!("tls_sender_certificate_name = \"{name}\", but the gate asks for no client certificate (no [tls] section or no tls.client_ca), so it can never match"),
                         "add [tls] with client_ca = the CA that issued the senders' certificates".into(),
                     );
                 }
@@ -222,7 +222,7 @@ pub fn warnings(config: &Config, settings: &Settings) -> Vec<Finding> {
                 &c.tls_sender_certificate_name,
                 &d.tls_sender_certificate_name,
             ) {
-                (Some(x), Some(y)) => x.matches(&shown(y)) || y.matches(&shown(x)),
+                (Some(x), Some(y)) => names_overlap(x, y),
                 _ => false,
             };
             if ip_overlap || cert_overlap {

@@ -22,9 +22,12 @@ use tokio::time::Instant;
 
 /// Largest request head read; anything longer is answered 431.
 const MAX_REQUEST: usize = 8192;
-/// A scraper or probe that does not finish its request in this time is dropped.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
-/// Concurrent admin connections; beyond that new ones are closed at once.
+/// A scraper or probe that does not finish its request head in this time is dropped, so idle
+/// connections cannot hold the slots for long.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+/// Writing the answer (a /metrics page to a slow reader) gets this long.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Concurrent admin connections; beyond that new ones get an immediate 503.
 const MAX_CONNECTIONS: usize = 64;
 
 struct ProbeResult {
@@ -133,45 +136,73 @@ pub async fn serve(listener: TcpListener, health: Arc<Health>) {
             continue;
         };
         let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
+            // Without a task: a probe sees "busy" at once instead of timing out.
+            let _ = stream.try_write(
+                b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            );
             continue;
         };
         let health = Arc::clone(&health);
         tokio::spawn(async move {
-            let _ = tokio::time::timeout(REQUEST_TIMEOUT, handle(stream, &health)).await;
+            let _ = handle(stream, &health).await;
             drop(permit);
         });
     }
 }
 
 async fn handle(mut stream: TcpStream, health: &Health) -> std::io::Result<()> {
-    let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 1024];
-    let head_end = loop {
-        let n = stream.read(&mut chunk).await?;
-        if n == 0 {
-            return Ok(());
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        if let Some(i) = find(&buf, b"\r\n\r\n") {
-            break i;
-        }
-        if buf.len() > MAX_REQUEST {
-            return respond(&mut stream, false, 431, "text/plain", "request too large\n").await;
+    let head = tokio::time::timeout(REQUEST_TIMEOUT, read_head(&mut stream)).await;
+    let Ok(head) = head else {
+        return Ok(());
+    };
+    let head = match head? {
+        None => return Ok(()),
+        Some(head) => head,
+    };
+    let answer = async {
+        match head {
+            Err(()) => respond(&mut stream, false, 431, "text/plain", "request too large\n").await,
+            Ok(head) => route(&mut stream, &head, health).await,
         }
     };
-    let head = String::from_utf8_lossy(&buf[..head_end]);
+    tokio::time::timeout(RESPONSE_TIMEOUT, answer)
+        .await
+        .unwrap_or(Ok(()))
+}
+
+/// The request head, up to the blank line (CRLF or bare LF, as clients send either):
+/// `None` when the client closed first, `Some(Err(()))` when it is too large.
+async fn read_head(stream: &mut TcpStream) -> std::io::Result<Option<Result<String, ()>>> {
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    loop {
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(None);
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(end) = find(&buf, b"\r\n\r\n").or_else(|| find(&buf, b"\n\n")) {
+            return Ok(Some(Ok(String::from_utf8_lossy(&buf[..end]).into_owned())));
+        }
+        if buf.len() > MAX_REQUEST {
+            return Ok(Some(Err(())));
+        }
+    }
+}
+
+async fn route(stream: &mut TcpStream, head: &str, health: &Health) -> std::io::Result<()> {
     let mut parts = head.lines().next().unwrap_or("").split(' ');
     let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     let head_only = method == "HEAD";
     if method != "GET" && !head_only {
-        return respond(&mut stream, false, 405, "text/plain", "only GET and HEAD\n").await;
+        return respond(stream, false, 405, "text/plain", "only GET and HEAD\n").await;
     }
     let path = target.split('?').next().unwrap_or("");
     match path {
         "/metrics" => {
             let body = metrics().render();
             respond(
-                &mut stream,
+                stream,
                 head_only,
                 200,
                 "application/openmetrics-text; version=1.0.0; charset=utf-8",
@@ -179,11 +210,11 @@ async fn handle(mut stream: TcpStream, health: &Health) -> std::io::Result<()> {
             )
             .await
         }
-        "/health/live" => respond(&mut stream, head_only, 200, "text/plain", "live\n").await,
+        "/health/live" => respond(stream, head_only, 200, "text/plain", "live\n").await,
         "/health/ready" => {
             let (ready, body) = health.readiness();
             respond(
-                &mut stream,
+                stream,
                 head_only,
                 if ready { 200 } else { 503 },
                 "text/plain",
@@ -191,7 +222,7 @@ async fn handle(mut stream: TcpStream, health: &Health) -> std::io::Result<()> {
             )
             .await
         }
-        _ => respond(&mut stream, head_only, 404, "text/plain", "not found\n").await,
+        _ => respond(stream, head_only, 404, "text/plain", "not found\n").await,
     }
 }
 
@@ -223,4 +254,119 @@ async fn respond(
     }
     stream.write_all(out.as_bytes()).await?;
     stream.shutdown().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    async fn endpoint(health: Arc<Health>) -> std::net::SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(serve(listener, health));
+        addr
+    }
+
+    async fn ask(addr: std::net::SocketAddr, request: &[u8]) -> String {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(request).await.unwrap();
+        let mut out = String::new();
+        tokio::time::timeout(Duration::from_secs(10), s.read_to_string(&mut out))
+            .await
+            .expect("the endpoint answers and closes")
+            .unwrap();
+        out
+    }
+
+    fn ready_health() -> Arc<Health> {
+        let h = Health::new(Duration::from_secs(30));
+        h.set_listeners_bound();
+        h.set_config_loaded();
+        h.record_probe(Ok(()));
+        h
+    }
+
+    #[test]
+    fn readiness_needs_every_check_and_a_successful_probe() {
+        let h = Health::new(Duration::from_secs(30));
+        let (ready, body) = h.readiness();
+        assert!(!ready);
+        assert!(
+            body.contains("FAIL listeners bound") && body.contains("FAIL upstream: not probed yet"),
+            "{body}"
+        );
+        let h = ready_health();
+        assert!(h.readiness().0, "{}", h.readiness().1);
+        h.record_probe(Err("connection refused".into()));
+        let (ready, body) = h.readiness();
+        assert!(!ready);
+        assert!(body.contains("FAIL upstream: connection refused"), "{body}");
+        let h = ready_health();
+        h.set_draining();
+        assert!(!h.readiness().0);
+    }
+
+    #[test]
+    fn a_successful_probe_goes_stale_after_three_intervals() {
+        let h = Health::new(Duration::from_millis(1));
+        h.set_listeners_bound();
+        h.set_config_loaded();
+        *h.upstream.lock().unwrap() = Some(ProbeResult {
+            at: Instant::now() - Duration::from_millis(50),
+            result: Ok(()),
+        });
+        let (ready, body) = h.readiness();
+        assert!(!ready);
+        assert!(
+            body.contains("FAIL upstream: last successful probe"),
+            "{body}"
+        );
+    }
+
+    #[tokio::test]
+    async fn routes_methods_and_malformed_requests() {
+        let addr = endpoint(ready_health()).await;
+        let live = ask(addr, b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        assert!(
+            live.starts_with("HTTP/1.1 200 OK\r\n") && live.ends_with("\r\n\r\nlive\n"),
+            "{live}"
+        );
+        let ready = ask(addr, b"GET /health/ready?verbose HTTP/1.1\r\n\r\n").await;
+        assert!(ready.starts_with("HTTP/1.1 200 "), "{ready}");
+        // Bare LF line ends are taken too.
+        let lf = ask(addr, b"GET /health/live HTTP/1.0\n\n").await;
+        assert!(lf.starts_with("HTTP/1.1 200 "), "{lf}");
+        let head = ask(addr, b"HEAD /health/live HTTP/1.1\r\n\r\n").await;
+        assert!(
+            head.starts_with("HTTP/1.1 200 ") && head.ends_with("\r\n\r\n"),
+            "{head}"
+        );
+        assert!(head.contains("Content-Length: 5\r\n"), "{head}");
+        let post = ask(addr, b"POST /metrics HTTP/1.1\r\n\r\n").await;
+        assert!(post.starts_with("HTTP/1.1 405 "), "{post}");
+        let missing = ask(addr, b"GET /admin HTTP/1.1\r\n\r\n").await;
+        assert!(missing.starts_with("HTTP/1.1 404 "), "{missing}");
+        let mut huge = b"GET /metrics HTTP/1.1\r\nX-Pad: ".to_vec();
+        huge.extend(std::iter::repeat_n(b'a', MAX_REQUEST + 10));
+        let big = ask(addr, &huge).await;
+        assert!(big.starts_with("HTTP/1.1 431 "), "{big}");
+        let metrics = ask(addr, b"GET /metrics HTTP/1.1\r\n\r\n").await;
+        assert!(
+            metrics.contains("application/openmetrics-text") && metrics.contains("# EOF"),
+            "{metrics}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_silent_client_is_dropped_after_the_request_timeout() {
+        let addr = endpoint(ready_health()).await;
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        let mut out = Vec::new();
+        let n = tokio::time::timeout(REQUEST_TIMEOUT * 5, s.read_to_end(&mut out))
+            .await
+            .expect("closed by the endpoint, not by the test's own bound")
+            .unwrap();
+        assert_eq!(n, 0, "closed without an answer");
+    }
 }

@@ -437,34 +437,20 @@ fn entries<'a>(v: &'a Value, object: fn(&Map<String, Value>) -> Option<String>) 
 }
 
 // ---------------------------------------------------------------------------------------------
-// What the gate accepts (mirrors src/config.rs, whose checks are private; the load tests below
-// fail if the two drift apart)
+// What the gate accepts: src/config.rs's own checks, with the reasons worded for an import
 // ---------------------------------------------------------------------------------------------
 
-/// A DNS domain name as `[[accepted_domains]] domain` takes it, normalised (lower case, no
-/// trailing dot): labels of letters, digits and hyphens, 1 to 63 octets, 253 in all.
+/// A DNS domain name as `[[accepted_domains]] domain` takes it, normalised: the gate's own
+/// check, so what is imported is what loads.
 fn domain_name(value: &str) -> Option<String> {
-    let d = value.trim().trim_end_matches('.').to_ascii_lowercase();
-    if d.is_empty() || d.len() > 253 {
-        return None;
-    }
-    let label_ok = |l: &str| {
-        !l.is_empty()
-            && l.len() <= 63
-            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-            && !l.starts_with('-')
-            && !l.ends_with('-')
-    };
-    d.split('.').all(label_ok).then_some(d)
+    crate::config::domain_name("", value).ok()
 }
 
 /// `TlsSenderCertificateName` in the host-name form: `host.name` or `*.host.name`.
 fn certificate_host(value: &str) -> Option<String> {
-    let v = value.trim();
-    match v.strip_prefix("*.") {
-        Some(rest) => domain_name(rest).map(|d| format!("*.{d}")),
-        None => domain_name(v),
-    }
+    crate::config::certificate_name("", value.trim())
+        .ok()
+        .map(|name| name.to_string())
 }
 
 const IPV4_ONLY: &str = "relaygate, like Exchange Online, takes only IPv4 addresses and CIDR \
@@ -491,7 +477,10 @@ fn sender_ip(text: &str) -> Result<String, String> {
             "a /{} range is larger than /24: {IPV4_ONLY}",
             n.prefix_len()
         )),
-        Some(ipnet::IpNet::V4(_)) => Ok(v.to_string()),
+        // The gate's own check decides; the cases above only word the reason for an import.
+        Some(ipnet::IpNet::V4(_)) => crate::config::sender_ip_address("", v)
+            .map(|_| v.to_string())
+            .map_err(|e| e.to_string()),
     }
 }
 

@@ -155,8 +155,10 @@ impl Flow {
 
     /// Refused under exo-2023 yet never under exo-legacy: exactly what the November 2023
     /// change broke, and so what the admin must fix before enforcing.
+    /// (Transactions that ended before their header have no exo-legacy verdict: a flow seen
+    /// only so is not known to have passed before.)
     pub fn broken_by_2023(&self) -> bool {
-        self.refused_2023 > 0 && self.refused_legacy == 0
+        self.refused_2023 > 0 && self.refused_legacy == 0 && self.accepted_legacy > 0
     }
 
     /// The envelope domain as an admin reads it: the null sender is `<>`, not a blank cell.
@@ -185,6 +187,9 @@ impl Flow {
     }
 
     pub fn verdict_legacy(&self) -> String {
+        if self.accepted_legacy == 0 && self.refused_legacy == 0 {
+            return "undecided (no message reached its header)".to_owned();
+        }
         verdict_text(
             self.refused_legacy,
             self.count,
@@ -771,12 +776,17 @@ struct Event {
 enum Verdict {
     Accepted,
     Refused(String),
+    /// exo-legacy for a transaction that ended before its header (it needed the P2 sender).
+    Undecided,
 }
 
 impl Verdict {
     fn parse(s: &str) -> Option<Verdict> {
         if s == "accepted" {
             return Some(Verdict::Accepted);
+        }
+        if s == "undecided" {
+            return Some(Verdict::Undecided);
         }
         let rest = s.strip_prefix("refused")?;
         if !(rest.is_empty() || rest.starts_with(' ')) {
@@ -876,6 +886,8 @@ impl Aggregator {
                 bucket.refused = 1;
                 keep_latest(&mut flow.last_refusal_2023, e.at, reply);
             }
+            // exo-2023 never waits for the header; an older or hand-made line might say so.
+            Verdict::Undecided => {}
         }
         match &e.exo_legacy {
             Verdict::Accepted => flow.accepted_legacy += 1,
@@ -883,6 +895,7 @@ impl Aggregator {
                 flow.refused_legacy += 1;
                 keep_latest(&mut flow.last_refusal_legacy, e.at, reply);
             }
+            Verdict::Undecided => {}
         }
         if !e.fix.is_empty() {
             keep_latest(&mut flow.fix, e.at, &e.fix);
@@ -1561,5 +1574,39 @@ mod tests {
         assert_eq!(parse_timestamp("2026-11-25 02:34:21"), None);
         let secs = parse_timestamp("2024-02-29T23:59:59Z").unwrap().0;
         assert_eq!(format_time(secs, TimeStyle::Iso), "2024-02-29T23:59:59Z");
+    }
+
+    #[test]
+    fn transactions_that_ended_before_their_header_are_counted_but_not_blamed_on_2023() {
+        let log = [
+            event(
+                "2026-11-25T01:00:00Z",
+                "ip 203.0.113.10",
+                "example.net",
+                "",
+                "refused 550 5.7.64",
+                "undecided",
+            ),
+            event(
+                "2026-11-25T01:00:01Z",
+                "ip 203.0.113.10",
+                "example.net",
+                "",
+                "refused 550 5.7.64",
+                "undecided",
+            ),
+        ]
+        .join("\n");
+        let r = read(log.as_bytes()).unwrap();
+        assert_eq!(r.skipped_lines, 0);
+        let f = &r.flows[0];
+        assert_eq!((f.count, f.refused_2023), (2, 2));
+        assert_eq!((f.accepted_legacy, f.refused_legacy), (0, 0));
+        assert!(f.breaks_2023() && !f.broken_by_2023());
+        assert!(
+            f.verdict_legacy().starts_with("undecided"),
+            "{}",
+            f.verdict_legacy()
+        );
     }
 }

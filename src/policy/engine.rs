@@ -97,7 +97,7 @@ pub enum RecipientVerdict {
 }
 
 /// Lower-case, without a trailing dot: how Exchange compares domains.
-fn normalise(domain: &str) -> String {
+pub fn normalise(domain: &str) -> String {
     domain.trim().trim_end_matches('.').to_ascii_lowercase()
 }
 
@@ -125,7 +125,8 @@ impl Tenant {
     }
 }
 
-fn is_subdomain_or_equal(name: &str, base: &str) -> bool {
+/// `name` is `base` or a subdomain of it, at any depth (both normalised).
+pub fn is_subdomain_or_equal(name: &str, base: &str) -> bool {
     name == base
         || (name.len() > base.len()
             && name.ends_with(base)
@@ -190,6 +191,30 @@ impl InboundConnector {
     }
 }
 
+impl RelayDecision {
+    /// How condition 2 held, whatever became of condition 1; `None` when it failed.
+    pub fn condition2(&self) -> Option<&Condition2> {
+        match self {
+            RelayDecision::Authorized { condition2, .. }
+            | RelayDecision::AwaitingHeaderSender { condition2 }
+            | RelayDecision::Denied(RelayDenial::SenderNotAttributed { condition2 }) => {
+                Some(condition2)
+            }
+            RelayDecision::Denied(RelayDenial::NoOnPremisesConnector) => None,
+        }
+    }
+}
+
+impl std::fmt::Display for CertificateName {
+    /// As an admin writes it: `mail.contoso.com` or `*.contoso.com`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CertificateName::Exact(d) => f.write_str(d),
+            CertificateName::Wildcard(d) => write!(f, "*.{d}"),
+        }
+    }
+}
+
 impl Condition1 {
     /// `1a`, `1b` or `1c`.
     pub fn branch(&self) -> &'static str {
@@ -219,6 +244,50 @@ impl Condition2 {
     }
 }
 
+/// Condition 1 on its own, for the profile in force: which branch holds, if any. 1a is
+/// preferred (it names the connector), then 1b, then 1c (`exo-legacy` only).
+pub fn condition1(
+    tenant: &Tenant,
+    profile: Profile,
+    session: &SessionFacts<'_>,
+    reverse_path: ReversePath<'_>,
+    header_sender: HeaderSender<'_>,
+) -> Option<Condition1> {
+    // 1a: a certificate connector matched and its name (without "*.") is accepted.
+    let by_certificate = tenant.inbound_connectors.iter().find_map(|c| {
+        if c.connector_type != ConnectorType::OnPremises
+            || !c.matches_certificate(session.certificate_names)
+        {
+            return None;
+        }
+        let name = c.tls_sender_certificate_name.as_ref()?;
+        let accepted = tenant.accepted_domain(name.domain())?;
+        Some(Condition1::CertificateDomain {
+            connector: c.name.clone(),
+            accepted_domain: accepted.domain.clone(),
+        })
+    });
+    let envelope = || match reverse_path {
+        ReversePath::Domain(p1) => tenant
+            .accepted_domain(p1)
+            .map(|_| Condition1::EnvelopeSender {
+                domain: normalise(p1),
+            }),
+        ReversePath::Null => None,
+    };
+    let header = || match (profile, header_sender) {
+        (Profile::ExoLegacy, HeaderSender::Domain(p2)) => {
+            tenant
+                .accepted_domain(p2)
+                .map(|_| Condition1::HeaderSender {
+                    domain: normalise(p2),
+                })
+        }
+        _ => None,
+    };
+    by_certificate.or_else(envelope).or_else(header)
+}
+
 /// Conditions 1 and 2 of the relay rule, for the profile in force.
 ///
 /// When several connectors match, the first in configuration order is reported; for condition 2
@@ -231,69 +300,31 @@ pub fn authorize_relay(
     reverse_path: ReversePath<'_>,
     header_sender: HeaderSender<'_>,
 ) -> RelayDecision {
-    let on_premises = || {
-        tenant
+    let condition1 = condition1(tenant, profile, session, reverse_path, header_sender);
+    // 2: the peer IP or the certificate matched an enabled OnPremises connector.
+    let condition2 = match &condition1 {
+        Some(Condition1::CertificateDomain { connector, .. }) => {
+            Some(Condition2::TlsSenderCertificate {
+                connector: connector.clone(),
+            })
+        }
+        _ => tenant
             .inbound_connectors
             .iter()
             .filter(|c| c.enabled && c.connector_type == ConnectorType::OnPremises)
-    };
-    // 1a: a certificate connector matched and its name (without "*.") is accepted.
-    let by_certificate = on_premises().find(|c| {
-        c.matches_certificate(session.certificate_names)
-            && c.tls_sender_certificate_name
-                .as_ref()
-                .is_some_and(|n| tenant.accepted_domain(n.domain()).is_some())
-    });
-    let condition1 = if let Some(c) = by_certificate {
-        let name = c
-            .tls_sender_certificate_name
-            .as_ref()
-            .expect("matched by certificate");
-        let accepted = tenant
-            .accepted_domain(name.domain())
-            .expect("checked above");
-        Some(Condition1::CertificateDomain {
-            connector: c.name.clone(),
-            accepted_domain: accepted.domain.clone(),
-        })
-    } else if let ReversePath::Domain(p1) = reverse_path {
-        tenant
-            .accepted_domain(p1)
-            .map(|_| Condition1::EnvelopeSender {
-                domain: normalise(p1),
-            })
-    } else {
-        None
-    };
-    let condition1 = condition1.or_else(|| match (profile, header_sender) {
-        (Profile::ExoLegacy, HeaderSender::Domain(p2)) => {
-            tenant
-                .accepted_domain(p2)
-                .map(|_| Condition1::HeaderSender {
-                    domain: normalise(p2),
-                })
-        }
-        _ => None,
-    });
-
-    // 2: the peer IP or the certificate matched an enabled OnPremises connector.
-    let condition2 = match by_certificate {
-        Some(c) => Some(Condition2::TlsSenderCertificate {
-            connector: c.name.clone(),
-        }),
-        None => on_premises().find_map(|c| {
-            if c.matches_ip(session.peer_ip) {
-                Some(Condition2::SenderIpAddress {
-                    connector: c.name.clone(),
-                })
-            } else if c.matches_certificate(session.certificate_names) {
-                Some(Condition2::TlsSenderCertificate {
-                    connector: c.name.clone(),
-                })
-            } else {
-                None
-            }
-        }),
+            .find_map(|c| {
+                if c.matches_ip(session.peer_ip) {
+                    Some(Condition2::SenderIpAddress {
+                        connector: c.name.clone(),
+                    })
+                } else if c.matches_certificate(session.certificate_names) {
+                    Some(Condition2::TlsSenderCertificate {
+                        connector: c.name.clone(),
+                    })
+                } else {
+                    None
+                }
+            }),
     };
 
     match (condition1, condition2) {

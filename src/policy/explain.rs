@@ -29,6 +29,9 @@ pub struct Evaluation {
 pub enum Verdict {
     Accepted,
     Refused(Rejection),
+    /// `exo-legacy` for a transaction that ended before its header block (RSET, QUIT): the
+    /// rule needed the P2 sender and never saw it.
+    Undecided,
 }
 
 impl fmt::Display for Verdict {
@@ -36,6 +39,7 @@ impl fmt::Display for Verdict {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Verdict::Accepted => f.write_str("accepted"),
+            Verdict::Undecided => f.write_str("undecided"),
             Verdict::Refused(r) => {
                 let (code, enhanced, _) = r.reply();
                 write!(f, "refused {code} {enhanced}")
@@ -45,21 +49,28 @@ impl fmt::Display for Verdict {
 }
 
 impl Evaluation {
-    /// Accepted when every recipient is; otherwise the first refusal.
+    /// The first refusal; else undecided when a recipient still awaits the P2 sender; else
+    /// accepted.
     pub fn verdict(&self) -> Verdict {
-        self.recipients
-            .iter()
-            .find_map(|(_, v)| match v {
-                RecipientVerdict::Reject(r) => Some(Verdict::Refused(r.clone())),
-                _ => None,
-            })
-            .unwrap_or(Verdict::Accepted)
+        let mut undecided = false;
+        for (_, v) in &self.recipients {
+            match v {
+                RecipientVerdict::Reject(r) => return Verdict::Refused(r.clone()),
+                RecipientVerdict::AwaitingHeaderSender => undecided = true,
+                RecipientVerdict::Accept(_) => {}
+            }
+        }
+        if undecided {
+            Verdict::Undecided
+        } else {
+            Verdict::Accepted
+        }
     }
 }
 
-/// Judge a whole transaction under `profile`. `header_sender` should be what the header block
-/// said (`Domain` or `Absent`); `NotYetKnown` is treated as `Absent`, since a transaction that
-/// is judged whole has had its header read.
+/// Judge a whole transaction under `profile`. `header_sender` is what the header block said
+/// (`Domain` or `Absent`), or `NotYetKnown` for a transaction that ended before it: then
+/// `exo-legacy` may be [`Verdict::Undecided`].
 pub fn evaluate<S: AsRef<str>>(
     tenant: &Tenant,
     profile: Profile,
@@ -68,10 +79,6 @@ pub fn evaluate<S: AsRef<str>>(
     header_sender: HeaderSender<'_>,
     recipients: &[S],
 ) -> Evaluation {
-    let header_sender = match header_sender {
-        HeaderSender::NotYetKnown => HeaderSender::Absent,
-        known => known,
-    };
     let relay = authorize_relay(tenant, profile, session, reverse_path, header_sender);
     let recipients = recipients
         .iter()
@@ -131,8 +138,12 @@ impl Comparison {
     /// The flow passed before 1 November 2023 and is refused since: the change is what breaks
     /// it (by the P2 branch 1c, the only difference between the profiles).
     pub fn broken_by_november_2023(&self) -> bool {
-        self.exo_legacy.verdict() == Verdict::Accepted
-            && self.exo_2023.verdict() != Verdict::Accepted
+        Comparison::breaks(&self.exo_2023.verdict(), &self.exo_legacy.verdict())
+    }
+
+    /// The same from verdicts already computed: accepted under exo-legacy, not under exo-2023.
+    pub fn breaks(exo_2023: &Verdict, exo_legacy: &Verdict) -> bool {
+        *exo_legacy == Verdict::Accepted && *exo_2023 != Verdict::Accepted
     }
 }
 
@@ -177,15 +188,25 @@ pub fn suggest_fix(
 }
 
 fn no_connector_fix(tenant: &Tenant, session: &SessionFacts<'_>) -> String {
-    if let Some(name) = session.certificate_names.first() {
-        let connector_value = CertificateName::Exact(name.clone());
-        let accepted = tenant.accepted_domain(connector_value.domain()).is_some();
+    // A certificate name that is already an accepted domain needs only the connector; a
+    // wildcard certificate (`*.contoso.com`) needs the connector value written the same way
+    // and its base accepted.
+    let names = session.certificate_names;
+    let accepted = names
+        .iter()
+        .find(|n| !n.starts_with("*.") && tenant.accepted_domain(n).is_some());
+    if let Some(name) = accepted.or_else(|| names.first()) {
+        let value = match name.strip_prefix("*.") {
+            Some(base) => CertificateName::Wildcard(base.to_string()),
+            None => CertificateName::Exact(name.clone()),
+        };
+        let domain = value.domain();
         return format!(
-            "add an OnPremises connector with TlsSenderCertificateName = {name}{}",
-            if accepted {
+            "add an OnPremises connector with TlsSenderCertificateName = {value}{}",
+            if tenant.accepted_domain(domain).is_some() {
                 String::new()
             } else {
-                format!(" and add {name} as an accepted domain")
+                format!(" and add {domain} as an accepted domain")
             }
         );
     }
@@ -232,10 +253,7 @@ fn unattributed_fix(
     });
     let certificate = match certificate_connector {
         Some(c) if session.certificate_names.is_empty() => {
-            let value = match c.tls_sender_certificate_name.as_ref().expect("filtered") {
-                CertificateName::Exact(d) => d.clone(),
-                CertificateName::Wildcard(d) => format!("*.{d}"),
-            };
+            let value = c.tls_sender_certificate_name.as_ref().expect("filtered");
             format!(
                 "have the server present in STARTTLS a certificate matching connector \"{}\" (TlsSenderCertificateName {value}); it presented no trusted one",
                 c.name

@@ -10,8 +10,8 @@ mod explain;
 mod tenant;
 
 pub use engine::{
-    authorize_relay, judge_recipient, AcceptReason, Condition1, Condition2, HeaderSender,
-    RecipientVerdict, Rejection, RelayDecision, RelayDenial,
+    authorize_relay, condition1, is_subdomain_or_equal, judge_recipient, normalise, AcceptReason,
+    Condition1, Condition2, HeaderSender, RecipientVerdict, Rejection, RelayDecision, RelayDenial,
 };
 pub use explain::{evaluate, suggest_fix, Comparison, Evaluation, Verdict};
 pub use tenant::{
@@ -36,6 +36,19 @@ impl Profile {
         match self {
             Profile::Exo2023 => "exo-2023",
             Profile::ExoLegacy => "exo-legacy",
+        }
+    }
+}
+
+impl std::str::FromStr for Profile {
+    type Err = String;
+
+    /// `exo-2023` or `exo-legacy`, as in the configuration file and on the command line.
+    fn from_str(s: &str) -> Result<Profile, String> {
+        match s {
+            "exo-2023" => Ok(Profile::Exo2023),
+            "exo-legacy" => Ok(Profile::ExoLegacy),
+            _ => Err("must be \"exo-2023\" or \"exo-legacy\"".into()),
         }
     }
 }

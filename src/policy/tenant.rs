@@ -37,6 +37,16 @@ pub enum ConnectorType {
     Partner,
 }
 
+impl ConnectorType {
+    /// Exchange's own spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnectorType::OnPremises => "OnPremises",
+            ConnectorType::Partner => "Partner",
+        }
+    }
+}
+
 /// `TlsSenderCertificateName`, in one of the two forms Exchange Online accepts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CertificateName {

@@ -1057,3 +1057,80 @@ fn certificate_connector_whose_name_is_not_accepted_gets_that_fix() {
         "{fix}"
     );
 }
+
+#[test]
+fn certificate_without_a_connector_gets_a_connector_fix_in_the_right_form() {
+    let tenant = baseline();
+    let fix_for = |names: &[&str]| {
+        let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+        let facts = SessionFacts {
+            peer_ip: "198.51.100.7".parse().unwrap(),
+            certificate_names: &names,
+        };
+        let mut t = tenant.clone();
+        t.inbound_connectors.retain(|c| c.name == "C-IP");
+        let e = evaluate(
+            &t,
+            Profile::Exo2023,
+            &facts,
+            ReversePath::Null,
+            HeaderSender::Absent,
+            &[EXT],
+        );
+        suggest_fix(&t, &facts, ReversePath::Null, HeaderSender::Absent, &e).unwrap()
+    };
+    // A wildcard certificate: the connector value is the same wildcard, its base accepted.
+    assert_eq!(
+        fix_for(&["*.example.net"]),
+        "add an OnPremises connector with TlsSenderCertificateName = *.example.net and add example.net as an accepted domain"
+    );
+    // A SAN that is already accepted is preferred over the CN.
+    assert_eq!(
+        fix_for(&["relay01.example.net", "contoso.com"]),
+        "add an OnPremises connector with TlsSenderCertificateName = contoso.com"
+    );
+}
+
+#[test]
+fn unknown_recipient_gets_the_directory_fix() {
+    let mut tenant = baseline();
+    tenant.accepted_domains[0].recipients = Some(HashSet::from(["alice@contoso.com".to_string()]));
+    let facts = SessionFacts {
+        peer_ip: "198.51.100.7".parse().unwrap(),
+        certificate_names: &[],
+    };
+    let p1 = ReversePath::Domain("example.net");
+    let e = evaluate(
+        &tenant,
+        Profile::Exo2023,
+        &facts,
+        p1,
+        HeaderSender::Absent,
+        &["alice@contoso.com", "nobody@contoso.com"],
+    );
+    assert_eq!(e.verdict().to_string(), "refused 550 5.4.1");
+    let fix = suggest_fix(&tenant, &facts, p1, HeaderSender::Absent, &e).unwrap();
+    assert!(
+        fix.starts_with("nobody@contoso.com is not a known recipient"),
+        "{fix}"
+    );
+}
+
+#[test]
+fn a_transaction_without_its_header_is_undecided_under_exo_legacy_only() {
+    let tenant = baseline();
+    let facts = SessionFacts {
+        peer_ip: "203.0.113.10".parse().unwrap(),
+        certificate_names: &[],
+    };
+    let c = Comparison::evaluate(
+        &tenant,
+        &facts,
+        ReversePath::Domain("example.net"),
+        HeaderSender::NotYetKnown,
+        &[EXT],
+    );
+    assert_eq!(c.exo_2023.verdict().to_string(), "refused 550 5.7.64");
+    assert_eq!(c.exo_legacy.verdict(), Verdict::Undecided);
+    assert!(!c.broken_by_november_2023());
+}

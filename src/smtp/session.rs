@@ -715,7 +715,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 reply: format!("no message: {why}"),
                 enforce_reply: None,
             };
-            self.log_transaction(&txn, None, &txn.relay, &outcome, 0);
+            self.log_transaction(
+                &txn,
+                HeaderSender::NotYetKnown,
+                None,
+                &txn.relay,
+                &outcome,
+                0,
+            );
             if txn.upstream_open {
                 self.upstream.reset().await;
             }
@@ -976,7 +983,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         self.rbuf.shrink_to(COMMAND_CHUNK.max(self.rbuf.len()));
         // The upstream transaction is over (answered, aborted, or never started).
         let txn = self.txn.take().expect("txn");
-        self.log_transaction(&txn, p2.as_deref(), &decision.relay, &outcome, size);
+        self.log_transaction(
+            &txn,
+            HeaderSender::of_address(p2.as_deref()),
+            p2.as_deref(),
+            &decision.relay,
+            &outcome,
+            size,
+        );
         if txn.upstream_open && !sending {
             self.upstream.reset().await;
         }
@@ -1010,32 +1024,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         Decision { relay, refusal }
     }
 
+    /// Count the transaction for `/metrics` and write its decision event. `header` is
+    /// `NotYetKnown` for a transaction that ended before its header block.
     fn log_transaction(
         &self,
         txn: &Transaction,
+        header: HeaderSender<'_>,
         p2: Option<&str>,
         relay: &RelayDecision,
         outcome: &Outcome,
         size: u64,
     ) {
-        let p = &self.settings.policy;
         let (verdict, branch, connector) = describe(relay);
-        // Both profiles over every recipient the client named (also those refused at RCPT), so
-        // an audit log shows what each rule generation would do with this flow, and the fix.
-        let facts = SessionFacts {
-            peer_ip: self.peer.addr.ip(),
-            certificate_names: self.identity.policy_names(),
-        };
-        let p1 = ReversePath::of_address(&txn.envelope.mail_from);
-        let header = HeaderSender::of_address(p2);
-        let named: Vec<&str> = txn
-            .recipients
-            .iter()
-            .map(|r| r.address.as_str())
-            .chain(txn.refused.iter().map(|(a, _)| a.as_str()))
-            .collect();
-        let comparison = Comparison::evaluate(&p.tenant, &facts, p1, header, &named);
-        let fix = suggest_fix(&p.tenant, &facts, p1, header, &comparison.exo_2023);
         let m = metrics();
         m.decision(
             verdict,
@@ -1043,21 +1043,43 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 RelayDecision::Authorized { condition1, .. } => condition1.branch(),
                 _ => "none",
             },
-            match relay {
-                RelayDecision::Authorized { condition2, .. }
-                | RelayDecision::AwaitingHeaderSender { condition2 }
-                | RelayDecision::Denied(RelayDenial::SenderNotAttributed { condition2 }) => {
-                    condition2.branch()
-                }
-                RelayDecision::Denied(RelayDenial::NoOnPremisesConnector) => "none",
-            },
+            relay.condition2().map_or("none", |c| c.branch()),
         );
         m.message_bytes.inc_by(size);
         m.transaction_seconds
             .observe(txn.started.elapsed().as_secs_f64());
+        if !tracing::enabled!(target: "relaygate::transaction", tracing::Level::INFO) {
+            return;
+        }
+        let p = &self.settings.policy;
+        // Both profiles over every recipient the client named (also those refused at RCPT), so
+        // an audit log shows what each rule generation would do with this flow, and the fix.
+        let facts = SessionFacts {
+            peer_ip: self.peer.addr.ip(),
+            certificate_names: self.identity.policy_names(),
+        };
+        let p1 = ReversePath::of_address(&txn.envelope.mail_from);
+        let named: Vec<&str> = txn
+            .recipients
+            .iter()
+            .map(|r| r.address.as_str())
+            .chain(txn.refused.iter().map(|(a, _)| a.as_str()))
+            .collect();
+        let comparison = Comparison::evaluate(&p.tenant, &facts, p1, header, &named);
+        let (exo_2023, exo_legacy) = (
+            comparison.exo_2023.verdict(),
+            comparison.exo_legacy.verdict(),
+        );
+        let fix = suggest_fix(&p.tenant, &facts, p1, header, &comparison.exo_2023);
         let identity = match facts.certificate_names.first() {
-            Some(name) => format!("certificate {name}"),
+            Some(name) => format!("certificate {}", sanitize(name)),
             None => format!("ip {}", facts.peer_ip),
+        };
+        let flow_domain = |address: Option<&str>| {
+            address
+                .and_then(domain_of)
+                .map(|d| sanitize(&policy::normalise(d)))
+                .unwrap_or_default()
         };
         let recipients: Vec<String> = txn
             .recipients
@@ -1100,12 +1122,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             reply = %outcome.reply,
             enforce_would_reply = outcome.enforce_reply.as_deref().unwrap_or(""),
             identity = %identity,
-            p1_domain = %domain_of(&txn.envelope.mail_from).unwrap_or("").to_ascii_lowercase(),
-            p2_domain = %p2.and_then(domain_of).unwrap_or("").to_ascii_lowercase(),
-            exo_2023 = %comparison.exo_2023.verdict(),
-            exo_legacy = %comparison.exo_legacy.verdict(),
-            broken_by_november_2023 = comparison.broken_by_november_2023(),
-            fix = fix.as_deref().unwrap_or(""),
+            p1_domain = flow_domain(Some(&txn.envelope.mail_from)),
+            p2_domain = flow_domain(p2),
+            exo_2023 = %exo_2023,
+            exo_legacy = %exo_legacy,
+            broken_by_november_2023 = Comparison::breaks(&exo_2023, &exo_legacy),
+            // A sentence, with the P2 domain in it: control characters out, spaces kept.
+            fix = fix
+                .unwrap_or_default()
+                .replace(|c: char| c.is_control(), "?"),
             "transaction"
         );
     }

@@ -152,7 +152,7 @@ impl Upstream {
                     count(&Ok(rcpt));
                 }
             }
-            Err(_) => metrics().upstream_reply(None),
+            Err(e) => count(&Err(e)),
         }
         r
     }
