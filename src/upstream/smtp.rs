@@ -341,20 +341,9 @@ impl SmtpLeg {
         };
         let start = BDAT_HEADROOM - command.len();
         self.wbuf[start..BDAT_HEADROOM].copy_from_slice(command.as_bytes());
-        let wait = self.settings.reply_timeout;
-        let Some(c) = self.conn.as_mut() else {
-            return Err(UpstreamError::Dropped("BDAT"));
-        };
-        let r = match timeout(wait, c.stream.write_all(&self.wbuf[start..])).await {
-            Err(_) => Err(UpstreamError::Timeout("BDAT")),
-            Ok(Err(_)) => Err(UpstreamError::Dropped("BDAT")),
-            Ok(Ok(())) => Ok(()),
-        };
-        self.wbuf.truncate(BDAT_HEADROOM);
-        if let Err(e) = r {
-            self.abort();
-            return Err(e);
-        }
+        self.write_wbuf(start, "BDAT").await?;
+        // The headroom again, for the next chunk's command.
+        self.wbuf.resize(BDAT_HEADROOM, 0);
         if last {
             return Ok(());
         }
@@ -398,22 +387,51 @@ impl SmtpLeg {
         Ok(())
     }
 
-    async fn flush_wbuf(&mut self) -> Result<(), UpstreamError> {
+    /// Write `wbuf[from..]` and empty the buffer down to `from`; on failure the connection
+    /// (and the message with it) is dropped.
+    async fn write_wbuf(&mut self, from: usize, stage: &'static str) -> Result<(), UpstreamError> {
         let wait = self.settings.reply_timeout;
-        let Some(c) = self.conn.as_mut() else {
-            return Err(UpstreamError::Dropped("DATA"));
+        let r = match self.conn.as_mut() {
+            None => Err(UpstreamError::Dropped(stage)),
+            Some(c) => match timeout(wait, c.stream.write_all(&self.wbuf[from..])).await {
+                Err(_) => Err(UpstreamError::Timeout(stage)),
+                Ok(Err(_)) => Err(UpstreamError::Dropped(stage)),
+                Ok(Ok(())) => Ok(()),
+            },
         };
-        let r = match timeout(wait, c.stream.write_all(&self.wbuf)).await {
-            Err(_) => Err(UpstreamError::Timeout("DATA")),
-            Ok(Err(_)) => Err(UpstreamError::Dropped("DATA")),
-            Ok(Ok(())) => Ok(()),
-        };
-        self.wbuf.clear();
+        self.wbuf.truncate(from);
         if r.is_err() {
-            self.conn = None;
-            self.in_transaction = false;
+            self.abort();
         }
         r
+    }
+
+    async fn flush_wbuf(&mut self) -> Result<(), UpstreamError> {
+        self.write_wbuf(0, "DATA").await
+    }
+
+    /// The upstream's verdict on the whole message; a 421 or no reply drops the connection.
+    async fn read_final_reply(&mut self) -> Result<UpstreamReply, UpstreamError> {
+        let wait = self.settings.data_end_timeout;
+        let Some(c) = self.conn.as_mut() else {
+            return Err(UpstreamError::Dropped("end of DATA"));
+        };
+        let r = c.read_reply(wait, "end of DATA").await;
+        self.in_transaction = false;
+        match r {
+            Ok(reply) if reply.code == 421 => {
+                self.conn = None;
+                Err(UpstreamError::Refused {
+                    stage: "end of DATA",
+                    reply: reply.summary(),
+                })
+            }
+            Ok(reply) => Ok(reply),
+            Err(e) => {
+                self.conn = None;
+                Err(e)
+            }
+        }
     }
 
     pub async fn write_text(&mut self, text: &[u8]) -> Result<(), UpstreamError> {
@@ -447,26 +465,7 @@ impl SmtpLeg {
         self.stuffer
             .finish(self.last_text_ended_crlf, &mut self.wbuf);
         self.flush_wbuf().await?;
-        let wait = self.settings.data_end_timeout;
-        let Some(c) = self.conn.as_mut() else {
-            return Err(UpstreamError::Dropped("end of DATA"));
-        };
-        let r = c.read_reply(wait, "end of DATA").await;
-        self.in_transaction = false;
-        match r {
-            Ok(reply) if reply.code == 421 => {
-                self.conn = None;
-                Err(UpstreamError::Refused {
-                    stage: "end of DATA",
-                    reply: reply.summary(),
-                })
-            }
-            Ok(reply) => Ok(reply),
-            Err(e) => {
-                self.conn = None;
-                Err(e)
-            }
-        }
+        self.read_final_reply().await
     }
 
     /// The last chunk, then every reply still owed: the first refusal, or the final verdict.
@@ -485,28 +484,10 @@ impl SmtpLeg {
         while self.bdat.as_ref().is_some_and(|b| b.in_flight > 0) {
             self.read_chunk_reply().await?;
         }
-        let wait = self.settings.data_end_timeout;
-        let Some(c) = self.conn.as_mut() else {
-            return Err(UpstreamError::Dropped("end of DATA"));
-        };
-        let r = c.read_reply(wait, "end of DATA").await;
         let refused = self.bdat.take().and_then(|b| b.refused);
         self.wbuf.clear();
-        self.in_transaction = false;
-        match r {
-            Ok(reply) if reply.code == 421 => {
-                self.conn = None;
-                Err(UpstreamError::Refused {
-                    stage: "end of DATA",
-                    reply: reply.summary(),
-                })
-            }
-            Ok(reply) => Ok(refused.unwrap_or(reply)),
-            Err(e) => {
-                self.conn = None;
-                Err(e)
-            }
-        }
+        let reply = self.read_final_reply().await?;
+        Ok(refused.unwrap_or(reply))
     }
 
     pub fn abort(&mut self) {
