@@ -881,3 +881,85 @@ async fn pooled_connections_carry_bdat_transactions_one_after_another() {
         assert!(strip_received(&t.data).ends_with(format!("message {i}\r\n").as_bytes()));
     }
 }
+
+/// A message of about `size` bytes of text lines.
+fn message_of(size: usize) -> Vec<u8> {
+    let mut text = b"Subject: x\r\n\r\n".to_vec();
+    while text.len() < size {
+        text.extend_from_slice(b"text text text text text text text text text text\r\n");
+    }
+    text
+}
+
+#[tokio::test]
+async fn a_refused_chunk_is_never_followed_by_last_and_its_connection_is_not_reused() {
+    // Two full chunks and a rest: the refusal of the first is still unread when the client's
+    // text ends, so the gate must collect it before deciding to send LAST.
+    let up = Upstream::start(Script {
+        refuse_chunk: Some((1, "452 4.3.1 Insufficient system storage")),
+        ..chunking()
+    })
+    .await;
+    let g = relay_gate(&up, "").await;
+    let mut c = session(&g).await;
+    let r = c
+        .send_message(
+            "app@contoso.com",
+            &["bob@example.org"],
+            &message_of(150_000),
+        )
+        .await;
+    assert_eq!(r, "452 4.3.1 Insufficient system storage\r\n");
+    c.cmd("QUIT", "221").await;
+    let t = up.transactions();
+    assert!(!t[0].completed, "LAST was sent after a refused chunk");
+    assert_eq!(t[0].bdat_chunks, 2, "only the two full chunks went out");
+    // The next session does not get the failed transaction's connection from the pool.
+    let mut c = session(&g).await;
+    let r = c
+        .send_message(
+            "app@contoso.com",
+            &["bob@example.org"],
+            b"Subject: y\r\n\r\nhi\r\n",
+        )
+        .await;
+    assert!(r.starts_with("250 "), "{r:?}");
+    assert_eq!(up.connections.load(std::sync::atomic::Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn without_pipelining_each_chunk_waits_for_its_reply() {
+    let text = message_of(600_000);
+    let (r, t) = through(
+        Script {
+            no_pipelining: true,
+            ..chunking()
+        },
+        "",
+        &text,
+    )
+    .await;
+    assert!(r.starts_with("250 "), "{r:?}");
+    assert!(t[0].bdat_chunks > 4);
+    assert!(
+        !t[0].pipelined && !t[0].bdat_pipelined,
+        "pipelined without PIPELINING"
+    );
+    assert_eq!(strip_received(&t[0].data), text.as_slice());
+}
+
+#[tokio::test]
+async fn odd_replies_to_last_are_451_never_passed_as_a_verdict() {
+    for end in ["421 4.3.2 Service shutting down", "354 go on"] {
+        let (r, _) = through(
+            Script {
+                end_reply: Some(end),
+                ..chunking()
+            },
+            "",
+            b"Subject: x\r\n\r\nhi\r\n",
+        )
+        .await;
+        assert!(r.starts_with("451 4.4."), "{end}: {r:?}");
+    }
+}

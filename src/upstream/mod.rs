@@ -187,10 +187,15 @@ impl Upstream {
 
     /// Message text, unstuffed, lines ending in CRLF.
     pub async fn write_text(&mut self, text: &[u8]) -> Result<(), UpstreamError> {
-        match self {
+        let r = match self {
             Upstream::Smtp(l) => l.write_text(text).await,
             Upstream::Directory(l) => l.write_text(text).await,
+        };
+        // Trouble while sending (with BDAT: a chunk's reply) is trouble with the upstream.
+        if let Err(e) = &r {
+            count(&Err(e));
         }
+        r
     }
 
     /// End the message and get the upstream's final word on it.

@@ -22,8 +22,10 @@ const WRITE_CHUNK: usize = 64 * 1024;
 /// Room kept at the front of the write buffer for a `BDAT <size> [LAST]` command line, so a
 /// chunk goes out in one write without copying it behind its command.
 const BDAT_HEADROOM: usize = 32;
-/// BDAT chunks sent before their replies are read: enough to keep the upstream busy, few
-/// enough that its replies never fill its send buffer while the gate is still writing.
+/// BDAT chunks sent before their replies are read, when the upstream offers PIPELINING (RFC
+/// 3030 lets a client pipeline chunks only then): enough to keep the upstream busy, few enough
+/// that its replies never fill its send buffer while the gate is still writing. Without
+/// PIPELINING each chunk's reply is read before the next chunk.
 const MAX_CHUNKS_IN_FLIGHT: usize = 4;
 /// Bounds on an upstream reply, so a broken upstream cannot make the gate buffer without end.
 const MAX_REPLY_LINE: usize = 4096;
@@ -87,8 +89,9 @@ pub struct SmtpLeg {
 }
 
 /// A message being sent with BDAT (RFC 3030): raw text, no dot-stuffing, no 354 to wait for.
-#[derive(Default)]
 struct Bdat {
+    /// Chunks that may be sent before the oldest reply is read.
+    max_in_flight: usize,
     /// Chunks sent whose 250 has not been read yet.
     in_flight: usize,
     /// The first refused chunk: the rest of the message is discarded and this is the verdict.
@@ -311,10 +314,17 @@ impl SmtpLeg {
         self.wbuf.clear();
         self.last_text_ended_crlf = true;
         self.bdat = None;
-        let chunking =
-            self.settings.chunking && self.conn.as_ref().is_some_and(|c| c.caps.chunking);
-        if chunking {
-            self.bdat = Some(Bdat::default());
+        let caps = self.conn.as_ref().map(|c| c.caps).unwrap_or_default();
+        if self.settings.chunking && caps.chunking {
+            self.bdat = Some(Bdat {
+                max_in_flight: if caps.pipelining {
+                    MAX_CHUNKS_IN_FLIGHT
+                } else {
+                    0
+                },
+                in_flight: 0,
+                refused: None,
+            });
             self.wbuf.resize(BDAT_HEADROOM, 0);
             return Ok(UpstreamReply::local(
                 354,
@@ -330,8 +340,7 @@ impl SmtpLeg {
     }
 
     /// Send what `wbuf` holds after its headroom as one BDAT chunk, then read replies to
-    /// earlier chunks down to `MAX_CHUNKS_IN_FLIGHT` (all of them for the last chunk is the
-    /// caller's job).
+    /// earlier chunks down to the in-flight bound (the caller reads the last chunk's reply).
     async fn send_chunk(&mut self, last: bool) -> Result<(), UpstreamError> {
         let size = self.wbuf.len() - BDAT_HEADROOM;
         let command = if last {
@@ -352,7 +361,7 @@ impl SmtpLeg {
         while self
             .bdat
             .as_ref()
-            .is_some_and(|b| b.in_flight > MAX_CHUNKS_IN_FLIGHT)
+            .is_some_and(|b| b.in_flight > b.max_in_flight)
         {
             self.read_chunk_reply().await?;
         }
@@ -378,6 +387,15 @@ impl SmtpLeg {
                 stage: "BDAT",
                 reply: reply.summary(),
             });
+        }
+        if (300..400).contains(&reply.code) {
+            // A chunk is answered 2xx, 4xx or 5xx; anything else is not an SMTP server we can
+            // trust with the rest of the message.
+            self.abort();
+            return Err(UpstreamError::Protocol(format!(
+                "unexpected reply to BDAT: {}",
+                reply.summary()
+            )));
         }
         let bdat = self.bdat.as_mut().expect("BDAT mode");
         bdat.in_flight -= 1;
@@ -469,10 +487,18 @@ impl SmtpLeg {
     }
 
     /// The last chunk, then every reply still owed: the first refusal, or the final verdict.
+    ///
+    /// Every earlier chunk's reply is read before LAST goes out: LAST must never follow a
+    /// refused chunk (an upstream could then deliver the message, or part of it, while the
+    /// client is told to retry). That costs one round trip, and only for messages of more than
+    /// one chunk. A refused message's connection is closed, not pooled: the upstream may still
+    /// hold the failed transaction.
     async fn finish_bdat(&mut self) -> Result<UpstreamReply, UpstreamError> {
-        let refused_early = self.bdat.as_ref().and_then(|b| b.refused.clone());
-        if let Some(reply) = refused_early {
-            // Never send LAST for a refused message: closing discards it (RFC 3030 section 4).
+        while self.bdat.as_ref().is_some_and(|b| b.in_flight > 0) {
+            self.read_chunk_reply().await?;
+        }
+        let refused = self.bdat.as_ref().and_then(|b| b.refused.clone());
+        if let Some(reply) = refused {
             self.abort();
             return Ok(reply);
         }
@@ -481,13 +507,17 @@ impl SmtpLeg {
             self.wbuf.extend_from_slice(b"\r\n");
         }
         self.send_chunk(true).await?;
-        while self.bdat.as_ref().is_some_and(|b| b.in_flight > 0) {
-            self.read_chunk_reply().await?;
-        }
-        let refused = self.bdat.take().and_then(|b| b.refused);
+        self.bdat = None;
         self.wbuf.clear();
         let reply = self.read_final_reply().await?;
-        Ok(refused.unwrap_or(reply))
+        if (300..400).contains(&reply.code) {
+            self.conn = None;
+            return Err(UpstreamError::Protocol(format!(
+                "unexpected reply to BDAT LAST: {}",
+                reply.summary()
+            )));
+        }
+        Ok(reply)
     }
 
     pub fn abort(&mut self) {

@@ -297,6 +297,8 @@ pub struct Script {
     pub chunking: bool,
     /// Answer the BDAT chunk with this number (1-based, not the LAST one) with this line.
     pub refuse_chunk: Option<(usize, &'static str)>,
+    /// Do not offer PIPELINING.
+    pub no_pipelining: bool,
 }
 
 /// One transaction as the upstream saw it.
@@ -315,6 +317,9 @@ pub struct Received {
     /// BDAT commands received (0: the message came with DATA). With BDAT, `data` is the
     /// chunks' raw bytes, not dot-stuffed.
     pub bdat_chunks: usize,
+    /// More input was already waiting when a non-LAST chunk was answered (the client did not
+    /// wait for that reply: it pipelined).
+    pub bdat_pipelined: bool,
 }
 
 pub struct Upstream {
@@ -429,7 +434,12 @@ async fn upstream_session(
             } else {
                 ""
             };
-            format!("250-upstream.test\r\n250-PIPELINING\r\n{starttls}{chunking}250-8BITMIME\r\n250-SMTPUTF8\r\n250 SIZE 100000000")
+            let pipelining = if script.no_pipelining {
+                ""
+            } else {
+                "250-PIPELINING\r\n"
+            };
+            format!("250-upstream.test\r\n{pipelining}{starttls}{chunking}250-8BITMIME\r\n250-SMTPUTF8\r\n250 SIZE 100000000")
         } else if upper == "STARTTLS" && script.starttls.is_some() && !tls {
             if s.write_all(b"220 2.0.0 ready\r\n").await.is_err() {
                 return;
@@ -502,6 +512,11 @@ async fn upstream_session(
                 return;
             }
             if !last {
+                if !buf.is_empty() {
+                    if let Some(i) = current {
+                        log.lock().unwrap()[i].bdat_pipelined = true;
+                    }
+                }
                 match script.refuse_chunk {
                     Some((n, r)) if n == chunks => r.to_string(),
                     _ => format!("250 2.0.0 {size} octets received"),
