@@ -185,12 +185,9 @@ fn raise_open_files_limit() -> Option<u64> {
 }
 
 fn serve(config: PathBuf) -> ExitCode {
-    let settings = match Config::load(&config).and_then(|c| c.validate()) {
+    let settings = match load_settings(&config) {
         Ok(s) => Arc::new(s),
-        Err(e) => {
-            eprintln!("relaygate: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     init_logging(&settings);
     if let Some(files) = raise_open_files_limit() {
@@ -261,8 +258,8 @@ fn serve(config: PathBuf) -> ExitCode {
     })
 }
 
-/// Load and validate a configuration for a one-shot command; exit status 2 when it fails.
-fn settings_for_tool(config: &std::path::Path) -> Result<Settings, ExitCode> {
+/// Load and validate a configuration before anything runs; exit status 2 when it fails.
+fn load_settings(config: &std::path::Path) -> Result<Settings, ExitCode> {
     Config::load(config)
         .and_then(|c| c.validate())
         .map_err(|e| {
@@ -289,7 +286,7 @@ fn check(args: CheckArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let settings = match settings_for_tool(&args.config) {
+    let settings = match load_settings(&args.config) {
         Ok(s) => s,
         Err(code) => return code,
     };
