@@ -488,8 +488,10 @@ pub struct SmtpUpstreamSettings {
     pub data_end_timeout: Duration,
     /// Use BDAT when the upstream offers CHUNKING.
     pub chunking: bool,
-    /// Idle upstream connections kept for reuse across sessions (a reload starts a new pool).
-    pub pool: crate::upstream::Pool,
+    /// Idle upstream connections kept for reuse across sessions (the pool itself belongs to
+    /// the `upstream::Connector` built from these settings; a reload starts a new one).
+    pub pool_max_idle: usize,
+    pub pool_idle_timeout: Duration,
 }
 
 impl fmt::Debug for UpstreamSettings {
@@ -1104,10 +1106,8 @@ impl UpstreamConfig {
                     reply_timeout: Duration::from_secs(self.reply_timeout_secs),
                     data_end_timeout: Duration::from_secs(self.data_end_timeout_secs),
                     chunking: self.chunking,
-                    pool: crate::upstream::Pool::new(
-                        self.pool_max_idle,
-                        Duration::from_secs(self.pool_idle_timeout_secs),
-                    ),
+                    pool_max_idle: self.pool_max_idle,
+                    pool_idle_timeout: Duration::from_secs(self.pool_idle_timeout_secs),
                 })))
             }
             other => Err(invalid(

@@ -2,7 +2,7 @@
 //! November 2023 "Updated requirements for SMTP relay") before the cloud does, and forwards
 //! every accepted transaction upstream without ever losing one.
 //!
-//! Data flows one way: bytes → [`smtp`] session → facts → [`policy`] → verdict → session →
+//! Data flows one way: bytes → [`session`] → facts → [`policy`] → verdict → session →
 //! [`upstream`]. The policy never sees a socket; the session never decides a rule.
 
 pub mod admin;
@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod policy;
 pub mod proxy;
 pub mod server;
+pub mod session;
 pub mod smtp;
 pub mod stream;
 pub mod tls;

@@ -8,7 +8,8 @@
 use crate::config::Settings;
 use crate::metrics::metrics;
 use crate::proxy;
-use crate::smtp::{run_session, Peer, Phase};
+use crate::session::{run_session, Peer, Phase};
+use crate::upstream::Connector;
 use std::collections::HashMap;
 use std::future::Future;
 use std::io;
@@ -99,6 +100,23 @@ impl Drop for Ticket {
     }
 }
 
+/// One configuration in force, with the runtime objects built from it: the upstream connector
+/// (and its pool) belongs to the configuration that made it, so a reload starts a new one.
+struct Generation {
+    settings: Arc<Settings>,
+    connector: Arc<Connector>,
+}
+
+impl Generation {
+    fn new(settings: Arc<Settings>) -> Arc<Generation> {
+        let connector = Connector::new(&settings.upstream, &settings.server.hostname);
+        Arc::new(Generation {
+            settings,
+            connector: Arc::new(connector),
+        })
+    }
+}
+
 /// Run with a fixed configuration (tests, and callers without reload).
 pub async fn run(
     listeners: Vec<TcpListener>,
@@ -121,11 +139,20 @@ pub async fn run_reloadable(
 ) {
     let admission = Arc::new(Admission::default());
     let (phase_tx, phase_rx) = watch::channel(Phase::Running);
+    let (generation_tx, generation) =
+        watch::channel(Generation::new(Arc::clone(&settings.borrow())));
     let mut accept_tasks = tokio::task::JoinSet::new();
+    let mut reloads = settings.clone();
+    accept_tasks.spawn(async move {
+        while reloads.changed().await.is_ok() {
+            let next = Arc::clone(&reloads.borrow_and_update());
+            let _ = generation_tx.send(Generation::new(next));
+        }
+    });
     for listener in listeners {
         accept_tasks.spawn(accept_loop(
             listener,
-            settings.clone(),
+            generation.clone(),
             Arc::clone(&admission),
             phase_rx.clone(),
         ));
@@ -179,7 +206,7 @@ fn refuse(stream: TcpStream, hostname: &str, why: &str) {
 
 async fn accept_loop(
     listener: TcpListener,
-    settings: watch::Receiver<Arc<Settings>>,
+    generation: watch::Receiver<Arc<Generation>>,
     admission: Arc<Admission>,
     phase: watch::Receiver<Phase>,
 ) {
@@ -197,8 +224,8 @@ async fn accept_loop(
         };
         backoff = Duration::from_millis(10);
         metrics().connections.inc();
-        let settings = Arc::clone(&settings.borrow());
-        let server = &settings.server;
+        let current = Arc::clone(&generation.borrow());
+        let server = &current.settings.server;
         let Some(mut ticket) = admission.enter(server.max_connections) else {
             tracing::info!(peer = %addr, "refused: max_connections reached");
             refuse(stream, &server.hostname, "Too many connections");
@@ -226,7 +253,7 @@ async fn accept_loop(
                 let _ = phase.wait_for(|p| *p == Phase::Stopped).await;
             };
             tokio::select! {
-                _ = serve_connection(stream, addr, settings, admission, ticket, session_phase) => {}
+                _ = serve_connection(stream, addr, current, admission, ticket, session_phase) => {}
                 _ = stopped => {}
             }
         });
@@ -236,11 +263,12 @@ async fn accept_loop(
 async fn serve_connection(
     mut stream: TcpStream,
     addr: SocketAddr,
-    settings: Arc<Settings>,
+    generation: Arc<Generation>,
     admission: Arc<Admission>,
     mut ticket: Ticket,
     phase: watch::Receiver<Phase>,
 ) {
+    let settings = &generation.settings;
     let server = &settings.server;
     let (peer, early) = match &server.proxy_protocol {
         None => (addr, Vec::new()),
@@ -268,6 +296,14 @@ async fn serve_connection(
             }
         }
     };
-    run_session(stream, Peer { addr: peer, early }, settings, phase).await;
+    let upstream = generation.connector.leg();
+    run_session(
+        stream,
+        Peer { addr: peer, early },
+        Arc::clone(settings),
+        upstream,
+        phase,
+    )
+    .await;
     drop(ticket);
 }

@@ -181,7 +181,7 @@ async fn unreachable_upstream_is_451_at_rcpt() {
     let r = c.cmd("RCPT TO:<bob@example.org>", "451").await;
     assert_exo_reply(
         &r,
-        "451 4.4.1 Temporary server error. Please try again later (upstream unreachable: ",
+        "451 4.4.1 Temporary server error. Please try again later [",
     );
 }
 
@@ -196,7 +196,11 @@ async fn upstream_refusing_the_session_is_451() {
     let mut c = session(&g).await;
     c.cmd("MAIL FROM:<app@contoso.com>", "250").await;
     let r = c.cmd("RCPT TO:<bob@example.org>", "451 4.4.3").await;
-    assert!(r.contains("554 5.7.1 go away"), "{r:?}");
+    // The upstream's words go to the log, not to the client.
+    assert_exo_reply(
+        &r,
+        "451 4.4.3 Temporary server error. Please try again later [",
+    );
 }
 
 #[tokio::test]
@@ -250,7 +254,7 @@ async fn upstream_dropping_after_the_final_dot_without_a_reply_is_451() {
         .await;
     assert_exo_reply(
         &r,
-        "451 4.4.2 Temporary server error. Please try again later (upstream closed the connection (end of DATA))",
+        "451 4.4.2 Temporary server error. Please try again later [",
     );
 }
 
@@ -273,7 +277,7 @@ async fn silent_upstream_times_out_into_451() {
         .await;
     assert_exo_reply(
         &r,
-        "451 4.4.2 Temporary server error. Please try again later (upstream did not answer in time (end of DATA))",
+        "451 4.4.2 Temporary server error. Please try again later [",
     );
 }
 
@@ -390,7 +394,9 @@ async fn the_small_commands_answer() {
     c.cmd("HELP", "214 2.0.0").await;
     c.cmd("HELO x", "250 gate.contoso.com").await;
     c.cmd("AUTH PLAIN AGZvbwBiYXI=", "502 5.5.1").await;
-    c.cmd("BDAT 10 LAST", "502 5.5.1").await;
+    // BDAT is not offered: its payload is skipped, never read as commands.
+    c.send(b"BDAT 6 LAST\r\nQUIT\r\n").await;
+    assert!(c.reply().await.starts_with("502 5.5.1"));
     c.cmd("FOO bar", "500 5.5.1").await;
     c.cmd("QUIT", "221 2.0.0").await;
 }
@@ -564,7 +570,10 @@ async fn required_upstream_tls_fails_closed_without_starttls() {
     let mut c = session(&g).await;
     c.cmd("MAIL FROM:<app@contoso.com>", "250").await;
     let r = c.cmd("RCPT TO:<bob@example.org>", "451 4.4.3").await;
-    assert!(r.contains("does not offer STARTTLS"), "{r:?}");
+    assert_exo_reply(
+        &r,
+        "451 4.4.3 Temporary server error. Please try again later [",
+    );
     assert!(
         up.transactions().is_empty(),
         "nothing was sent in clear text"
@@ -591,7 +600,10 @@ async fn required_upstream_tls_fails_closed_on_an_unverifiable_certificate() {
     let mut c = session(&g).await;
     c.cmd("MAIL FROM:<app@contoso.com>", "250").await;
     let r = c.cmd("RCPT TO:<bob@example.org>", "451 4.4.3").await;
-    assert!(r.contains("upstream TLS failed"), "{r:?}");
+    assert_exo_reply(
+        &r,
+        "451 4.4.3 Temporary server error. Please try again later [",
+    );
     assert!(up.transactions().is_empty());
 }
 
@@ -676,8 +688,11 @@ async fn an_upstream_that_never_accepts_the_connection_times_out_into_451() {
     let mut c = session(&g).await;
     c.cmd("MAIL FROM:<app@contoso.com>", "250").await;
     // connect_timeout_secs = 3; the greeting never comes either way.
-    let r = c.cmd("RCPT TO:<bob@example.org>", "451 4.4.").await;
-    assert!(r.contains("did not answer in time"), "{r:?}");
+    let r = c.cmd("RCPT TO:<bob@example.org>", "451 4.4.1").await;
+    assert_exo_reply(
+        &r,
+        "451 4.4.1 Temporary server error. Please try again later [",
+    );
     drop(listener);
 }
 

@@ -10,7 +10,7 @@
 //! The encoder dot-stuffs after ANY line break (CR or LF), so even if a bare line break ever
 //! slipped through, a lenient upstream could not read a `.` line as the end of the data.
 
-use memchr::memchr2;
+use memchr::{memchr2, memchr3};
 
 /// Why a message's text is unacceptable. The data is still read to its end, so the session can
 /// answer and go on.
@@ -20,6 +20,9 @@ pub enum DataError {
     BareLineBreak,
     /// A line longer than the configured maximum.
     LineTooLong,
+    /// A NUL octet: only BODY=BINARYMIME may carry one, and an upstream that drops NULs would
+    /// read `CRLF NUL . CRLF` as the end of the data.
+    Nul,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,9 +83,9 @@ impl DataDecoder {
             match self.state {
                 State::Done => return (i, true),
                 State::Text | State::LineStart if self.state == State::Text || input[i] != b'.' => {
-                    // Fast path: copy everything up to the next CR or LF in one go.
+                    // Fast path: copy everything up to the next CR, LF or NUL in one go.
                     let rest = &input[i..];
-                    let n = memchr2(b'\r', b'\n', rest).unwrap_or(rest.len());
+                    let n = memchr3(b'\r', b'\n', 0, rest).unwrap_or(rest.len());
                     if n > 0 {
                         self.line_len += n;
                         if self.line_len > self.max_line_length {
@@ -95,9 +98,12 @@ impl DataDecoder {
                         self.state = State::Text;
                         continue;
                     }
-                    // At a CR or LF.
+                    // At a CR, LF or NUL.
                     if input[i] == b'\r' {
                         self.state = State::TextCr;
+                    } else if input[i] == 0 {
+                        self.fail(DataError::Nul);
+                        self.state = State::Text;
                     } else {
                         // LF without CR: a bare LF. It ends nothing.
                         self.fail(DataError::BareLineBreak);
@@ -288,10 +294,30 @@ mod tests {
 
     #[test]
     fn eight_bit_bytes_pass_unchanged() {
-        let wire = b"caf\xc3\xa9 \xff\x00\x80\r\n.\r\n";
+        let wire = b"caf\xc3\xa9 \xff\x01\x80\r\n.\r\n";
         let (out, _, done, err) = decode_all(wire, 2);
         assert!(done && err.is_none());
-        assert_eq!(out, b"caf\xc3\xa9 \xff\x00\x80\r\n");
+        assert_eq!(out, b"caf\xc3\xa9 \xff\x01\x80\r\n");
+    }
+
+    #[test]
+    fn nul_is_flagged_wherever_it_stands_and_the_data_still_ends() {
+        for wire in [
+            &b"a\x00b\r\n.\r\n"[..],
+            b"\x00\r\n.\r\n",
+            b"a\r\n.\x00\r\n.\r\n",
+            b"a\r\x00\n\r\n.\r\n",
+            b"a\r\n\x00.\r\n.\r\n",
+        ] {
+            for chunk in [1, 2, 64] {
+                let (_, used, done, err) = decode_all(wire, chunk);
+                assert!(done, "{wire:?} did not end");
+                assert_eq!(used, wire.len(), "{wire:?}");
+                assert!(err.is_some(), "{wire:?} passed");
+            }
+        }
+        let (_, _, _, err) = decode_all(b"a\x00b\r\n.\r\n", 1);
+        assert_eq!(err, Some(DataError::Nul));
     }
 
     #[test]

@@ -1,10 +1,8 @@
-//! The SMTP server side: the session state machine, its replies, DATA un/stuffing and header
-//! capture. Protocol only: every rule question goes to [`crate::policy`].
+//! SMTP on the wire, shared by both legs: command parsing, the gate's replies, DATA un/stuffing
+//! and header capture. Protocol only: every rule question goes to [`crate::policy`], and the
+//! session that uses these lives in [`crate::session`].
 
 pub mod command;
 pub mod data;
 pub mod header;
 pub mod reply;
-mod session;
-
-pub use session::{run_session, Peer, Phase};

@@ -2,17 +2,20 @@
 //!
 //! Two kinds: an SMTP server (usually Exchange Online) driven command by command, so every
 //! recipient gets the upstream's own verdict and DATA streams; or a directory, for trying the
-//! gate with nothing else running. Either way the session answers 250 to DATA only after the
-//! upstream did (or the file is fsynced and renamed): nothing is ever lost at the gate.
+//! gate with nothing else running. Either way the session answers 250 to the message only after
+//! the upstream did (or the file is fsynced and renamed): nothing is ever lost at the gate.
 //!
-//! A leg lives as long as the client session and keeps its connection between transactions
-//! (RSET in between), which is the seam a shared connection pool will
-//! use later.
+//! A [`Connector`] is built from the settings and owns what legs share (the connection pool);
+//! each client session gets its own leg from it, so a session can be driven against any
+//! upstream, including the in-memory one of the fault simulation.
 
-mod directory;
+mod connection;
+mod connector;
+pub mod directory;
 mod pool;
 mod smtp;
 
+pub use connector::{Connector, Dial, Dialing, Transport};
 pub use directory::DirectoryLeg;
 pub use pool::Pool;
 pub use smtp::SmtpLeg;
@@ -80,28 +83,31 @@ pub enum UpstreamError {
     Tls(String),
     #[error("upstream refused the session at {stage}: {reply}")]
     Refused { stage: &'static str, reply: String },
-    #[error("upstream protocol error: {0}")]
-    Protocol(String),
+    /// A reply that does not fit its command, mixed codes in one reply, or bytes when no reply
+    /// was owed: the connection cannot be trusted with anything more.
+    #[error("upstream out of step: {0}")]
+    OutOfStep(String),
     #[error("upstream storage failed: {0}")]
     Storage(String),
 }
 
 impl UpstreamError {
     /// The 4xx the client gets. Enhanced codes per RFC 3463: 4.4.1 no answer from host,
-    /// 4.4.2 bad connection, 4.4.3 other routing/system trouble.
+    /// 4.4.2 bad connection, 4.4.3 other routing/system trouble. The text is Exchange Online's
+    /// generic one: the detail (addresses, paths, the upstream's words) goes to the log, under
+    /// the session id the reply's suffix carries, never to the client.
     pub fn reply(&self) -> Reply {
         let enhanced = match self {
             UpstreamError::Connect(_) | UpstreamError::Timeout("connect") => "4.4.1",
             UpstreamError::Timeout(_) | UpstreamError::Dropped(_) => "4.4.2",
             _ => "4.4.3",
         };
-        Reply::new(
-            451,
-            enhanced,
-            format!("Temporary server error. Please try again later ({self})"),
-        )
+        Reply::new(451, enhanced, TEMPORARY_FAILURE)
     }
 }
+
+/// The text of every 451 the gate makes for upstream trouble.
+pub const TEMPORARY_FAILURE: &str = "Temporary server error. Please try again later";
 
 /// The upstream leg of one client session.
 pub enum Upstream {
@@ -121,15 +127,6 @@ pub struct ClientFacts {
 }
 
 impl Upstream {
-    pub fn new(settings: &UpstreamSettings, helo_name: &str) -> Upstream {
-        match settings {
-            UpstreamSettings::Smtp(s) => Upstream::Smtp(SmtpLeg::new(Arc::clone(s), helo_name)),
-            UpstreamSettings::Directory { path } => {
-                Upstream::Directory(Box::new(DirectoryLeg::new(path.clone())))
-            }
-        }
-    }
-
     /// Open the upstream transaction with its first recipient (connecting first if needed):
     /// MAIL's reply, and RCPT's when MAIL was accepted.
     pub async fn mail_rcpt(
@@ -237,10 +234,12 @@ impl Upstream {
 /// STARTTLS. Directory: a file can be created in it. The error says why not.
 pub async fn probe(settings: &UpstreamSettings, helo_name: &str) -> Result<(), String> {
     match settings {
-        UpstreamSettings::Smtp(s) => SmtpLeg::new(Arc::clone(s), helo_name)
-            .probe()
-            .await
-            .map_err(|e| e.to_string()),
+        UpstreamSettings::Smtp(s) => {
+            // A connector of its own, without the pool: a probe sees what a new connection
+            // would meet.
+            let probe = Connector::new(&UpstreamSettings::Smtp(Arc::clone(s)), helo_name);
+            probe.probe().await.map_err(|e| e.to_string())
+        }
         UpstreamSettings::Directory { path } => {
             // The directory leg creates the directory at the first message; so does the probe.
             tokio::fs::create_dir_all(path)

@@ -6,10 +6,12 @@
 //! (after a successful RSET), so no connection carries two transactions at once.
 
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+// tokio's clock, so the fault simulation's paused time ages idle connections too.
+use tokio::time::Instant;
 
 /// A bounded stack of idle connections (most recently used first, so the rest age out).
-pub struct Pool<C = super::smtp::Connection> {
+pub struct Pool<C> {
     idle: Mutex<Vec<(C, Instant)>>,
     max_idle: usize,
     idle_timeout: Duration,

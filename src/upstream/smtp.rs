@@ -2,17 +2,18 @@
 //!
 //! SMTP client crates abort on the first refused RCPT and want the whole message in memory, so
 //! the gate speaks the client side itself: it needs each recipient's own reply and a streamed
-//! DATA. Commands are rebuilt from parsed values, never copied from the client.
+//! DATA. Commands are rebuilt from parsed values, never copied from the client. Every reply is
+//! checked against its command ([`Expect`]); any trouble drops the connection, so a connection
+//! that comes back to the pool is always between transactions and in step.
 
+use super::connection::{Connection, Expect};
+use super::connector::SmtpShared;
 use super::{format_path, Envelope, UpstreamError, UpstreamReply};
-use crate::config::{SmtpUpstreamSettings, UpstreamTls};
+use crate::config::UpstreamTls;
 use crate::smtp::data::DotStuffer;
 use crate::stream::MaybeTls;
-use memchr::memchr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::time::timeout;
 
 /// A pooled connection idle longer than this is checked with NOOP before reuse.
@@ -27,56 +28,10 @@ const BDAT_HEADROOM: usize = 32;
 /// that its replies never fill its send buffer while the gate is still writing. Without
 /// PIPELINING each chunk's reply is read before the next chunk.
 const MAX_CHUNKS_IN_FLIGHT: usize = 4;
-/// Bounds on an upstream reply, so a broken upstream cannot make the gate buffer without end.
-const MAX_REPLY_LINE: usize = 4096;
-const MAX_REPLY_LINES: usize = 128;
-
-/// What the upstream's EHLO reply offered.
-#[derive(Debug, Default, Clone, Copy)]
-struct Capabilities {
-    pipelining: bool,
-    starttls: bool,
-    size: bool,
-    eight_bit_mime: bool,
-    smtputf8: bool,
-    chunking: bool,
-}
-
-impl Capabilities {
-    fn from_ehlo(reply: &UpstreamReply) -> Capabilities {
-        let mut caps = Capabilities::default();
-        for line in String::from_utf8_lossy(&reply.raw).lines().skip(1) {
-            let kw = line
-                .get(4..)
-                .unwrap_or("")
-                .split_whitespace()
-                .next()
-                .unwrap_or("");
-            match kw.to_ascii_uppercase().as_str() {
-                "STARTTLS" => caps.starttls = true,
-                "PIPELINING" => caps.pipelining = true,
-                "SIZE" => caps.size = true,
-                "8BITMIME" => caps.eight_bit_mime = true,
-                "SMTPUTF8" => caps.smtputf8 = true,
-                "CHUNKING" => caps.chunking = true,
-                _ => {}
-            }
-        }
-        caps
-    }
-}
-
-/// One upstream SMTP connection, past greeting, EHLO and STARTTLS.
-pub struct Connection {
-    stream: MaybeTls<TcpStream>,
-    rbuf: Vec<u8>,
-    caps: Capabilities,
-}
 
 /// One client session's SMTP upstream.
 pub struct SmtpLeg {
-    settings: Arc<SmtpUpstreamSettings>,
-    helo_name: String,
+    shared: Arc<SmtpShared>,
     conn: Option<Connection>,
     /// The connection came from the pool (it may have been closed by the upstream meanwhile).
     reused: bool,
@@ -99,10 +54,9 @@ struct Bdat {
 }
 
 impl SmtpLeg {
-    pub fn new(settings: Arc<SmtpUpstreamSettings>, helo_name: &str) -> SmtpLeg {
+    pub(super) fn new(shared: Arc<SmtpShared>) -> SmtpLeg {
         SmtpLeg {
-            settings,
-            helo_name: helo_name.to_string(),
+            shared,
             conn: None,
             reused: false,
             in_transaction: false,
@@ -113,27 +67,29 @@ impl SmtpLeg {
         }
     }
 
-    async fn connect(&self) -> Result<Connection, UpstreamError> {
-        let s = &self.settings;
-        let tcp = match timeout(s.connect_timeout, TcpStream::connect(&s.address)).await {
+    fn reply_timeout(&self) -> Duration {
+        self.shared.settings.reply_timeout
+    }
+
+    /// A new connection through greeting, EHLO and STARTTLS as configured.
+    pub(super) async fn connect(shared: &SmtpShared) -> Result<Connection, UpstreamError> {
+        let s = &shared.settings;
+        let stream = match timeout(s.connect_timeout, shared.dial.dial()).await {
             Err(_) => return Err(UpstreamError::Timeout("connect")),
             Ok(Err(e)) => return Err(UpstreamError::Connect(e.to_string())),
             Ok(Ok(t)) => t,
         };
-        let _ = tcp.set_nodelay(true);
-        let mut c = Connection {
-            stream: MaybeTls::Plain(tcp),
-            rbuf: Vec::with_capacity(1024),
-            caps: Capabilities::default(),
-        };
-        let greeting = c.read_reply(s.reply_timeout, "greeting").await?;
+        let mut c = Connection::new(stream);
+        let greeting = c
+            .read_expected(Expect::Ready, s.reply_timeout, "greeting")
+            .await?;
         if greeting.code != 220 {
             return Err(UpstreamError::Refused {
                 stage: "greeting",
                 reply: greeting.summary(),
             });
         }
-        c.hello(&self.helo_name, s.reply_timeout).await?;
+        c.hello(&shared.helo_name, s.reply_timeout).await?;
         match (s.tls, c.caps.starttls) {
             (UpstreamTls::None, _) | (UpstreamTls::Opportunistic, false) => {}
             (UpstreamTls::Required, false) => {
@@ -142,26 +98,27 @@ impl SmtpLeg {
                 ))
             }
             (_, true) => {
-                let reply = c.command("STARTTLS", s.reply_timeout, "STARTTLS").await?;
+                let reply = c
+                    .command("STARTTLS", Expect::Ready, s.reply_timeout, "STARTTLS")
+                    .await?;
                 if reply.code != 220 {
                     return Err(UpstreamError::Tls(format!(
                         "STARTTLS refused: {}",
                         reply.summary()
                     )));
                 }
-                // Anything the upstream sent before the handshake is not to be trusted.
-                c.rbuf.clear();
+                c.clear_input();
                 let config = s
                     .tls_config
                     .clone()
                     .ok_or_else(|| UpstreamError::Tls("no TLS configuration".into()))?;
                 let connector = tokio_rustls::TlsConnector::from(config);
-                let MaybeTls::Plain(tcp) = c.stream else {
-                    return Err(UpstreamError::Protocol("STARTTLS twice".into()));
+                let MaybeTls::Plain(plain) = c.stream else {
+                    return Err(UpstreamError::OutOfStep("STARTTLS twice".into()));
                 };
                 let tls = match timeout(
                     s.connect_timeout,
-                    connector.connect(s.tls_server_name.clone(), tcp),
+                    connector.connect(s.tls_server_name.clone(), plain),
                 )
                 .await
                 {
@@ -170,30 +127,28 @@ impl SmtpLeg {
                     Ok(Ok(t)) => t,
                 };
                 c.stream = MaybeTls::Client(Box::new(tls));
-                c.hello(&self.helo_name, s.reply_timeout).await?;
+                c.hello(&shared.helo_name, s.reply_timeout).await?;
             }
         }
         Ok(c)
     }
 
-    /// Readiness probe: a fresh connection through greeting, EHLO and STARTTLS as configured,
-    /// then QUIT. The pool is not used, so a probe sees what a new connection would meet.
-    pub async fn probe(&self) -> Result<(), UpstreamError> {
-        let mut c = self.connect().await?;
-        let _ = c.command("QUIT", self.settings.reply_timeout, "QUIT").await;
-        let _ = c.stream.shutdown().await;
-        Ok(())
-    }
-
+    /// A connection for the next transaction: a pooled one that is still in step (and, after
+    /// a while idle, still answers NOOP), else a new one.
     async fn conn(&mut self) -> Result<&mut Connection, UpstreamError> {
         if self.conn.is_none() {
             self.reused = false;
-            while let Some((mut c, idle)) = self.settings.pool.take() {
-                // A connection idle for a while may have been closed by the upstream: check it
-                // with NOOP first. A recently used one is tried directly (MAIL is retried on a
-                // fresh connection if it turns out to be dead).
+            let wait = self.reply_timeout();
+            while let Some((mut c, idle)) = self.shared.pool.take() {
+                // Anything the upstream sent while the connection sat idle (a stray line, its
+                // close) means it cannot carry a transaction. One idle for a while may have
+                // been dropped without a word: NOOP tells. A recently used one is tried
+                // directly (MAIL is retried on a new connection if it turns out dead).
+                if c.ensure_in_step("reuse").is_err() {
+                    continue;
+                }
                 if idle < POOL_CHECK_AFTER
-                    || matches!(c.command("NOOP", self.settings.reply_timeout, "NOOP").await, Ok(r) if r.code == 250)
+                    || matches!(c.command("NOOP", Expect::Completion, wait, "NOOP").await, Ok(r) if r.code == 250)
                 {
                     self.conn = Some(c);
                     self.reused = true;
@@ -202,7 +157,7 @@ impl SmtpLeg {
             }
         }
         if self.conn.is_none() {
-            self.conn = Some(self.connect().await?);
+            self.conn = Some(Self::connect(&self.shared).await?);
         }
         Ok(self.conn.as_mut().expect("just connected"))
     }
@@ -213,25 +168,32 @@ impl SmtpLeg {
         &mut self,
         lines: &[String],
         stage: &'static str,
-        wait: Duration,
     ) -> Result<Vec<UpstreamReply>, UpstreamError> {
+        let wait = self.reply_timeout();
         let c = self.conn().await?;
-        let r = c.commands(lines, wait, stage).await;
-        let closing = matches!(&r, Ok(replies) if replies.iter().any(|reply| reply.code == 421));
-        if r.is_err() || closing {
+        let r = c.commands(lines, Expect::Completion, wait, stage).await;
+        self.settle(r, stage)
+    }
+
+    /// Drop the connection after trouble or a 421 (the upstream is closing: for the client
+    /// that is trouble, not a verdict).
+    fn settle(
+        &mut self,
+        r: Result<Vec<UpstreamReply>, UpstreamError>,
+        stage: &'static str,
+    ) -> Result<Vec<UpstreamReply>, UpstreamError> {
+        let closing = r
+            .as_ref()
+            .ok()
+            .and_then(|replies| replies.iter().find(|reply| reply.code == 421))
+            .map(UpstreamReply::summary);
+        if r.is_err() || closing.is_some() {
             self.conn = None;
             self.in_transaction = false;
         }
-        match r {
-            // 421 means the upstream is closing: for the client that is trouble, not a verdict.
-            Ok(replies) if closing => {
-                let reply = replies.iter().find(|r| r.code == 421).expect("found above");
-                Err(UpstreamError::Refused {
-                    stage,
-                    reply: reply.summary(),
-                })
-            }
-            other => other,
+        match closing {
+            Some(reply) => Err(UpstreamError::Refused { stage, reply }),
+            None => r,
         }
     }
 
@@ -240,8 +202,7 @@ impl SmtpLeg {
         line: String,
         stage: &'static str,
     ) -> Result<UpstreamReply, UpstreamError> {
-        let wait = self.settings.reply_timeout;
-        let mut replies = self.exchange(&[line], stage, wait).await?;
+        let mut replies = self.exchange(&[line], stage).await?;
         Ok(replies.remove(0))
     }
 
@@ -276,15 +237,15 @@ impl SmtpLeg {
         } else {
             vec![mail]
         };
-        let wait = self.settings.reply_timeout;
-        let mut replies = match self.exchange(&lines, "MAIL", wait).await {
-            // A pooled connection the upstream had closed: once more on a fresh one.
-            Err(UpstreamError::Dropped(_) | UpstreamError::Timeout(_)) if self.reused => {
-                self.conn = None;
-                let fresh = self.connect().await?;
-                self.conn = Some(fresh);
+        let mut replies = match self.exchange(&lines, "MAIL").await {
+            // A pooled connection the upstream had closed or spoiled meanwhile: nothing of
+            // this transaction is committed yet, so once more on a new connection.
+            Err(
+                UpstreamError::Dropped(_) | UpstreamError::Timeout(_) | UpstreamError::OutOfStep(_),
+            ) if self.reused => {
+                self.conn = Some(Self::connect(&self.shared).await?);
                 self.reused = false;
-                self.exchange(&lines, "MAIL", wait).await?
+                self.exchange(&lines, "MAIL").await?
             }
             other => other?,
         };
@@ -302,6 +263,11 @@ impl SmtpLeg {
     }
 
     pub async fn rcpt(&mut self, address: &str) -> Result<UpstreamReply, UpstreamError> {
+        if !self.in_transaction {
+            // The upstream transaction this recipient would join is gone: a new MAIL here
+            // would carry only the recipients from now on.
+            return Err(UpstreamError::Dropped("RCPT"));
+        }
         self.exchange_one(format!("RCPT TO:{}", format_path(address)), "RCPT")
             .await
     }
@@ -314,8 +280,11 @@ impl SmtpLeg {
         self.wbuf.clear();
         self.last_text_ended_crlf = true;
         self.bdat = None;
+        if !self.in_transaction {
+            return Err(UpstreamError::Dropped("DATA"));
+        }
         let caps = self.conn.as_ref().map(|c| c.caps).unwrap_or_default();
-        if self.settings.chunking && caps.chunking {
+        if self.shared.settings.chunking && caps.chunking {
             self.bdat = Some(Bdat {
                 max_in_flight: if caps.pipelining {
                     MAX_CHUNKS_IN_FLIGHT
@@ -331,7 +300,16 @@ impl SmtpLeg {
                 "send the message (BDAT upstream)",
             ));
         }
-        self.exchange_one("DATA".into(), "DATA").await
+        let wait = self.reply_timeout();
+        let r = match self.conn.as_mut() {
+            None => Err(UpstreamError::Dropped("DATA")),
+            Some(c) => c
+                .command("DATA", Expect::StartInput, wait, "DATA")
+                .await
+                .map(|r| vec![r]),
+        };
+        // 354, or a refusal (the transaction then stays open for RSET).
+        Ok(self.settle(r, "DATA")?.remove(0))
     }
 
     /// Whether the message in progress goes as BDAT chunks (its 354 was the gate's own).
@@ -370,11 +348,11 @@ impl SmtpLeg {
 
     /// Read the reply to the oldest chunk in flight; a refusal becomes the message's verdict.
     async fn read_chunk_reply(&mut self) -> Result<(), UpstreamError> {
-        let wait = self.settings.reply_timeout;
+        let wait = self.reply_timeout();
         let Some(c) = self.conn.as_mut() else {
             return Err(UpstreamError::Dropped("BDAT"));
         };
-        let reply = match c.read_reply(wait, "BDAT").await {
+        let reply = match c.read_expected(Expect::Completion, wait, "BDAT").await {
             Ok(r) => r,
             Err(e) => {
                 self.abort();
@@ -388,15 +366,6 @@ impl SmtpLeg {
                 reply: reply.summary(),
             });
         }
-        if (300..400).contains(&reply.code) {
-            // A chunk is answered 2xx, 4xx or 5xx; anything else is not an SMTP server we can
-            // trust with the rest of the message.
-            self.abort();
-            return Err(UpstreamError::Protocol(format!(
-                "unexpected reply to BDAT: {}",
-                reply.summary()
-            )));
-        }
         let bdat = self.bdat.as_mut().expect("BDAT mode");
         bdat.in_flight -= 1;
         if !reply.is_positive() && bdat.refused.is_none() {
@@ -408,14 +377,10 @@ impl SmtpLeg {
     /// Write `wbuf[from..]` and empty the buffer down to `from`; on failure the connection
     /// (and the message with it) is dropped.
     async fn write_wbuf(&mut self, from: usize, stage: &'static str) -> Result<(), UpstreamError> {
-        let wait = self.settings.reply_timeout;
+        let wait = self.reply_timeout();
         let r = match self.conn.as_mut() {
             None => Err(UpstreamError::Dropped(stage)),
-            Some(c) => match timeout(wait, c.stream.write_all(&self.wbuf[from..])).await {
-                Err(_) => Err(UpstreamError::Timeout(stage)),
-                Ok(Err(_)) => Err(UpstreamError::Dropped(stage)),
-                Ok(Ok(())) => Ok(()),
-            },
+            Some(c) => c.write(&self.wbuf[from..], wait, stage).await,
         };
         self.wbuf.truncate(from);
         if r.is_err() {
@@ -424,27 +389,42 @@ impl SmtpLeg {
         r
     }
 
-    async fn flush_wbuf(&mut self) -> Result<(), UpstreamError> {
-        self.write_wbuf(0, "DATA").await
+    /// Nothing may have arrived from the upstream while the text was going out: a reply now
+    /// would be read as the verdict on the message. Checked before the final dot or LAST.
+    fn ensure_in_step(&mut self, stage: &'static str) -> Result<(), UpstreamError> {
+        let r = match self.conn.as_mut() {
+            None => Err(UpstreamError::Dropped(stage)),
+            Some(c) => c.ensure_in_step(stage),
+        };
+        if r.is_err() {
+            self.abort();
+        }
+        r
     }
 
-    /// The upstream's verdict on the whole message; a 421 or no reply drops the connection.
+    /// The upstream's verdict on the whole message; trouble, a 421 or anything after the
+    /// verdict drops the connection.
     async fn read_final_reply(&mut self) -> Result<UpstreamReply, UpstreamError> {
-        let wait = self.settings.data_end_timeout;
+        let wait = self.shared.settings.data_end_timeout;
         let Some(c) = self.conn.as_mut() else {
             return Err(UpstreamError::Dropped("end of DATA"));
         };
-        let r = c.read_reply(wait, "end of DATA").await;
+        let r = c.read_final(wait, "end of DATA").await;
         self.in_transaction = false;
         match r {
-            Ok(reply) if reply.code == 421 => {
+            Ok((reply, _)) if reply.code == 421 => {
                 self.conn = None;
                 Err(UpstreamError::Refused {
                     stage: "end of DATA",
                     reply: reply.summary(),
                 })
             }
-            Ok(reply) => Ok(reply),
+            Ok((reply, open)) => {
+                if !open {
+                    self.conn = None;
+                }
+                Ok(reply)
+            }
             Err(e) => {
                 self.conn = None;
                 Err(e)
@@ -471,7 +451,7 @@ impl SmtpLeg {
         self.stuffer.stuff(text, &mut self.wbuf);
         self.last_text_ended_crlf = text.ends_with(b"\r\n");
         if self.wbuf.len() >= WRITE_CHUNK {
-            self.flush_wbuf().await?;
+            self.write_wbuf(0, "DATA").await?;
         }
         Ok(())
     }
@@ -480,9 +460,10 @@ impl SmtpLeg {
         if self.bdat.is_some() {
             return self.finish_bdat().await;
         }
+        self.ensure_in_step("end of DATA")?;
         self.stuffer
             .finish(self.last_text_ended_crlf, &mut self.wbuf);
-        self.flush_wbuf().await?;
+        self.write_wbuf(0, "DATA").await?;
         self.read_final_reply().await
     }
 
@@ -502,6 +483,7 @@ impl SmtpLeg {
             self.abort();
             return Ok(reply);
         }
+        self.ensure_in_step("BDAT LAST")?;
         if !self.last_text_ended_crlf {
             // As with DATA, the message ends with a line break.
             self.wbuf.extend_from_slice(b"\r\n");
@@ -509,15 +491,7 @@ impl SmtpLeg {
         self.send_chunk(true).await?;
         self.bdat = None;
         self.wbuf.clear();
-        let reply = self.read_final_reply().await?;
-        if (300..400).contains(&reply.code) {
-            self.conn = None;
-            return Err(UpstreamError::Protocol(format!(
-                "unexpected reply to BDAT LAST: {}",
-                reply.summary()
-            )));
-        }
-        Ok(reply)
+        self.read_final_reply().await
     }
 
     pub fn abort(&mut self) {
@@ -539,131 +513,17 @@ impl SmtpLeg {
         self.in_transaction = false;
     }
 
-    /// The session is over: a connection between transactions goes back to the pool; any
-    /// other is closed politely.
+    /// The session is over: a connection between transactions and in step goes back to the
+    /// pool; any other is closed politely.
     pub async fn quit(&mut self) {
-        if let Some(c) = self.conn.take() {
-            let mut c = if !self.in_transaction && c.rbuf.is_empty() {
-                match self.settings.pool.put(c) {
+        if let Some(mut c) = self.conn.take() {
+            if !self.in_transaction && c.ensure_in_step("QUIT").is_ok() {
+                match self.shared.pool.put(c) {
                     None => return,
-                    Some(c) => c,
+                    Some(back) => c = back,
                 }
-            } else {
-                c
-            };
-            let _ = c.command("QUIT", Duration::from_secs(5), "QUIT").await;
-            let _ = c.stream.shutdown().await;
-        }
-    }
-}
-
-impl Connection {
-    async fn hello(&mut self, name: &str, wait: Duration) -> Result<(), UpstreamError> {
-        let reply = self.command(&format!("EHLO {name}"), wait, "EHLO").await?;
-        if reply.code == 250 {
-            self.caps = Capabilities::from_ehlo(&reply);
-            return Ok(());
-        }
-        let reply = self.command(&format!("HELO {name}"), wait, "HELO").await?;
-        if reply.code != 250 {
-            return Err(UpstreamError::Refused {
-                stage: "HELO",
-                reply: reply.summary(),
-            });
-        }
-        self.caps = Capabilities::default();
-        Ok(())
-    }
-
-    /// Send `lines` in one write and read one reply for each, in order.
-    async fn commands(
-        &mut self,
-        lines: &[String],
-        wait: Duration,
-        stage: &'static str,
-    ) -> Result<Vec<UpstreamReply>, UpstreamError> {
-        let mut buf = Vec::with_capacity(lines.iter().map(|l| l.len() + 2).sum());
-        for l in lines {
-            buf.extend_from_slice(l.as_bytes());
-            buf.extend_from_slice(b"\r\n");
-        }
-        match timeout(wait, self.stream.write_all(&buf)).await {
-            Err(_) => return Err(UpstreamError::Timeout(stage)),
-            Ok(Err(_)) => return Err(UpstreamError::Dropped(stage)),
-            Ok(Ok(())) => {}
-        }
-        let mut replies = Vec::with_capacity(lines.len());
-        for _ in lines {
-            replies.push(self.read_reply(wait, stage).await?);
-        }
-        Ok(replies)
-    }
-
-    async fn command(
-        &mut self,
-        line: &str,
-        wait: Duration,
-        stage: &'static str,
-    ) -> Result<UpstreamReply, UpstreamError> {
-        let mut buf = Vec::with_capacity(line.len() + 2);
-        buf.extend_from_slice(line.as_bytes());
-        buf.extend_from_slice(b"\r\n");
-        match timeout(wait, self.stream.write_all(&buf)).await {
-            Err(_) => return Err(UpstreamError::Timeout(stage)),
-            Ok(Err(_)) => return Err(UpstreamError::Dropped(stage)),
-            Ok(Ok(())) => {}
-        }
-        self.read_reply(wait, stage).await
-    }
-
-    /// Read one complete (possibly multi-line) reply.
-    async fn read_reply(
-        &mut self,
-        wait: Duration,
-        stage: &'static str,
-    ) -> Result<UpstreamReply, UpstreamError> {
-        let deadline = tokio::time::Instant::now() + wait;
-        let mut raw = Vec::new();
-        let mut lines = 0;
-        loop {
-            if let Some(nl) = memchr(b'\n', &self.rbuf) {
-                let line: Vec<u8> = self.rbuf.drain(..=nl).collect();
-                let text = line.strip_suffix(b"\n").unwrap_or(&line);
-                let text = text.strip_suffix(b"\r").unwrap_or(text);
-                if text.len() < 3 || !text[..3].iter().all(u8::is_ascii_digit) {
-                    return Err(UpstreamError::Protocol(format!(
-                        "malformed reply at {stage}: {:?}",
-                        String::from_utf8_lossy(text)
-                    )));
-                }
-                let code = (text[0] - b'0') as u16 * 100
-                    + (text[1] - b'0') as u16 * 10
-                    + (text[2] - b'0') as u16;
-                raw.extend_from_slice(text);
-                raw.extend_from_slice(b"\r\n");
-                lines += 1;
-                if text.get(3) != Some(&b'-') {
-                    return Ok(UpstreamReply { code, raw });
-                }
-                if lines >= MAX_REPLY_LINES {
-                    return Err(UpstreamError::Protocol(format!(
-                        "reply at {stage} is too long"
-                    )));
-                }
-                continue;
             }
-            if self.rbuf.len() > MAX_REPLY_LINE {
-                return Err(UpstreamError::Protocol(format!(
-                    "reply line at {stage} is too long"
-                )));
-            }
-            // Read straight into the buffer's spare room: no zeroed bounce buffer per read.
-            self.rbuf.reserve(1024);
-            match tokio::time::timeout_at(deadline, self.stream.read_buf(&mut self.rbuf)).await {
-                Err(_) => return Err(UpstreamError::Timeout(stage)),
-                Ok(Err(_)) | Ok(Ok(0)) => return Err(UpstreamError::Dropped(stage)),
-                Ok(Ok(_)) => {}
-            }
+            c.close().await;
         }
     }
 }

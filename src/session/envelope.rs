@@ -1,0 +1,218 @@
+//! MAIL and RCPT: the envelope, judged by the policy as it arrives, and each recipient the
+//! policy lets through asked of the upstream, whose own verdict the client then gets.
+//!
+//! The gate's promise starts here: a recipient is answered 250 only when the upstream
+//! transaction that will carry the message has accepted it. If that upstream transaction is
+//! lost after a recipient was accepted, a new one would carry only the recipients named from
+//! then on, so the rest of the client's transaction is answered 4xx instead.
+
+use super::{End, Recipient, Session, Transaction};
+use crate::config::{Mode, RejectStage};
+use crate::policy::{self, HeaderSender, RecipientVerdict, Rejection, ReversePath, SessionFacts};
+use crate::smtp::reply::Reply;
+use crate::upstream::{Envelope, UpstreamError, UpstreamReply};
+use std::sync::Arc;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::Instant;
+
+/// What the session does with a recipient the policy has judged.
+enum Action {
+    Forward,
+    /// 250 now, the transaction is refused at the end of DATA (reject_stage = "data").
+    Hold,
+    Refuse(Rejection),
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
+    pub(super) fn facts(&self) -> SessionFacts<'_> {
+        SessionFacts {
+            peer_ip: self.peer.addr.ip(),
+            certificate_names: self.identity.policy_names(),
+        }
+    }
+
+    pub(super) fn mail(&mut self, from: smtp_proto::MailFrom<String>) {
+        if self.helo.is_none() {
+            self.error_reply(Reply::new(503, "5.5.1", "Send EHLO or HELO first"));
+            return;
+        }
+        if self.txn.is_some() {
+            self.error_reply(Reply::new(503, "5.5.1", "Sender already specified"));
+            return;
+        }
+        let max = self.settings.server.max_message_size;
+        if from.size as u64 > max {
+            self.reply_with_suffix(&Reply::new(
+                552,
+                "5.3.4",
+                format!("Message size exceeds fixed maximum message size of {max} bytes"),
+            ));
+            return;
+        }
+        let smtputf8 = from.flags & smtp_proto::MAIL_SMTPUTF8 != 0;
+        if smtputf8 && !self.esmtp {
+            self.error_reply(Reply::new(555, "5.5.4", "SMTPUTF8 needs EHLO"));
+            return;
+        }
+        let envelope = Envelope {
+            mail_from: from.address,
+            size: (from.size > 0).then_some(from.size as u64),
+            eight_bit: from.flags & smtp_proto::MAIL_BODY_8BITMIME != 0,
+            smtputf8,
+        };
+        let p = &self.settings.policy;
+        let relay = policy::authorize_relay(
+            &p.tenant,
+            p.profile,
+            &self.facts(),
+            ReversePath::of_address(&envelope.mail_from),
+            HeaderSender::NotYetKnown,
+        );
+        self.txn = Some(Transaction {
+            envelope,
+            relay,
+            recipients: Vec::new(),
+            refused: Vec::new(),
+            refused_unlisted: 0,
+            upstream_open: false,
+            upstream_lost: false,
+            started: Instant::now(),
+        });
+        self.reply(&Reply::new(250, "2.1.0", "Sender OK"));
+    }
+
+    pub(super) async fn rcpt(&mut self, to: smtp_proto::RcptTo<String>) -> Result<(), End> {
+        let Some(txn) = self.txn.as_ref() else {
+            self.error_reply(Reply::new(503, "5.5.1", "Need MAIL command first"));
+            return Ok(());
+        };
+        if txn.recipients.len() >= self.settings.server.max_recipients {
+            self.reply_with_suffix(&Reply::new(452, "4.5.3", "Too many recipients"));
+            return Ok(());
+        }
+        let address = to.address;
+        if address.is_empty() {
+            self.error_reply(Reply::new(501, "5.1.3", "Bad recipient address syntax"));
+            return Ok(());
+        }
+        let settings = Arc::clone(&self.settings);
+        let p = &settings.policy;
+        let verdict = policy::judge_recipient(
+            &p.tenant,
+            &self.facts(),
+            ReversePath::of_address(&txn.envelope.mail_from),
+            &txn.relay,
+            &address,
+        );
+        let action = match &verdict {
+            RecipientVerdict::Accept(_) | RecipientVerdict::AwaitingHeaderSender => Action::Forward,
+            RecipientVerdict::Reject(_) if p.mode != Mode::Enforce => Action::Forward,
+            RecipientVerdict::Reject(Rejection::RelayAccessDenied(_))
+                if p.reject_stage == RejectStage::Data =>
+            {
+                Action::Hold
+            }
+            RecipientVerdict::Reject(r) => Action::Refuse(r.clone()),
+        };
+        match action {
+            Action::Refuse(r) => {
+                let (code, enhanced, text) = r.reply();
+                let line = self.reply_with_suffix(&Reply::new(code, enhanced, text));
+                self.note_refused(address, line);
+            }
+            Action::Hold => self.accept_recipient(address, verdict, false),
+            Action::Forward => match self.forward_rcpt(&address).await? {
+                Ok(reply) if reply.is_positive() => {
+                    self.reply_upstream(&reply);
+                    self.accept_recipient(address, verdict, true);
+                }
+                Ok(reply) => {
+                    let line = self.reply_upstream(&reply);
+                    self.note_refused(address, line);
+                }
+                Err(e) => {
+                    let line = self.reply_with_suffix(&e.reply());
+                    self.note_refused(address, line);
+                }
+            },
+        }
+        Ok(())
+    }
+
+    fn accept_recipient(&mut self, address: String, verdict: RecipientVerdict, forwarded: bool) {
+        if !forwarded {
+            self.reply(&Reply::new(250, "2.1.5", "Recipient OK"));
+        }
+        self.txn.as_mut().expect("txn").recipients.push(Recipient {
+            address,
+            verdict,
+            forwarded,
+        });
+    }
+
+    fn note_refused(&mut self, address: String, line: String) {
+        let max = self.settings.server.max_recipients;
+        let txn = self.txn.as_mut().expect("txn");
+        if txn.refused.len() < max {
+            txn.refused.push((address, line));
+        } else {
+            txn.refused_unlisted += 1;
+        }
+    }
+
+    /// Open the upstream transaction if needed, then ask the upstream about this recipient.
+    /// The outer error ends the session (its deadline passed).
+    async fn forward_rcpt(
+        &mut self,
+        address: &str,
+    ) -> Result<Result<UpstreamReply, UpstreamError>, End> {
+        let txn = self.txn.as_ref().expect("txn");
+        if txn.upstream_lost {
+            return Ok(Err(UpstreamError::Dropped("RCPT")));
+        }
+        let result = if txn.upstream_open {
+            within_deadline!(self, self.upstream.rcpt(address))
+        } else {
+            let env = txn.envelope.clone();
+            match within_deadline!(self, self.upstream.mail_rcpt(&env, address)) {
+                // MAIL refused: its reply is the answer to this RCPT.
+                Ok((mail, None)) => Ok(mail),
+                Ok((_, Some(rcpt))) => {
+                    self.txn.as_mut().expect("txn").upstream_open = true;
+                    Ok(rcpt)
+                }
+                Err(e) => Err(e),
+            }
+        };
+        if let Err(e) = &result {
+            tracing::warn!(session = %self.id, error = %e, "upstream MAIL/RCPT failed");
+            // Any upstream error drops its connection, and the upstream transaction with it.
+            let txn = self.txn.as_mut().expect("txn");
+            txn.upstream_open = false;
+            txn.upstream_lost = txn.has_forwarded();
+        }
+        Ok(result)
+    }
+
+    /// End a transaction that never reached the end of DATA (RSET, EHLO, QUIT, a lost client):
+    /// it is logged all the same, since its refusals at RCPT are what an admin looks for.
+    pub(super) async fn end_transaction(&mut self, why: &str) {
+        if let Some(txn) = self.txn.take() {
+            self.log_transaction(
+                &txn,
+                HeaderSender::NotYetKnown,
+                None,
+                &txn.relay,
+                &super::record::Outcome::new(format!("no message: {why}")),
+                0,
+            );
+            if txn.upstream_open
+                && tokio::time::timeout_at(self.session_deadline, self.upstream.reset())
+                    .await
+                    .is_err()
+            {
+                self.upstream.abort().await;
+            }
+        }
+    }
+}

@@ -1,0 +1,374 @@
+//! One upstream SMTP connection: commands out, replies in, and the rule that every reply must
+//! fit the command it answers.
+//!
+//! A relay that matches replies to commands by position alone believes whatever comes next: an
+//! upstream (or a middlebox) that sends one line too many shifts every later reply onto the
+//! wrong command, and a `250` meant for RCPT ends up answering the final dot of a message that
+//! was never sent. So each reply is checked against what its command allows (RFC 5321 4.2,
+//! 4.3.2; RFC 3030), every line of a multi-line reply must carry the same code, and bytes that
+//! arrive when no reply is owed mean the connection is out of step. Any of these is
+//! [`UpstreamError::OutOfStep`]: the transaction gets `451 4.4.3` and the connection is closed,
+//! never pooled.
+
+use super::{Transport, UpstreamError, UpstreamReply};
+use crate::stream::MaybeTls;
+use memchr::memchr;
+use std::future::Future;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::time::timeout;
+
+/// Bounds on an upstream reply, so a broken upstream cannot make the gate buffer without end.
+const MAX_REPLY_LINE: usize = 4096;
+const MAX_REPLY_LINES: usize = 128;
+/// Read room reserved per read: large enough that a reply and anything stuck behind it arrive
+/// in one read, which is what lets a stray line be seen at once.
+const READ_ROOM: usize = 4096;
+
+/// What a command may be answered with. Anything else is an upstream out of step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// The greeting and the reply to STARTTLS: 220, or a 4xx/5xx refusal.
+    Ready,
+    /// EHLO, HELO, MAIL, RCPT, RSET, NOOP, each BDAT chunk and the final dot or `BDAT LAST`:
+    /// 2xx, 4xx or 5xx (RFC 5321 4.3.2; RFC 3030 2).
+    Completion,
+    /// DATA: 354 or 4xx/5xx. A 250 to DATA is a reply to something else.
+    StartInput,
+    /// QUIT: whatever comes, the connection is closed after it.
+    Any,
+}
+
+impl Expect {
+    fn fits(self, code: u16) -> bool {
+        let refusal = (400..600).contains(&code);
+        match self {
+            Expect::Ready => code == 220 || refusal,
+            Expect::Completion => (200..300).contains(&code) || refusal,
+            Expect::StartInput => code == 354 || refusal,
+            Expect::Any => true,
+        }
+    }
+}
+
+/// A reply code as RFC 5321 4.2 allows it: first digit 2 to 5, second 0 to 5.
+fn valid_code(text: &[u8]) -> Option<u16> {
+    let d = text.get(..3)?;
+    if !(b'2'..=b'5').contains(&d[0]) || !(b'0'..=b'5').contains(&d[1]) || !d[2].is_ascii_digit() {
+        return None;
+    }
+    if !matches!(text.get(3), None | Some(b' ') | Some(b'-')) {
+        return None;
+    }
+    Some(u16::from(d[0] - b'0') * 100 + u16::from(d[1] - b'0') * 10 + u16::from(d[2] - b'0'))
+}
+
+/// What the upstream's EHLO reply offered.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Capabilities {
+    pub pipelining: bool,
+    pub starttls: bool,
+    pub size: bool,
+    pub eight_bit_mime: bool,
+    pub smtputf8: bool,
+    pub chunking: bool,
+}
+
+impl Capabilities {
+    fn from_ehlo(reply: &UpstreamReply) -> Capabilities {
+        let mut caps = Capabilities::default();
+        for line in String::from_utf8_lossy(&reply.raw).lines().skip(1) {
+            let kw = line
+                .get(4..)
+                .unwrap_or("")
+                .split_whitespace()
+                .next()
+                .unwrap_or("");
+            match kw.to_ascii_uppercase().as_str() {
+                "STARTTLS" => caps.starttls = true,
+                "PIPELINING" => caps.pipelining = true,
+                "SIZE" => caps.size = true,
+                "8BITMIME" => caps.eight_bit_mime = true,
+                "SMTPUTF8" => caps.smtputf8 = true,
+                "CHUNKING" => caps.chunking = true,
+                _ => {}
+            }
+        }
+        caps
+    }
+}
+
+/// One upstream SMTP connection, past greeting, EHLO and (when configured) STARTTLS.
+pub struct Connection {
+    pub(super) stream: MaybeTls<Box<dyn Transport>>,
+    rbuf: Vec<u8>,
+    pub(super) caps: Capabilities,
+}
+
+impl Connection {
+    pub(super) fn new(stream: Box<dyn Transport>) -> Connection {
+        Connection {
+            stream: MaybeTls::Plain(stream),
+            rbuf: Vec::with_capacity(READ_ROOM),
+            caps: Capabilities::default(),
+        }
+    }
+
+    /// Forget what was read before a TLS handshake: it came in clear text and is not to be
+    /// trusted (CVE-2011-0411 class, from the upstream's side).
+    pub(super) fn clear_input(&mut self) {
+        self.rbuf.clear();
+    }
+
+    /// EHLO (HELO if refused); records what the upstream offers.
+    pub(super) async fn hello(&mut self, name: &str, wait: Duration) -> Result<(), UpstreamError> {
+        let reply = self
+            .command(&format!("EHLO {name}"), Expect::Completion, wait, "EHLO")
+            .await?;
+        if reply.code == 250 {
+            self.caps = Capabilities::from_ehlo(&reply);
+            return Ok(());
+        }
+        let reply = self
+            .command(&format!("HELO {name}"), Expect::Completion, wait, "HELO")
+            .await?;
+        if reply.code != 250 {
+            return Err(UpstreamError::Refused {
+                stage: "HELO",
+                reply: reply.summary(),
+            });
+        }
+        self.caps = Capabilities::default();
+        Ok(())
+    }
+
+    /// Whether the connection is in step: no reply owed, and none arrived. Checked before a
+    /// command is written while nothing is in flight; costs no system call when nothing has
+    /// arrived (the socket is polled once, not waited on). A connection the upstream closed
+    /// is `Dropped`.
+    pub(super) fn ensure_in_step(&mut self, stage: &'static str) -> Result<(), UpstreamError> {
+        match self.after_reply(stage)? {
+            true => Ok(()),
+            false => Err(UpstreamError::Dropped(stage)),
+        }
+    }
+
+    /// Nothing may follow a reply that ends what was asked: `Ok(true)` when the connection
+    /// is quiet and can carry more, `Ok(false)` when the upstream has closed it (after a final
+    /// reply that is no fault: the message was answered), out of step when bytes are there.
+    fn after_reply(&mut self, stage: &'static str) -> Result<bool, UpstreamError> {
+        if self.rbuf.is_empty() {
+            match self.poll_arrived() {
+                Poll::Pending => return Ok(true),
+                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Ok(false),
+                Poll::Ready(Ok(_)) => {}
+            }
+        }
+        Err(UpstreamError::OutOfStep(format!(
+            "unexpected bytes from the upstream at {stage}: {:?}",
+            String::from_utf8_lossy(&self.rbuf[..self.rbuf.len().min(80)])
+        )))
+    }
+
+    /// Read whatever has already arrived, without waiting.
+    fn poll_arrived(&mut self) -> Poll<std::io::Result<usize>> {
+        self.rbuf.reserve(READ_ROOM);
+        let read = pin!(self.stream.read_buf(&mut self.rbuf));
+        read.poll(&mut Context::from_waker(Waker::noop()))
+    }
+
+    /// Write bytes, bounded by `wait`.
+    pub(super) async fn write(
+        &mut self,
+        bytes: &[u8],
+        wait: Duration,
+        stage: &'static str,
+    ) -> Result<(), UpstreamError> {
+        match timeout(wait, self.stream.write_all(bytes)).await {
+            Err(_) => Err(UpstreamError::Timeout(stage)),
+            Ok(Err(_)) => Err(UpstreamError::Dropped(stage)),
+            Ok(Ok(())) => Ok(()),
+        }
+    }
+
+    /// Send `lines` in one write and read one reply for each, in order, each checked against
+    /// `expect`; nothing may follow the last one.
+    pub(super) async fn commands(
+        &mut self,
+        lines: &[String],
+        expect: Expect,
+        wait: Duration,
+        stage: &'static str,
+    ) -> Result<Vec<UpstreamReply>, UpstreamError> {
+        self.ensure_in_step(stage)?;
+        let mut buf = Vec::with_capacity(lines.iter().map(|l| l.len() + 2).sum());
+        for l in lines {
+            buf.extend_from_slice(l.as_bytes());
+            buf.extend_from_slice(b"\r\n");
+        }
+        self.write(&buf, wait, stage).await?;
+        let mut replies = Vec::with_capacity(lines.len());
+        for _ in lines {
+            replies.push(self.read_expected(expect, wait, stage).await?);
+        }
+        if !self.rbuf.is_empty() {
+            return Err(self.leftover(stage));
+        }
+        Ok(replies)
+    }
+
+    pub(super) async fn command(
+        &mut self,
+        line: &str,
+        expect: Expect,
+        wait: Duration,
+        stage: &'static str,
+    ) -> Result<UpstreamReply, UpstreamError> {
+        let mut replies = self
+            .commands(std::slice::from_ref(&line.to_string()), expect, wait, stage)
+            .await?;
+        Ok(replies.remove(0))
+    }
+
+    fn leftover(&self, stage: &'static str) -> UpstreamError {
+        UpstreamError::OutOfStep(format!(
+            "more than one reply to {stage}: {:?}",
+            String::from_utf8_lossy(&self.rbuf[..self.rbuf.len().min(80)])
+        ))
+    }
+
+    /// The reply to a message (final dot or `BDAT LAST`): it must fit, and nothing may follow
+    /// it, neither buffered nor already arrived. Also says whether the connection can carry
+    /// another transaction (the upstream may have closed it after answering).
+    pub(super) async fn read_final(
+        &mut self,
+        wait: Duration,
+        stage: &'static str,
+    ) -> Result<(UpstreamReply, bool), UpstreamError> {
+        let reply = self.read_expected(Expect::Completion, wait, stage).await?;
+        if !self.rbuf.is_empty() {
+            return Err(self.leftover(stage));
+        }
+        let open = self.after_reply(stage)?;
+        Ok((reply, open))
+    }
+
+    /// Read one reply and check that it fits its command.
+    pub(super) async fn read_expected(
+        &mut self,
+        expect: Expect,
+        wait: Duration,
+        stage: &'static str,
+    ) -> Result<UpstreamReply, UpstreamError> {
+        let reply = self.read_reply(wait, stage).await?;
+        if !expect.fits(reply.code) {
+            return Err(UpstreamError::OutOfStep(format!(
+                "reply that does not fit {stage}: {}",
+                reply.summary()
+            )));
+        }
+        Ok(reply)
+    }
+
+    /// Read one complete (possibly multi-line) reply whose lines all carry one valid code.
+    async fn read_reply(
+        &mut self,
+        wait: Duration,
+        stage: &'static str,
+    ) -> Result<UpstreamReply, UpstreamError> {
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut raw = Vec::new();
+        let mut code = None;
+        let mut lines = 0;
+        loop {
+            if let Some(nl) = memchr(b'\n', &self.rbuf) {
+                let text = &self.rbuf[..nl];
+                let text = text.strip_suffix(b"\r").unwrap_or(text);
+                let line_code = valid_code(text).ok_or_else(|| {
+                    UpstreamError::OutOfStep(format!(
+                        "malformed reply at {stage}: {:?}",
+                        String::from_utf8_lossy(&text[..text.len().min(80)])
+                    ))
+                })?;
+                if *code.get_or_insert(line_code) != line_code {
+                    return Err(UpstreamError::OutOfStep(format!(
+                        "multi-line reply at {stage} mixes codes {} and {line_code}",
+                        code.unwrap_or_default()
+                    )));
+                }
+                let more = text.get(3) == Some(&b'-');
+                raw.extend_from_slice(text);
+                raw.extend_from_slice(b"\r\n");
+                self.rbuf.drain(..=nl);
+                lines += 1;
+                if !more {
+                    return Ok(UpstreamReply {
+                        code: line_code,
+                        raw,
+                    });
+                }
+                if lines >= MAX_REPLY_LINES {
+                    return Err(UpstreamError::OutOfStep(format!(
+                        "reply at {stage} is too long"
+                    )));
+                }
+                continue;
+            }
+            if self.rbuf.len() > MAX_REPLY_LINE {
+                return Err(UpstreamError::OutOfStep(format!(
+                    "reply line at {stage} is too long"
+                )));
+            }
+            // Read straight into the buffer's spare room: no zeroed bounce buffer per read.
+            self.rbuf.reserve(READ_ROOM);
+            match tokio::time::timeout_at(deadline, self.stream.read_buf(&mut self.rbuf)).await {
+                Err(_) => return Err(UpstreamError::Timeout(stage)),
+                Ok(Err(_)) | Ok(Ok(0)) => return Err(UpstreamError::Dropped(stage)),
+                Ok(Ok(_)) => {}
+            }
+        }
+    }
+
+    /// Close politely: QUIT (its reply is not awaited long), then shut the stream down.
+    pub(super) async fn close(mut self) {
+        let _ = self
+            .write(b"QUIT\r\n", Duration::from_secs(5), "QUIT")
+            .await;
+        let _ = timeout(
+            Duration::from_secs(5),
+            self.read_expected(Expect::Any, Duration::from_secs(5), "QUIT"),
+        )
+        .await;
+        let _ = self.stream.shutdown().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reply_codes_follow_rfc_5321() {
+        assert_eq!(valid_code(b"250 ok"), Some(250));
+        assert_eq!(valid_code(b"250-ok"), Some(250));
+        assert_eq!(valid_code(b"354"), Some(354));
+        assert_eq!(valid_code(b"199 what"), None);
+        assert_eq!(valid_code(b"999 what"), None);
+        assert_eq!(valid_code(b"260 odd second digit"), None);
+        assert_eq!(valid_code(b"25"), None);
+        assert_eq!(valid_code(b"2500 no"), None);
+        assert_eq!(valid_code(b"abc"), None);
+    }
+
+    #[test]
+    fn each_command_takes_only_its_replies() {
+        assert!(Expect::StartInput.fits(354));
+        assert!(!Expect::StartInput.fits(250), "250 to DATA is out of step");
+        assert!(Expect::Completion.fits(250) && Expect::Completion.fits(554));
+        assert!(!Expect::Completion.fits(354), "354 to the final dot");
+        assert!(!Expect::Completion.fits(334));
+        assert!(Expect::Ready.fits(220) && !Expect::Ready.fits(250));
+    }
+}
