@@ -1,0 +1,247 @@
+//! The simulated client: a sender whose every choice comes from the seed (one to five
+//! recipients, pipelined or not, small and large messages, dot lines, 8-bit text, RSET,
+//! leaving mid-message), recording what the gate told it about each message.
+
+use super::rng::Rng;
+use super::Trace;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+
+/// One message as the client saw it.
+#[derive(Debug, Clone)]
+pub struct Sent {
+    /// The `X-Sim-Id` that names it in the upstream's store.
+    pub id: String,
+    /// Recipients the gate answered 2xx.
+    pub accepted: Vec<String>,
+    /// Recipients the gate refused (4xx or 5xx).
+    pub refused: Vec<String>,
+    /// The text as the client meant it (un-stuffed).
+    pub text: Vec<u8>,
+    /// The gate's reply to the end of the message (or to DATA when it refused DATA); `None`
+    /// when the client never got one (it left, or the session ended first).
+    pub final_code: Option<u16>,
+    /// The message text was (at least partly) sent.
+    pub text_sent: bool,
+}
+
+pub struct Client {
+    io: DuplexStream,
+    buf: Vec<u8>,
+    rng: Rng,
+    trace: Trace,
+    /// Every message this client tried.
+    pub sent: Vec<Sent>,
+}
+
+/// The connection ended (the gate closed it).
+#[derive(Debug)]
+pub struct Closed;
+
+impl Client {
+    pub fn new(io: DuplexStream, rng: Rng, trace: Trace) -> Client {
+        Client {
+            io,
+            buf: Vec::new(),
+            rng,
+            trace,
+            sent: Vec::new(),
+        }
+    }
+
+    async fn write(&mut self, bytes: &[u8]) -> Result<(), Closed> {
+        self.io.write_all(bytes).await.map_err(|_| Closed)
+    }
+
+    /// One whole reply's code (every line read).
+    async fn reply(&mut self) -> Result<u16, Closed> {
+        loop {
+            let Some(i) = self.buf.iter().position(|b| *b == b'\n') else {
+                let mut chunk = [0u8; 4096];
+                match self.io.read(&mut chunk).await {
+                    Ok(0) | Err(_) => return Err(Closed),
+                    Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                }
+                continue;
+            };
+            let line: Vec<u8> = self.buf.drain(..=i).collect();
+            self.trace
+                .note(format!("client <- {:?}", String::from_utf8_lossy(&line).trim_end()));
+            if line.get(3) == Some(&b'-') {
+                continue;
+            }
+            let code = std::str::from_utf8(line.get(..3).unwrap_or(b""))
+                .ok()
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(0);
+            return Ok(code);
+        }
+    }
+
+    async fn command(&mut self, line: &str) -> Result<u16, Closed> {
+        self.trace.note(format!("client -> {line:?}"));
+        self.write(format!("{line}\r\n").as_bytes()).await?;
+        self.reply().await
+    }
+
+    /// A whole session: banner, EHLO, one to three transactions, QUIT (or just leaving).
+    pub async fn run(&mut self, session: usize) -> Result<(), Closed> {
+        if self.reply().await? != 220 {
+            return Ok(());
+        }
+        if self.command("EHLO client.sim").await? != 250 {
+            return Ok(());
+        }
+        let transactions = self.rng.range(1, 3);
+        for t in 0..transactions {
+            self.transaction(format!("{session}.{t}")).await?;
+        }
+        if self.rng.chance(90) {
+            self.command("QUIT").await?;
+        }
+        Ok(())
+    }
+
+    async fn transaction(&mut self, id: String) -> Result<(), Closed> {
+        let sender = *self.rng.pick(&[
+            "app@contoso.com",
+            "app@contoso.com",
+            "app@contoso.com",
+            "",
+            "printer@fabrikam.com",
+        ]);
+        let n = self.rng.range(1, 5);
+        let rcpts: Vec<String> = (0..n)
+            .map(|i| {
+                let who = *self.rng.pick(&["user", "user", "user", "refuse", "staff"]);
+                let domain = *self.rng.pick(&["example.org", "example.org", "contoso.com"]);
+                format!("{who}{i}@{domain}")
+            })
+            .collect();
+        let text = self.message_text(&id);
+        self.sent.push(Sent {
+            id,
+            accepted: Vec::new(),
+            refused: Vec::new(),
+            text: text.clone(),
+            final_code: None,
+            text_sent: false,
+        });
+        let pipelined = self.rng.chance(50);
+        let data_code = if pipelined {
+            // RFC 2920: MAIL, the RCPTs and DATA in one go, DATA last.
+            let mut batch = format!("MAIL FROM:<{sender}>\r\n");
+            for r in &rcpts {
+                batch.push_str(&format!("RCPT TO:<{r}>\r\n"));
+            }
+            batch.push_str("DATA\r\n");
+            self.trace.note(format!("client -> {batch:?}"));
+            self.write(batch.as_bytes()).await?;
+            if self.reply().await? != 250 {
+                // Each RCPT and DATA still gets its reply.
+                for _ in 0..=rcpts.len() {
+                    self.reply().await?;
+                }
+                return Ok(());
+            }
+            for r in &rcpts {
+                let code = self.reply().await?;
+                self.note_rcpt(r, code);
+            }
+            self.reply().await?
+        } else {
+            if self.command(&format!("MAIL FROM:<{sender}>")).await? != 250 {
+                return Ok(());
+            }
+            for r in &rcpts {
+                let code = self.command(&format!("RCPT TO:<{r}>")).await?;
+                self.note_rcpt(r, code);
+            }
+            if self.last().accepted.is_empty() || self.rng.chance(3) {
+                self.command("RSET").await?;
+                return Ok(());
+            }
+            self.command("DATA").await?
+        };
+        if data_code != 354 {
+            self.last_mut().final_code = Some(data_code);
+            if data_code < 400 {
+                return Ok(());
+            }
+            self.command("RSET").await?;
+            return Ok(());
+        }
+        self.last_mut().text_sent = true;
+        let wire = stuff(&text);
+        let leave_early = self.rng.chance(3);
+        let mut at = 0;
+        while at < wire.len() {
+            let piece = (self.rng.range(1, 96 * 1024) as usize).min(wire.len() - at);
+            if leave_early && at + piece >= wire.len() / 2 {
+                self.trace.note("client leaves in the middle of the message".into());
+                return Err(Closed);
+            }
+            self.write(&wire[at..at + piece]).await?;
+            at += piece;
+        }
+        self.write(b".\r\n").await?;
+        let code = self.reply().await?;
+        self.last_mut().final_code = Some(code);
+        Ok(())
+    }
+
+    fn note_rcpt(&mut self, rcpt: &str, code: u16) {
+        let sent = self.last_mut();
+        if (200..300).contains(&code) {
+            sent.accepted.push(rcpt.to_string());
+        } else {
+            sent.refused.push(rcpt.to_string());
+        }
+    }
+
+    fn last(&self) -> &Sent {
+        self.sent.last().expect("a message")
+    }
+
+    fn last_mut(&mut self) -> &mut Sent {
+        self.sent.last_mut().expect("a message")
+    }
+
+    /// A message: a header block naming it, then lines of every kind a relay must carry
+    /// unchanged (dot lines, 8-bit text, a lone dot as text); now and then a large one.
+    fn message_text(&mut self, id: &str) -> Vec<u8> {
+        let mut t = format!(
+            "From: App <app@contoso.com>\r\nTo: someone@example.org\r\nSubject: sim {id}\r\nX-Sim-Id: {id}\r\n\r\n"
+        )
+        .into_bytes();
+        let target = if self.rng.chance(5) {
+            self.rng.range(64 * 1024, 300 * 1024)
+        } else {
+            self.rng.range(0, 2048)
+        } as usize;
+        while t.len() < target {
+            let line: &[u8] = match self.rng.below(6) {
+                0 => b".leading dot\r\n",
+                1 => b".\r\n",
+                2 => b"caf\xc3\xa9 \xe2\x82\xac 8-bit\r\n",
+                3 => b"..two dots\r\n",
+                _ => b"an ordinary line of text in the simulated message body\r\n",
+            };
+            t.extend_from_slice(line);
+        }
+        t
+    }
+}
+
+/// Dot-stuff message text for DATA.
+fn stuff(text: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len() + 64);
+    let mut at_line_start = true;
+    for &b in text {
+        if at_line_start && b == b'.' {
+            out.push(b'.');
+        }
+        out.push(b);
+        at_line_start = b == b'\n';
+    }
+    out
+}

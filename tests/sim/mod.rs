@@ -1,0 +1,274 @@
+//! The deterministic fault simulation: real relaygate sessions, driven over in-memory pipes on
+//! tokio's paused clock, between a simulated client and a simulated upstream whose every
+//! choice and fault comes from one seed. After each scenario the invariant of "What 250 means"
+//! (README) is checked against what the upstream holds.
+
+pub mod client;
+pub mod rng;
+pub mod upstream;
+
+use client::{Client, Sent};
+use relaygate::config::{Config, Settings};
+use relaygate::session::{run_session, Peer, Phase};
+use relaygate::upstream::Connector;
+use rng::Rng;
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+use upstream::{Held, SimDial, Spec, Store};
+
+/// What happened, line by line: collected only when a seed is replayed to be looked at.
+#[derive(Clone, Default)]
+pub struct Trace(Option<Arc<Mutex<Vec<String>>>>);
+
+impl Trace {
+    pub fn recording() -> Trace {
+        Trace(Some(Arc::default()))
+    }
+
+    pub fn note(&self, line: String) {
+        if let Some(lines) = &self.0 {
+            // Virtual time since the scenario started (the paused clock starts at its own
+            // epoch when the runtime is built).
+            let at = tokio::time::Instant::now();
+            let mut lines = lines.lock().unwrap();
+            let start = *START.get_or_init(|| at);
+            lines.push(format!("{:>9.3}s {line}", (at - start).as_secs_f64()));
+        }
+    }
+
+    pub fn lines(&self) -> Vec<String> {
+        self.0
+            .as_ref()
+            .map(|l| l.lock().unwrap().clone())
+            .unwrap_or_default()
+    }
+}
+
+/// When the replayed scenario started (one scenario is traced per process).
+static START: OnceLock<tokio::time::Instant> = OnceLock::new();
+
+const TENANT: &str = r#"
+[[accepted_domains]]
+domain = "contoso.com"
+
+[[inbound_connectors]]
+name = "On-premises servers"
+connector_type = "OnPremises"
+sender_ip_addresses = ["127.0.0.0/24"]
+"#;
+
+/// The session deadlines scenarios run under: a long one, and one short enough that slow
+/// upstream replies run into it.
+const SESSION_TIMEOUTS: [Duration; 2] = [Duration::from_secs(600), Duration::from_secs(30)];
+/// How long after its deadline a session may take to end: the last flush to the client and the
+/// upstream's QUIT, each bounded.
+const END_SLACK: Duration = Duration::from_secs(30);
+
+/// The gate's configuration for a scenario.
+fn settings(rng: &mut Rng, session_timeout: Duration) -> Settings {
+    let mode = *rng.pick(&["enforce", "enforce", "audit"]);
+    let stage = *rng.pick(&["rcpt", "data"]);
+    let pool = *rng.pick(&[0, 4]);
+    let chunking = rng.chance(70);
+    let text = format!(
+        r#"
+[server]
+hostname = "gate.sim"
+listen = ["127.0.0.1:2525"]
+command_timeout_secs = 60
+data_timeout_secs = 60
+session_timeout_secs = {session}
+[policy]
+mode = "{mode}"
+reject_stage = "{stage}"
+{TENANT}
+[upstream]
+kind = "smtp"
+address = "upstream.sim:25"
+tls = "none"
+connect_timeout_secs = 5
+reply_timeout_secs = 10
+data_end_timeout_secs = 20
+pool_max_idle = {pool}
+chunking = {chunking}
+"#,
+        session = session_timeout.as_secs()
+    );
+    Config::parse(&text)
+        .and_then(|c| c.validate().map_err(|e| e.to_string()))
+        .expect("simulation configuration")
+}
+
+/// Run one scenario and check the invariant. `Err` says what broke.
+pub fn run(seed: u64, trace: Trace) -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime.block_on(scenario(seed, trace))
+}
+
+async fn scenario(seed: u64, trace: Trace) -> Result<(), String> {
+    let mut rng = Rng::new(seed);
+    let session_timeout = *rng.pick(&SESSION_TIMEOUTS);
+    let settings = Arc::new(settings(&mut rng, session_timeout));
+    let spec = Spec {
+        pipelining: rng.chance(70),
+        chunking: rng.chance(50),
+        fault_percent: *rng.pick(&[0, 3, 8, 20]),
+        dial_fault_percent: *rng.pick(&[0, 0, 10]),
+        reply_timeout: Duration::from_secs(10),
+    };
+    let store = Arc::new(Store::default());
+    let dial = SimDial {
+        spec,
+        store: Arc::clone(&store),
+        seed: rng.next(),
+        dials: AtomicUsize::new(0),
+        trace: trace.clone(),
+    };
+    trace.note(format!(
+        "scenario {seed}: {spec:?}, session timeout {session_timeout:?}, upstream {:?}",
+        settings.upstream
+    ));
+    let connector = Arc::new(Connector::with_dial(
+        &settings.upstream,
+        &settings.server.hostname,
+        Box::new(dial),
+    ));
+    let (_phase_tx, phase) = tokio::sync::watch::channel(Phase::Running);
+    let mut sent: Vec<Sent> = Vec::new();
+    let sessions = rng.range(1, 3);
+    for session in 0..sessions {
+        // Now and then a pause between sessions, long enough for a pooled connection to be
+        // checked with NOOP before reuse, or for the upstream to have sent something.
+        if rng.chance(30) {
+            tokio::time::sleep(Duration::from_millis(rng.below(5000))).await;
+        }
+        let (client_end, gate_end) = tokio::io::duplex(*rng.pick(&[512, 16 * 1024, 256 * 1024]));
+        let peer = Peer {
+            addr: SocketAddr::from(([127, 0, 0, 1], 40000 + session as u16)),
+            early: Vec::new(),
+        };
+        let started = tokio::time::Instant::now();
+        let gate = tokio::spawn(run_session(
+            gate_end,
+            peer,
+            Arc::clone(&settings),
+            connector.leg(),
+            phase.clone(),
+        ));
+        let mut client = Client::new(client_end, rng.fork(), trace.clone());
+        let outcome = tokio::time::timeout(
+            session_timeout + END_SLACK,
+            client.run(session as usize),
+        )
+        .await;
+        sent.append(&mut client.sent);
+        drop(client);
+        if outcome.is_err() {
+            return Err(format!(
+                "session {session}: the client got no reply within the session deadline"
+            ));
+        }
+        match tokio::time::timeout(session_timeout + END_SLACK, gate).await {
+            Err(_) => {
+                return Err(format!(
+                    "session {session} did not end within its deadline (hang)"
+                ))
+            }
+            Ok(Err(e)) if e.is_panic() => return Err(format!("session {session} panicked: {e}")),
+            Ok(_) => {}
+        }
+        let took = started.elapsed();
+        if took > session_timeout + END_SLACK {
+            return Err(format!("session {session} took {took:?}"));
+        }
+    }
+    // Let every upstream finish what it was doing (late stray lines, slow replies).
+    tokio::time::sleep(Duration::from_secs(3600)).await;
+    let held = store.held.lock().unwrap().clone();
+    check(&sent, &held)
+}
+
+/// The promise: a message the client was told 2xx for is held exactly once, for exactly the
+/// recipients it was told 2xx, byte for byte; nothing told 5xx is held; nothing is held that
+/// the client did not send.
+fn check(sent: &[Sent], held: &[Held]) -> Result<(), String> {
+    let id_of = |h: &Held| -> Option<String> {
+        let text = String::from_utf8_lossy(&h.text);
+        text.lines()
+            .find_map(|l| l.strip_prefix("X-Sim-Id: ").map(str::to_string))
+    };
+    for h in held {
+        let Some(id) = id_of(h) else {
+            return Err(format!("the upstream holds a message nobody sent: {h:?}"));
+        };
+        if !sent.iter().any(|s| s.id == id && s.text_sent) {
+            return Err(format!("the upstream holds message {id}, whose text was never sent"));
+        }
+    }
+    for s in sent {
+        let copies: Vec<&Held> = held
+            .iter()
+            .filter(|h| id_of(h).as_deref() == Some(s.id.as_str()))
+            .collect();
+        for c in &copies {
+            if let Some(extra) = c.rcpts.iter().find(|r| !s.accepted.contains(r)) {
+                return Err(format!(
+                    "message {}: the upstream holds it for {extra}, whom the client was not told 2xx",
+                    s.id
+                ));
+            }
+            if strip_received(&c.text) != Some(&s.text[..]) {
+                return Err(format!("message {}: the bytes held differ from the bytes sent", s.id));
+            }
+        }
+        match s.final_code {
+            Some(code) if (200..300).contains(&code) => {
+                if copies.len() != 1 {
+                    return Err(format!(
+                        "message {} was answered {code} and is held {} times",
+                        s.id,
+                        copies.len()
+                    ));
+                }
+                let mut held_for = copies[0].rcpts.clone();
+                let mut told = s.accepted.clone();
+                held_for.sort();
+                told.sort();
+                if held_for != told {
+                    return Err(format!(
+                        "message {} was answered {code}: recipients told 2xx {told:?}, held for {held_for:?}",
+                        s.id
+                    ));
+                }
+            }
+            Some(code) if code >= 500 && !copies.is_empty() => {
+                return Err(format!("message {} was answered {code} but is held", s.id));
+            }
+            _ if copies.len() > 1 => {
+                return Err(format!("message {} is held {} times", s.id, copies.len()));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// The text after the gate's `Received:` field (its first header, folded lines included).
+fn strip_received(text: &[u8]) -> Option<&[u8]> {
+    if !text.starts_with(b"Received: ") {
+        return None;
+    }
+    let mut i = 0;
+    loop {
+        i += text[i..].iter().position(|b| *b == b'\n')? + 1;
+        if !matches!(text.get(i), Some(b'\t') | Some(b' ')) {
+            return Some(&text[i..]);
+        }
+    }
+}
