@@ -299,6 +299,56 @@ pub struct Script {
     pub refuse_chunk: Option<(usize, &'static str)>,
     /// Do not offer PIPELINING.
     pub no_pipelining: bool,
+    /// At the RCPT with this number on a connection (1-based, counted per connection), fail
+    /// instead of answering: a recipient the gate must not lose track of.
+    pub rcpt_fault: Option<(usize, Fault)>,
+    /// A line written right after the EHLO reply, in the same write: a reply to no command,
+    /// which shifts every later reply by one if the gate reads it as the next one.
+    pub ehlo_trailer: Option<&'static str>,
+    /// A line written right after each RCPT reply, in the same write (as `ehlo_trailer`).
+    pub rcpt_trailer: Option<&'static str>,
+    /// The reply to the first message's end (final dot or `BDAT ... LAST`) this upstream
+    /// receives, over any connection; later messages get `end_reply`. For faults that must not
+    /// follow the connection into the next session.
+    pub first_end_reply: Option<&'static str>,
+    /// A line written on its own after the first message's final reply, when the test says so.
+    pub stray_after_first_message: Option<Stray>,
+}
+
+/// How the upstream fails at a RCPT (`Script::rcpt_fault`).
+#[derive(Clone, Copy, Debug)]
+pub enum Fault {
+    /// Close the connection without a word.
+    Close,
+    /// Answer with this line, then close (as a server does after a 421).
+    ReplyAndClose(&'static str),
+    /// Never answer: keep the connection open and read (and ignore) whatever comes, until the
+    /// gate gives up and closes it.
+    Silent,
+}
+
+/// A reply to no command, arriving after a message's final reply in a write of its own.
+///
+/// The upstream waits for `go` before writing it, and the test gives `go` once the gate has
+/// passed the final reply to its client: so the gate has certainly read that reply before the
+/// stray line arrives, and cannot have seen both in one read. The upstream reads no further
+/// command before the line is written, so the line precedes every later reply on the wire.
+#[derive(Clone)]
+pub struct Stray {
+    pub line: &'static str,
+    pub go: Arc<tokio::sync::Notify>,
+    /// Notified once the line has been written.
+    pub written: Arc<tokio::sync::Notify>,
+}
+
+impl Stray {
+    pub fn new(line: &'static str) -> Stray {
+        Stray {
+            line,
+            go: Arc::new(tokio::sync::Notify::new()),
+            written: Arc::new(tokio::sync::Notify::new()),
+        }
+    }
 }
 
 /// One transaction as the upstream saw it.
@@ -421,8 +471,21 @@ async fn upstream_session(
     }
     let mut buf = Vec::new();
     let mut current: Option<usize> = None;
+    let mut rcpts_on_connection = 0usize;
+    // The reply to a message's end, and whether it is the first message this upstream
+    // completed (over any connection): that one may get `first_end_reply`, and the stray line.
+    let end_reply = |log: &Arc<Mutex<Vec<Received>>>| -> (&'static str, bool) {
+        let first = log.lock().unwrap().iter().filter(|t| t.completed).count() == 1;
+        let default = script.end_reply.unwrap_or("250 2.0.0 queued as UPSTREAM1");
+        match script.first_end_reply {
+            Some(r) if first => (r, first),
+            _ => (default, first),
+        }
+    };
     while let Some(line) = read_line(&mut s, &mut buf).await {
         let upper = line.to_ascii_uppercase();
+        // Set when this command ended the upstream's first message (for the stray line).
+        let mut ended_first_message = false;
         let reply: String = if upper.starts_with("EHLO") {
             let starttls = if script.starttls.is_some() && !tls {
                 "250-STARTTLS\r\n"
@@ -439,7 +502,11 @@ async fn upstream_session(
             } else {
                 "250-PIPELINING\r\n"
             };
-            format!("250-upstream.test\r\n{pipelining}{starttls}{chunking}250-8BITMIME\r\n250-SMTPUTF8\r\n250 SIZE 100000000")
+            let trailer = script
+                .ehlo_trailer
+                .map(|t| format!("\r\n{t}"))
+                .unwrap_or_default();
+            format!("250-upstream.test\r\n{pipelining}{starttls}{chunking}250-8BITMIME\r\n250-SMTPUTF8\r\n250 SIZE 100000000{trailer}")
         } else if upper == "STARTTLS" && script.starttls.is_some() && !tls {
             if s.write_all(b"220 2.0.0 ready\r\n").await.is_err() {
                 return;
@@ -472,9 +539,34 @@ async fn upstream_session(
             if let Some(i) = current {
                 log.lock().unwrap()[i].rcpts.push(line.clone());
             }
-            match script.refuse_rcpt.iter().find(|(a, _)| line.contains(a)) {
+            rcpts_on_connection += 1;
+            match script.rcpt_fault {
+                Some((n, fault)) if n == rcpts_on_connection => {
+                    match fault {
+                        Fault::Close => {}
+                        Fault::ReplyAndClose(r) => {
+                            let _ = s.write_all(format!("{r}\r\n").as_bytes()).await;
+                        }
+                        Fault::Silent => {
+                            let mut chunk = [0u8; 8192];
+                            while let Ok(n) = s.read(&mut chunk).await {
+                                if n == 0 {
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                    return;
+                }
+                _ => {}
+            }
+            let reply = match script.refuse_rcpt.iter().find(|(a, _)| line.contains(a)) {
                 Some((_, r)) => r.to_string(),
                 None => "250 2.1.5 ok".into(),
+            };
+            match script.rcpt_trailer {
+                Some(t) => format!("{reply}\r\n{t}"),
+                None => reply,
             }
         } else if upper.starts_with("BDAT ") && script.chunking {
             // BDAT <size> [LAST]: exactly <size> raw bytes follow the command line.
@@ -529,10 +621,9 @@ async fn upstream_session(
                 if script.drop_after_dot {
                     return;
                 }
-                script
-                    .end_reply
-                    .unwrap_or("250 2.0.0 queued as UPSTREAM1")
-                    .to_string()
+                let (reply, first) = end_reply(&log);
+                ended_first_message = first;
+                reply.to_string()
             }
         } else if upper == "DATA" {
             if let Some(r) = script.data_reply {
@@ -588,15 +679,13 @@ async fn upstream_session(
                     tokio::time::sleep(Duration::from_secs(60)).await;
                     return;
                 }
+                let (reply, first) = end_reply(&log);
                 if script.hang_up_after_message {
-                    let r = script.end_reply.unwrap_or("250 2.0.0 queued as UPSTREAM1");
-                    let _ = s.write_all(format!("{r}\r\n").as_bytes()).await;
+                    let _ = s.write_all(format!("{reply}\r\n").as_bytes()).await;
                     return;
                 }
-                script
-                    .end_reply
-                    .unwrap_or("250 2.0.0 queued as UPSTREAM1")
-                    .to_string()
+                ended_first_message = first;
+                reply.to_string()
             }
         } else if upper == "RSET" {
             current = None;
@@ -614,6 +703,18 @@ async fn upstream_session(
             .is_err()
         {
             return;
+        }
+        if let (true, Some(stray)) = (ended_first_message, &script.stray_after_first_message) {
+            if timeout(WAIT, stray.go.notified()).await.is_err() {
+                return;
+            }
+            if s.write_all(format!("{}\r\n", stray.line).as_bytes())
+                .await
+                .is_err()
+            {
+                return;
+            }
+            stray.written.notify_one();
         }
     }
 }
