@@ -978,3 +978,32 @@ async fn odd_replies_to_last_are_451_never_passed_as_a_verdict() {
         assert!(r.starts_with("451 4.4."), "{end}: {r:?}");
     }
 }
+
+#[tokio::test]
+async fn a_failing_directory_upstream_answers_451_without_its_paths() {
+    // The directory is a file: creating the message fails with an error naming the path.
+    let dir = tempfile::tempdir().unwrap();
+    let blocker = dir.path().join("not-a-directory");
+    std::fs::write(&blocker, b"").unwrap();
+    let g = start_gate(
+        "",
+        &format!(
+            "{BASELINE_TENANT}\n[upstream]\nkind = \"directory\"\npath = \"{}\"\n",
+            blocker.display()
+        ),
+    )
+    .await;
+    let mut c = session(&g).await;
+    let r = c
+        .send_message(
+            "app@contoso.com",
+            &["bob@example.org"],
+            b"Subject: x\r\n\r\nhi\r\n",
+        )
+        .await;
+    // The client learns that it should retry, and the session id to quote; the path and the
+    // OS error are for the log.
+    assert_exo_reply(&r, "451 4.4.3 Temporary server error. Please try again later [");
+    assert!(!r.contains("not-a-directory") && !r.contains("/tmp"), "{r:?}");
+    assert!(eml_files(&blocker).is_empty());
+}

@@ -1,0 +1,169 @@
+//! Sessions without sockets: a real relaygate session over in-memory pipes on tokio's paused
+//! clock, so the deadlines are tested in virtual time (a five-minute command timeout costs
+//! milliseconds) and a hang is a failure, not a stuck test.
+
+use relaygate::config::{Config, Settings};
+use relaygate::session::{run_session, Peer, Phase};
+use relaygate::upstream::{Connector, Dial, Dialing, Transport};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+const TENANT: &str = r#"
+[[accepted_domains]]
+domain = "contoso.com"
+
+[[inbound_connectors]]
+name = "On-premises servers"
+connector_type = "OnPremises"
+sender_ip_addresses = ["127.0.0.0/24"]
+"#;
+
+fn settings(server_extra: &str, upstream_extra: &str) -> Arc<Settings> {
+    let text = format!(
+        "[server]\nhostname = \"gate.contoso.com\"\n{server_extra}\n{TENANT}\n[upstream]\nkind = \"smtp\"\naddress = \"upstream.test:25\"\ntls = \"none\"\n{upstream_extra}\n"
+    );
+    Arc::new(
+        Config::parse(&text)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .validate()
+            .unwrap_or_else(|e| panic!("{e}")),
+    )
+}
+
+/// An upstream that accepts the connection and then never says a word. The far ends are
+/// kept open, so the gate waits rather than seeing a close.
+#[derive(Default)]
+struct SilentUpstream {
+    far_ends: Mutex<Vec<DuplexStream>>,
+}
+
+impl Dial for SilentUpstream {
+    fn dial(&self) -> Dialing<'_> {
+        Box::pin(async move {
+            let (gate, far) = tokio::io::duplex(4096);
+            self.far_ends.lock().unwrap().push(far);
+            Ok(Box::new(gate) as Box<dyn Transport>)
+        })
+    }
+}
+
+/// A session on one end of a pipe whose buffer holds `window` bytes each way; the client's end
+/// is returned.
+fn start(settings: Arc<Settings>, window: usize) -> (DuplexStream, JoinHandle<()>) {
+    let connector = Connector::with_dial(
+        &settings.upstream,
+        &settings.server.hostname,
+        Box::new(SilentUpstream::default()),
+    );
+    let (client, gate) = tokio::io::duplex(window);
+    let (_phase_tx, phase) = tokio::sync::watch::channel(Phase::Running);
+    let session = tokio::spawn(async move {
+        let _keep_phase = _phase_tx;
+        run_session(
+            gate,
+            Peer {
+                addr: SocketAddr::from(([127, 0, 0, 1], 40000)),
+                early: Vec::new(),
+            },
+            settings,
+            connector.leg(),
+            phase,
+        )
+        .await
+    });
+    (client, session)
+}
+
+/// Read until a final reply line (code and space); empty at end of stream.
+async fn reply(io: &mut DuplexStream) -> String {
+    let mut all = Vec::new();
+    let mut byte = [0u8; 1];
+    loop {
+        match io.read(&mut byte).await {
+            Ok(0) | Err(_) => return String::from_utf8_lossy(&all).into_owned(),
+            Ok(_) => all.push(byte[0]),
+        }
+        if all.ends_with(b"\r\n") {
+            let line_start = all[..all.len() - 2]
+                .iter()
+                .rposition(|b| *b == b'\n')
+                .map_or(0, |i| i + 1);
+            if all.get(line_start + 3) == Some(&b' ') {
+                return String::from_utf8_lossy(&all).into_owned();
+            }
+        }
+    }
+}
+
+async fn cmd(io: &mut DuplexStream, line: &str, expect: &str) -> String {
+    io.write_all(format!("{line}\r\n").as_bytes()).await.unwrap();
+    let r = reply(io).await;
+    assert!(r.starts_with(expect), "{line:?} got {r:?}, expected {expect}");
+    r
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_client_that_never_reads_is_cut_off_within_its_deadlines() {
+    let settings = settings("command_timeout_secs = 5\nsession_timeout_secs = 20", "");
+    // 1 KB each way: the gate's replies fill the client's side within a few dozen NOOPs.
+    let (client, session) = start(settings, 1024);
+    let started = Instant::now();
+    let (_reader, mut writer) = tokio::io::split(client);
+    let flood = tokio::spawn(async move {
+        // Bounded: far more than both pipe buffers hold, never read back.
+        for _ in 0..100_000 {
+            if writer.write_all(b"NOOP\r\n").await.is_err() {
+                return;
+            }
+        }
+    });
+    tokio::time::timeout(Duration::from_secs(60), session)
+        .await
+        .expect("the session outlived its deadlines: its writes to the client are unbounded")
+        .unwrap();
+    let took = started.elapsed();
+    // The blocked write gives up at the command timeout (5 s); the session deadline (20 s)
+    // and the bounded close (5 s) cap it in any case.
+    assert!(took <= Duration::from_secs(25), "ended after {took:?}");
+    flood.abort();
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_upstream_slower_than_the_session_deadline_gets_421_at_the_deadline() {
+    // The upstream's own timeouts (30 s connect, 300 s per reply) are longer than the
+    // session's 20 s: the session deadline must win.
+    let settings = settings(
+        "session_timeout_secs = 20",
+        "connect_timeout_secs = 30\nreply_timeout_secs = 300",
+    );
+    let (mut c, session) = start(settings, 64 * 1024);
+    let started = Instant::now();
+    assert!(reply(&mut c).await.starts_with("220 "));
+    cmd(&mut c, "EHLO client.contoso.com", "250").await;
+    cmd(&mut c, "MAIL FROM:<app@contoso.com>", "250").await;
+    let r = cmd(&mut c, "RCPT TO:<bob@example.org>", "421 4.4.2").await;
+    assert!(r.contains("Timeout exceeded"), "{r:?}");
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_secs(20) && took < Duration::from_secs(21),
+        "answered after {took:?}"
+    );
+    assert_eq!(reply(&mut c).await, "", "the session ends after the 421");
+    session.await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_silent_client_gets_421_after_the_five_minute_command_timeout() {
+    let (mut c, session) = start(settings("", ""), 64 * 1024);
+    let started = Instant::now();
+    assert!(reply(&mut c).await.starts_with("220 "));
+    let r = reply(&mut c).await;
+    assert!(r.starts_with("421 4.4.2"), "{r:?}");
+    // RFC 5321 4.5.3.2.7's five minutes, in virtual time.
+    assert_eq!(started.elapsed().as_secs(), 300);
+    session.await.unwrap();
+}
