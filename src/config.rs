@@ -575,16 +575,9 @@ impl Config {
         };
         let admin = match &self.admin {
             None => None,
-            Some(a) if a.probe_interval_secs == 0 => {
-                return Err(invalid(
-                    "admin.probe_interval_secs",
-                    0,
-                    "must be at least 1 second",
-                ))
-            }
             Some(a) => Some(AdminSettings {
                 listen: a.listen,
-                probe_interval: Duration::from_secs(a.probe_interval_secs),
+                probe_interval: seconds("admin.probe_interval_secs", a.probe_interval_secs, 1)?,
             }),
         };
         Ok(Settings {
@@ -680,6 +673,31 @@ fn quoted(s: &str) -> String {
     format!("{s:?}")
 }
 
+/// The longest any `*_secs` setting may be: one day. No SMTP wait is meaningful beyond that
+/// (RFC 5321's longest timeout is 10 minutes), and a bound this low keeps every
+/// `Instant + Duration` the gate computes far from overflowing, which panics (in every
+/// session, for the session timeout) instead of failing here with the key named.
+const MAX_SECS: u64 = 86_400;
+
+/// A `*_secs` value: from `min` to [`MAX_SECS`] seconds.
+fn seconds(key: &str, value: u64, min: u64) -> Result<Duration, ConfigError> {
+    if value < min {
+        return Err(invalid(
+            key,
+            value,
+            format!("must be at least {min} second"),
+        ));
+    }
+    if value > MAX_SECS {
+        return Err(invalid(
+            key,
+            value,
+            format!("must be at most {MAX_SECS} seconds (one day)"),
+        ));
+    }
+    Ok(Duration::from_secs(value))
+}
+
 /// A DNS domain name: lower-cased, trailing dot removed, labels of letters, digits and hyphens
 /// (punycode for IDNs), 1 to 63 octets each.
 pub(crate) fn domain_name(key: &str, value: &str) -> Result<String, ConfigError> {
@@ -731,22 +749,24 @@ impl ServerConfig {
         if self.max_recipients == 0 {
             return Err(invalid("server.max_recipients", 0, "must be at least 1"));
         }
-        for (key, v) in [
-            ("server.command_timeout_secs", self.command_timeout_secs),
-            ("server.data_timeout_secs", self.data_timeout_secs),
+        for (key, v, min) in [
+            ("server.command_timeout_secs", self.command_timeout_secs, 1),
+            ("server.data_timeout_secs", self.data_timeout_secs, 1),
             (
                 "server.tls_handshake_timeout_secs",
                 self.tls_handshake_timeout_secs,
+                1,
             ),
-            ("server.session_timeout_secs", self.session_timeout_secs),
+            ("server.session_timeout_secs", self.session_timeout_secs, 1),
             (
                 "server.proxy_header_timeout_secs",
                 self.proxy_header_timeout_secs,
+                1,
             ),
+            // 0: drop transactions in flight at once.
+            ("server.shutdown_grace_secs", self.shutdown_grace_secs, 0),
         ] {
-            if v == 0 {
-                return Err(invalid(key, v, "must be at least 1 second"));
-            }
+            seconds(key, v, min)?;
         }
         if self.max_header_size < 1024 {
             return Err(invalid(
@@ -996,6 +1016,19 @@ impl InboundConnectorConfig {
 
 impl UpstreamConfig {
     fn validate(&self) -> Result<UpstreamSettings, ConfigError> {
+        // Bounded whatever the kind, so that no value in the file is left to overflow later;
+        // the lower bounds apply to kind smtp only, below.
+        for (key, v) in [
+            ("upstream.connect_timeout_secs", self.connect_timeout_secs),
+            ("upstream.reply_timeout_secs", self.reply_timeout_secs),
+            ("upstream.data_end_timeout_secs", self.data_end_timeout_secs),
+            (
+                "upstream.pool_idle_timeout_secs",
+                self.pool_idle_timeout_secs,
+            ),
+        ] {
+            seconds(key, v, 0)?;
+        }
         match self.kind.as_str() {
             "directory" => {
                 let path = self.path.clone().ok_or_else(|| {
@@ -1270,6 +1303,69 @@ client_certificate = "certs/gate.pem"
         assert!(e.contains("policy.profile = \"exo-2019\""), "{e}");
         let e = refused("[[inbound_connectors]]\nname = \"c\"\nconnector_type = \"Onpremises\"\nsender_ip_addresses = [\"192.0.2.1\"]\n");
         assert!(e.contains("connector_type"), "{e}");
+    }
+
+    /// Every `*_secs` key, in the section it belongs to.
+    const SECONDS_KEYS: [(&str, &str); 11] = [
+        ("server", "command_timeout_secs"),
+        ("server", "data_timeout_secs"),
+        ("server", "tls_handshake_timeout_secs"),
+        ("server", "session_timeout_secs"),
+        ("server", "proxy_header_timeout_secs"),
+        ("server", "shutdown_grace_secs"),
+        ("upstream", "connect_timeout_secs"),
+        ("upstream", "reply_timeout_secs"),
+        ("upstream", "data_end_timeout_secs"),
+        ("upstream", "pool_idle_timeout_secs"),
+        ("admin", "probe_interval_secs"),
+    ];
+
+    /// The base configuration, with an `[admin]` section, and `section.key = value`.
+    fn with_seconds(section: &str, key: &str, value: u64) -> String {
+        let line = |s: &str| {
+            if s == section {
+                format!("{key} = {value}\n")
+            } else {
+                String::new()
+            }
+        };
+        format!(
+            "[server]\nhostname = \"gate.contoso.com\"\n{}[upstream]\nkind = \"directory\"\npath = \"out\"\n{}[admin]\nlisten = \"127.0.0.1:9025\"\n{}",
+            line("server"),
+            line("upstream"),
+            line("admin"),
+        )
+    }
+
+    #[test]
+    fn every_seconds_setting_is_at_most_one_day() {
+        for (section, key) in SECONDS_KEYS {
+            for value in [86_401, i64::MAX as u64] {
+                let text = with_seconds(section, key, value);
+                let e = match Config::parse(&text).unwrap().validate() {
+                    Ok(_) => panic!("{section}.{key} = {value} accepted"),
+                    Err(e) => e.to_string(),
+                };
+                assert_eq!(
+                    e,
+                    format!("configuration key {section}.{key} = {value}: must be at most 86400 seconds (one day)")
+                );
+            }
+            let text = with_seconds(section, key, 86_400);
+            let settings = Config::parse(&text).unwrap().validate();
+            assert!(settings.is_ok(), "{section}.{key} = 86400 refused");
+        }
+    }
+
+    #[test]
+    fn smtp_upstream_seconds_are_bounded_too() {
+        let text = "[server]\n[upstream]\nkind = \"smtp\"\naddress = \"127.0.0.1:25\"\ntls = \"none\"\nreply_timeout_secs = 9223372036854775807\n";
+        let e = Config::parse(text).unwrap().validate().err().unwrap();
+        assert!(
+            e.to_string()
+                .contains("upstream.reply_timeout_secs = 9223372036854775807: must be at most"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -1322,3 +1322,85 @@ fn a_transaction_that_ends_before_its_header_has_no_legacy_verdict() {
     assert_eq!(e["exo_legacy"], "undecided", "{e}");
     assert_eq!(e["broken_by_november_2023"], false, "{e}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// What is refused before anything runs: out-of-range values, conflicting listeners, files that
+// never end. Each command must exit by itself; `relaygate_bounded` fails the test instead of
+// hanging it when one does not.
+// ---------------------------------------------------------------------------------------------
+
+/// Run `relaygate ARGS` in the repository like [`relaygate`], but kill it and fail the test if
+/// it has not exited within 20 seconds (a generous bound: these commands exit in milliseconds,
+/// or never).
+fn relaygate_bounded(args: &[&str]) -> (i32, String, String) {
+    use std::io::Read;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_relaygate"))
+        .args(args)
+        .current_dir(repo())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run relaygate");
+    // Drain both pipes while waiting, so a chatty process cannot block on a full pipe.
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut bytes);
+            }
+            String::from_utf8_lossy(&bytes).into_owned()
+        })
+    };
+    let out = drain(child.stdout.take().map(|p| Box::new(p) as _));
+    let err = drain(child.stderr.take().map(|p| Box::new(p) as _));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("relaygate {args:?} did not exit within 20 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    (
+        status.code().expect("exit status"),
+        out.join().unwrap(),
+        err.join().unwrap(),
+    )
+}
+
+/// `relaygate serve` on the standard test configuration as changed by `edit`: (exit status,
+/// log, stderr). It must refuse to start.
+fn serve_refused(edit: impl FnOnce(String) -> String) -> (i32, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = edit(config_text_with(
+        free_port(),
+        "127.0.0.0/24",
+        "gate.contoso.com",
+        &dir.path().join("out"),
+        "",
+    ));
+    let path = dir.path().join("relaygate.toml");
+    std::fs::write(&path, config).unwrap();
+    relaygate_bounded(&["serve", "--config", path.to_str().unwrap()])
+}
+
+#[test]
+fn a_timeout_beyond_one_day_is_refused_at_start_with_its_key() {
+    let (status, log, err) = serve_refused(|c| {
+        c.replace(
+            "[tls]",
+            "session_timeout_secs = 9223372036854775807\n\n[tls]",
+        )
+    });
+    assert_eq!(status, 2, "{log}{err}");
+    assert_eq!(
+        err.trim_end(),
+        "relaygate: configuration key server.session_timeout_secs = 9223372036854775807: must be at most 86400 seconds (one day)"
+    );
+    assert!(!log.contains("listening"), "{log}");
+}
