@@ -381,7 +381,8 @@ pub struct LogConfig {
     /// `"text"` (default) or `"json"`.
     #[serde(default = "default_log_format")]
     pub format: String,
-    /// tracing filter, e.g. `"info"` (default) or `"relaygate=debug"`. `RUST_LOG` overrides it.
+    /// tracing filter, e.g. `"info"` (default) or `"relaygate=debug"`: levels or target=level
+    /// only (checked by `log_level`). `RUST_LOG` overrides it.
     #[serde(default = "default_log_level")]
     pub level: String,
 }
@@ -573,6 +574,7 @@ impl Config {
                 ))
             }
         };
+        log_level(&self.log.level)?;
         let admin = match &self.admin {
             None => None,
             Some(a) => Some(AdminSettings {
@@ -696,6 +698,45 @@ fn seconds(key: &str, value: u64, min: u64) -> Result<Duration, ConfigError> {
         ));
     }
     Ok(Duration::from_secs(value))
+}
+
+/// The levels a `log.level` directive may name (any case).
+const LOG_LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+
+/// `log.level`: EnvFilter takes any word it does not know for a target name, so a misspelt
+/// level (`"inf"`) would enable one target nobody has and silence every log. Every
+/// comma-separated directive must therefore be a level or `target[span{field}]=level` with one
+/// of [`LOG_LEVELS`]; EnvFilter itself then refuses any other syntax error.
+fn log_level(value: &str) -> Result<(), ConfigError> {
+    const ACCEPTED: &str = "each comma-separated directive must be a level or target=level, and \
+                            the levels are trace, debug, info, warn, error and off";
+    let directives: Vec<&str> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .collect();
+    if directives.is_empty() {
+        return Err(invalid(
+            "log.level",
+            quoted(value),
+            format!("is empty: {ACCEPTED}"),
+        ));
+    }
+    for directive in directives {
+        let level = directive
+            .rsplit_once('=')
+            .map_or(directive, |(_, l)| l.trim());
+        if !LOG_LEVELS.iter().any(|l| l.eq_ignore_ascii_case(level)) {
+            return Err(invalid(
+                "log.level",
+                quoted(value),
+                format!("names {level:?}, which is not a level: {ACCEPTED}"),
+            ));
+        }
+    }
+    tracing_subscriber::EnvFilter::try_new(value)
+        .map(|_| ())
+        .map_err(|e| invalid("log.level", quoted(value), format!("is not a filter: {e}")))
 }
 
 /// A DNS domain name: lower-cased, trailing dot removed, labels of letters, digits and hyphens
@@ -1366,6 +1407,49 @@ client_certificate = "certs/gate.pem"
                 .contains("upstream.reply_timeout_secs = 9223372036854775807: must be at most"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_misspelt_log_level_is_refused_with_the_levels() {
+        for (value, culprit) in [
+            ("inf", "inf"),
+            ("relaygate=debug,inf", "inf"),
+            ("relaygate=verbose", "verbose"),
+            // A bare target enables everything for it and silences the rest.
+            ("relaygate", "relaygate"),
+            ("relaygate=", ""),
+        ] {
+            let e = refused(&format!("[log]\nlevel = {value:?}\n"));
+            assert_eq!(
+                e,
+                format!(
+                    "configuration key log.level = {value:?}: names {culprit:?}, which is not a level: each comma-separated directive must be a level or target=level, and the levels are trace, debug, info, warn, error and off"
+                )
+            );
+        }
+        let e = refused("[log]\nlevel = \" , \"\n");
+        assert!(
+            e.starts_with("configuration key log.level = \" , \": is empty"),
+            "{e}"
+        );
+        // What the levels allow but EnvFilter does not parse.
+        let e = refused("[log]\nlevel = \"relaygate[=info\"\n");
+        assert!(
+            e.starts_with("configuration key log.level = \"relaygate[=info\": "),
+            "{e}"
+        );
+        for ok in [
+            "info",
+            "WARN",
+            "Off",
+            "relaygate=debug,info",
+            "relaygate::transaction=info,warn",
+            "relaygate[session]=trace,error",
+            "relaygate=debug,",
+        ] {
+            let s = check(&format!("[log]\nlevel = {ok:?}\n"));
+            assert!(s.is_ok(), "{ok}: {:?}", s.err());
+        }
     }
 
     #[test]

@@ -1404,3 +1404,23 @@ fn a_timeout_beyond_one_day_is_refused_at_start_with_its_key() {
     );
     assert!(!log.contains("listening"), "{log}");
 }
+
+#[test]
+fn config_check_reports_a_misspelt_log_level_as_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "");
+    std::fs::write(
+        &config,
+        std::fs::read_to_string(&config)
+            .unwrap()
+            .replace("format = \"json\"", "format = \"json\"\nlevel = \"inf\""),
+    )
+    .unwrap();
+    let (status, out, err) = relaygate_bounded(&["config", "check", "--config", &config]);
+    assert_eq!(status, 1, "{out}{err}");
+    assert!(
+        out.contains("error: log.level: configuration key log.level = \"inf\": names \"inf\", which is not a level: each comma-separated directive must be a level or target=level, and the levels are trace, debug, info, warn, error and off"),
+        "{out}"
+    );
+    assert!(out.contains("1 error(s)"), "{out}");
+}
