@@ -581,10 +581,13 @@ impl Config {
         log_level(&self.log.level)?;
         let admin = match &self.admin {
             None => None,
-            Some(a) => Some(AdminSettings {
-                listen: a.listen,
-                probe_interval: seconds("admin.probe_interval_secs", a.probe_interval_secs, 1)?,
-            }),
+            Some(a) => {
+                no_listen_conflict("admin.listen", a.listen, &server.listen)?;
+                Some(AdminSettings {
+                    listen: a.listen,
+                    probe_interval: seconds("admin.probe_interval_secs", a.probe_interval_secs, 1)?,
+                })
+            }
         };
         Ok(Settings {
             server,
@@ -704,6 +707,45 @@ fn seconds(key: &str, value: u64, min: u64) -> Result<Duration, ConfigError> {
     Ok(Duration::from_secs(value))
 }
 
+/// Whether the two listening addresses cannot both be bound ("address in use"): the same port
+/// (port 0 asks the system for a free one each time, so never), and the same address or an
+/// unspecified one covering the other. `0.0.0.0` covers IPv4 only; `[::]` is dual-stack (the
+/// Linux default), so it covers IPv4 as well. IPv4-mapped addresses count as IPv4.
+fn listeners_conflict(a: SocketAddr, b: SocketAddr) -> bool {
+    if a.port() != b.port() || a.port() == 0 {
+        return false;
+    }
+    let covers = |unspecified: IpAddr, other: IpAddr| match unspecified {
+        IpAddr::V6(v6) => v6.is_unspecified(),
+        IpAddr::V4(v4) => v4.is_unspecified() && other.is_ipv4(),
+    };
+    let (x, y) = (a.ip().to_canonical(), b.ip().to_canonical());
+    x == y || covers(x, y) || covers(y, x)
+}
+
+/// `key = addr` must not conflict with any SMTP listener before it, so that a configuration
+/// that cannot be bound is refused here (exit 2, nothing bound) and not halfway through binding.
+fn no_listen_conflict(
+    key: &str,
+    addr: SocketAddr,
+    smtp_listeners: &[SocketAddr],
+) -> Result<(), ConfigError> {
+    match smtp_listeners
+        .iter()
+        .position(|&other| listeners_conflict(addr, other))
+    {
+        None => Ok(()),
+        Some(i) => Err(invalid(
+            key,
+            addr,
+            format!(
+                "conflicts with server.listen[{i}] = {}: both cannot be bound (the same port, and the same address or an unspecified one covering the other)",
+                smtp_listeners[i]
+            ),
+        )),
+    }
+}
+
 /// The levels a `log.level` directive may name (any case).
 const LOG_LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
 
@@ -783,6 +825,9 @@ impl ServerConfig {
         }
         if self.listen.is_empty() {
             return Err(invalid("server.listen", "[]", "needs at least one address"));
+        }
+        for (i, addr) in self.listen.iter().enumerate() {
+            no_listen_conflict(&format!("server.listen[{i}]"), *addr, &self.listen[..i])?;
         }
         if self.max_message_size < 1024 {
             return Err(invalid(
@@ -1538,6 +1583,50 @@ client_certificate = "certs/gate.pem"
             );
             assert!(e.contains(why), "{key}: {e}");
         }
+    }
+
+    #[test]
+    fn listeners_conflict_on_the_same_port_and_an_overlapping_address() {
+        let conflict =
+            |a: &str, b: &str| listeners_conflict(a.parse().unwrap(), b.parse().unwrap());
+        for (a, b) in [
+            ("127.0.0.1:25", "127.0.0.1:25"),
+            ("0.0.0.0:25", "127.0.0.1:25"),
+            ("[::]:25", "0.0.0.0:25"),
+            ("[::]:25", "127.0.0.1:25"),
+            ("[::]:25", "[::1]:25"),
+            ("[::ffff:127.0.0.1]:25", "127.0.0.1:25"),
+        ] {
+            assert!(conflict(a, b) && conflict(b, a), "{a} {b}");
+        }
+        for (a, b) in [
+            ("127.0.0.1:25", "127.0.0.1:26"),
+            ("127.0.0.1:25", "127.0.0.2:25"),
+            // 0.0.0.0 is IPv4 only.
+            ("0.0.0.0:25", "[::1]:25"),
+            // Port 0 asks the system for a free port each time.
+            ("127.0.0.1:0", "127.0.0.1:0"),
+        ] {
+            assert!(!conflict(a, b) && !conflict(b, a), "{a} {b}");
+        }
+    }
+
+    #[test]
+    fn a_listener_that_conflicts_with_another_is_refused() {
+        let text = "[server]\nlisten = [\"127.0.0.1:2525\", \"[::1]:2525\", \"127.0.0.1:2525\"]\n[upstream]\nkind = \"directory\"\npath = \"out\"\n";
+        let e = Config::parse(text).unwrap().validate().err().unwrap();
+        assert_eq!(
+            e.to_string(),
+            "configuration key server.listen[2] = 127.0.0.1:2525: conflicts with server.listen[0] = 127.0.0.1:2525: both cannot be bound (the same port, and the same address or an unspecified one covering the other)"
+        );
+        let text = "[server]\nlisten = [\"0.0.0.0:2525\"]\n[upstream]\nkind = \"directory\"\npath = \"out\"\n[admin]\nlisten = \"127.0.0.1:2525\"\n";
+        let e = Config::parse(text).unwrap().validate().err().unwrap();
+        assert_eq!(
+            e.to_string(),
+            "configuration key admin.listen = 127.0.0.1:2525: conflicts with server.listen[0] = 0.0.0.0:2525: both cannot be bound (the same port, and the same address or an unspecified one covering the other)"
+        );
+        let ok = text.replace("127.0.0.1:2525", "127.0.0.1:9025");
+        assert!(Config::parse(&ok).unwrap().validate().is_ok());
     }
 
     #[test]

@@ -1373,17 +1373,21 @@ fn relaygate_bounded(args: &[&str]) -> (i32, String, String) {
     )
 }
 
-/// `relaygate serve` on the standard test configuration as changed by `edit`: (exit status,
-/// log, stderr). It must refuse to start.
-fn serve_refused(edit: impl FnOnce(String) -> String) -> (i32, String, String) {
+/// `relaygate serve` on the standard test configuration (listening on `addr`) as changed by
+/// `edit`: (exit status, log, stderr). It must refuse to start.
+fn serve_refused(edit: impl FnOnce(String, SocketAddr) -> String) -> (i32, String, String) {
     let dir = tempfile::tempdir().unwrap();
-    let config = edit(config_text_with(
-        free_port(),
-        "127.0.0.0/24",
-        "gate.contoso.com",
-        &dir.path().join("out"),
-        "",
-    ));
+    let addr = free_port();
+    let config = edit(
+        config_text_with(
+            addr,
+            "127.0.0.0/24",
+            "gate.contoso.com",
+            &dir.path().join("out"),
+            "",
+        ),
+        addr,
+    );
     let path = dir.path().join("relaygate.toml");
     std::fs::write(&path, config).unwrap();
     relaygate_bounded(&["serve", "--config", path.to_str().unwrap()])
@@ -1391,7 +1395,7 @@ fn serve_refused(edit: impl FnOnce(String) -> String) -> (i32, String, String) {
 
 #[test]
 fn a_timeout_beyond_one_day_is_refused_at_start_with_its_key() {
-    let (status, log, err) = serve_refused(|c| {
+    let (status, log, err) = serve_refused(|c, _| {
         c.replace(
             "[tls]",
             "session_timeout_secs = 9223372036854775807\n\n[tls]",
@@ -1423,4 +1427,30 @@ fn config_check_reports_a_misspelt_log_level_as_an_error() {
         "{out}"
     );
     assert!(out.contains("1 error(s)"), "{out}");
+}
+
+#[test]
+fn conflicting_listeners_are_refused_before_any_is_bound() {
+    // Each conflict used to surface only when binding: exit 1, after the SMTP port was bound
+    // (and, for [admin], after "relaygate listening" was logged).
+    let duplicate = serve_refused(|c, addr| {
+        c.replace(
+            &format!("listen = [\"{addr}\"]"),
+            &format!("listen = [\"{addr}\", \"{addr}\"]"),
+        )
+    });
+    let admin = serve_refused(|c, addr| format!("{c}\n[admin]\nlisten = \"{addr}\"\n"));
+    for ((status, log, err), key) in [(duplicate, "server.listen[1]"), (admin, "admin.listen")] {
+        assert_eq!(status, 2, "{log}{err}");
+        assert_eq!(err.lines().count(), 1, "one message: {err}");
+        assert!(
+            err.starts_with(&format!("relaygate: configuration key {key} = 127.0.0.1:"))
+                && err.contains(": conflicts with server.listen[0] = 127.0.0.1:"),
+            "{err}"
+        );
+        // serve logs "relaygate listening" as soon as a listener is bound, and says "cannot
+        // listen" when a bind fails: neither happened, so nothing was bound.
+        assert!(!log.contains("listening"), "{log}");
+        assert!(!err.contains("cannot listen"), "{err}");
+    }
 }
