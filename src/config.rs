@@ -7,6 +7,7 @@
 //! (`tls_sender_certificate_name` is `TlsSenderCertificateName`). Relative paths are taken from
 //! the working directory the gate is started in.
 
+use crate::files;
 use crate::policy::{
     AcceptedDomain, CertificateName, ConnectorType, DomainType, InboundConnector, Profile,
     SenderDomain, Tenant,
@@ -536,11 +537,19 @@ pub struct AdminSettings {
 }
 
 impl Config {
-    /// Read and parse a configuration file (no validation yet).
+    /// Read and parse a configuration file (no validation yet), at most
+    /// [`files::CONFIGURATION`] of it.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let read_error = |source| ConfigError::Read {
             path: path.to_path_buf(),
             source,
+        };
+        let bytes = files::read(path, files::CONFIGURATION).map_err(read_error)?;
+        let text = String::from_utf8(bytes).map_err(|_| {
+            read_error(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "not UTF-8 text",
+            ))
         })?;
         Config::parse(&text).map_err(|message| ConfigError::Parse {
             path: path.to_path_buf(),

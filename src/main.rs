@@ -360,10 +360,17 @@ fn import_exo(inbound_connectors: Option<PathBuf>, accepted_domains: Option<Path
     let read = |p: &Option<PathBuf>| -> Result<Option<String>, ExitCode> {
         match p {
             None => Ok(None),
-            Some(p) => std::fs::read_to_string(p).map(Some).map_err(|e| {
-                eprintln!("relaygate: cannot read {}: {e}", p.display());
-                ExitCode::from(2)
-            }),
+            Some(p) => relaygate::files::read(p, relaygate::files::EXCHANGE_EXPORT)
+                .and_then(|bytes| {
+                    String::from_utf8(bytes).map_err(|_| {
+                        std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8 text")
+                    })
+                })
+                .map(Some)
+                .map_err(|e| {
+                    eprintln!("relaygate: cannot read {}: {e}", p.display());
+                    ExitCode::from(2)
+                }),
         }
     };
     let (connectors, domains) = match (read(&inbound_connectors), read(&accepted_domains)) {

@@ -68,13 +68,19 @@ fn algorithms() -> WebPkiSupportedAlgorithms {
     rustls::crypto::ring::default_provider().signature_verification_algorithms
 }
 
-fn load_certs(file: Named<'_>) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let path = file.path;
-    if !path.exists() {
+/// The bytes of a PEM file, at most [`crate::files::PEM`] of them (rustls' own `pem_file_iter` and
+/// `from_pem_file` would read an endless file forever).
+fn read_pem(file: Named<'_>) -> Result<Vec<u8>, TlsError> {
+    if !file.path.exists() {
         return Err(file.error("no such file"));
     }
-    let certs: Vec<_> = CertificateDer::pem_file_iter(path)
-        .map_err(|e| file.error(format!("cannot read: {e}")))?
+    crate::files::read(file.path, crate::files::PEM)
+        .map_err(|e| file.error(format!("cannot read: {e}")))
+}
+
+fn load_certs(file: Named<'_>) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let pem = read_pem(file)?;
+    let certs: Vec<_> = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<_, _>>()
         .map_err(|e| file.error(format!("not valid PEM: {e}")))?;
     if certs.is_empty() {
@@ -84,10 +90,7 @@ fn load_certs(file: Named<'_>) -> Result<Vec<CertificateDer<'static>>, TlsError>
 }
 
 fn load_key(file: Named<'_>) -> Result<PrivateKeyDer<'static>, TlsError> {
-    if !file.path.exists() {
-        return Err(file.error("no such file"));
-    }
-    PrivateKeyDer::from_pem_file(file.path)
+    PrivateKeyDer::from_pem_slice(&read_pem(file)?)
         .map_err(|e| file.error(format!("contains no usable private key: {e}")))
 }
 

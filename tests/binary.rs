@@ -1454,3 +1454,72 @@ fn conflicting_listeners_are_refused_before_any_is_bound() {
         assert!(!err.contains("cannot listen"), "{err}");
     }
 }
+
+#[test]
+fn files_that_never_end_are_refused_with_their_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "");
+    let zero_certificate = dir.path().join("zero-certificate.toml");
+    std::fs::write(
+        &zero_certificate,
+        std::fs::read_to_string(&config)
+            .unwrap()
+            .replace(&cert("gate.pem"), "/dev/zero"),
+    )
+    .unwrap();
+    let transaction = [
+        "--ip",
+        "203.0.113.10",
+        "--mail-from",
+        "a@contoso.com",
+        "--rcpt",
+        "b@example.org",
+    ];
+    let config_limit = "cannot read configuration /dev/zero: larger than 16 MiB, the limit for a configuration file";
+    let cases: [(Vec<&str>, i32, &str); 7] = [
+        (
+            vec!["serve", "--config", "/dev/zero"],
+            2,
+            config_limit,
+        ),
+        (
+            [&["check", "--config", "/dev/zero"][..], &transaction].concat(),
+            2,
+            config_limit,
+        ),
+        // config check reports it as its error, with exit status 1 like every other error.
+        (
+            vec!["config", "check", "--config", "/dev/zero"],
+            1,
+            config_limit,
+        ),
+        (
+            [&["check", "--config", &config, "--cert", "/dev/zero"][..], &transaction].concat(),
+            2,
+            "relaygate: --cert /dev/zero: cannot read the certificate: larger than 1 MiB, the limit for a PEM file",
+        ),
+        (
+            vec!["serve", "--config", zero_certificate.to_str().unwrap()],
+            2,
+            "relaygate: configuration key tls.certificate: /dev/zero: cannot read: larger than 1 MiB, the limit for a PEM file",
+        ),
+        (
+            vec!["report", "/dev/zero"],
+            2,
+            "relaygate: cannot read /dev/zero: line 1 is longer than 64 MiB, the limit for a log line: this is not a relaygate log",
+        ),
+        (
+            vec!["import-exo", "--inbound-connectors", "/dev/zero"],
+            2,
+            "/dev/zero",
+        ),
+    ];
+    for (args, status, message) in cases {
+        let (code, out, err) = relaygate_bounded(&args);
+        assert_eq!(code, status, "{args:?}: {out}{err}");
+        assert!(
+            out.contains(message) || err.contains(message),
+            "{args:?}: expected {message:?} in:\n{out}{err}"
+        );
+    }
+}
