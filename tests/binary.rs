@@ -1511,7 +1511,8 @@ fn files_that_never_end_are_refused_with_their_limit() {
         (
             vec!["import-exo", "--inbound-connectors", "/dev/zero"],
             2,
-            "/dev/zero",
+            // Read as a stream: the first NUL byte is not JSON.
+            "relaygate: /dev/zero: Get-InboundConnector output is not JSON: expected value at line 1 column 1",
         ),
     ];
     for (args, status, message) in cases {
@@ -1522,4 +1523,37 @@ fn files_that_never_end_are_refused_with_their_limit() {
             "{args:?}: expected {message:?} in:\n{out}{err}"
         );
     }
+}
+
+#[test]
+fn import_exo_reads_what_windows_powershell_out_file_writes() {
+    // Windows PowerShell 5.1's Out-File (and >) write UTF-16 LE with a byte order mark.
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = vec!["import-exo".to_string()];
+    for (option, example) in [
+        ("--inbound-connectors", "Get-InboundConnector.json"),
+        ("--accepted-domains", "Get-AcceptedDomain.json"),
+    ] {
+        let text = std::fs::read_to_string(repo().join("config/examples").join(example)).unwrap();
+        let utf16: Vec<u8> = "\u{feff}"
+            .encode_utf16()
+            .chain(text.encode_utf16())
+            .flat_map(u16::to_le_bytes)
+            .collect();
+        let path = dir.path().join(example);
+        std::fs::write(&path, utf16).unwrap();
+        args.push(option.to_string());
+        args.push(path.display().to_string());
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (status, toml, err) = relaygate_bounded(&args);
+    let (expected_status, expected_toml, _) = relaygate_bounded(&[
+        "import-exo",
+        "--inbound-connectors",
+        "config/examples/Get-InboundConnector.json",
+        "--accepted-domains",
+        "config/examples/Get-AcceptedDomain.json",
+    ]);
+    assert_eq!(status, expected_status, "{err}");
+    assert_eq!(toml, expected_toml, "{err}");
 }
