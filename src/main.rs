@@ -1,7 +1,7 @@
 //! The command line: parse arguments, load and validate the configuration, run.
 
 use clap::{Parser, Subcommand};
-use relaygate::config::{Config, LogFormat, Settings};
+use relaygate::config::{Config, LogFormat, Settings, UpstreamSettings};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -184,12 +184,35 @@ fn raise_open_files_limit() -> Option<u64> {
     None
 }
 
+/// At start, before listening, clear what a killed gate left in a directory upstream's `.tmp/`
+/// (never acknowledged to a client, so nothing is lost). Not on SIGHUP: the sessions of the
+/// running configuration may have their temporary files open there.
+fn remove_stale_temporary_files(settings: &Settings) {
+    let UpstreamSettings::Directory { path } = &settings.upstream else {
+        return;
+    };
+    let tmp = path.join(".tmp");
+    match relaygate::upstream::DirectoryLeg::remove_stale_temporary_files(path) {
+        Ok(0) => {}
+        Ok(removed) => tracing::info!(
+            removed,
+            path = %tmp.display(),
+            "removed the temporary files of messages a previous run never finished (none was acknowledged to a client)"
+        ),
+        // Not fatal: writing there would fail too, and the readiness probe says so.
+        Err(e) => {
+            tracing::warn!(path = %tmp.display(), error = %e, "cannot remove stale temporary files")
+        }
+    }
+}
+
 fn serve(config: PathBuf) -> ExitCode {
     let settings = match load_settings(&config) {
         Ok(s) => Arc::new(s),
         Err(code) => return code,
     };
     init_logging(&settings);
+    remove_stale_temporary_files(&settings);
     if let Some(files) = raise_open_files_limit() {
         // Two sockets per session, plus listeners, pooled upstream connections and files.
         let needed = settings.server.max_connections as u64 * 2 + 64;

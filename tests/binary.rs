@@ -1557,3 +1557,66 @@ fn import_exo_reads_what_windows_powershell_out_file_writes() {
     assert_eq!(status, expected_status, "{err}");
     assert_eq!(toml, expected_toml, "{err}");
 }
+
+#[test]
+fn a_message_cut_off_by_kill_9_leaves_no_temporary_file_after_a_restart() {
+    use std::io::{BufRead, BufReader};
+    let mut gate = start("127.0.0.0/24");
+    let tmp = gate.out.path().join(".tmp");
+    let s = TcpStream::connect(gate.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut w = s.try_clone().unwrap();
+    let mut r = BufReader::new(s);
+    let mut expect = |code: &str| loop {
+        let mut line = String::new();
+        r.read_line(&mut line).unwrap();
+        assert!(line.starts_with(code), "{line}");
+        if line.as_bytes().get(3) == Some(&b' ') {
+            break;
+        }
+    };
+    expect("220");
+    for (cmd, code) in [
+        ("EHLO app.contoso.com", "250"),
+        ("MAIL FROM:<app@contoso.com>", "250"),
+        ("RCPT TO:<bob@example.org>", "250"),
+        ("DATA", "354"),
+    ] {
+        write!(w, "{cmd}\r\n").unwrap();
+        expect(code);
+    }
+    write!(w, "Subject: cut off\r\n\r\nhalf a message\r\n").unwrap();
+    let temporary = |tmp: &Path| -> Vec<PathBuf> {
+        std::fs::read_dir(tmp)
+            .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default()
+    };
+    eventually("the temporary message file", || !temporary(&tmp).is_empty());
+
+    gate.child.kill().unwrap(); // SIGKILL: no Drop runs, the file stays
+    gate.child.wait().unwrap();
+    assert_eq!(temporary(&tmp).len(), 1, "{:?}", temporary(&tmp));
+
+    // Start again on the same configuration and directory.
+    let log = std::fs::File::create(gate.dir.path().join("relaygate.log")).unwrap();
+    gate.child = Command::new(env!("CARGO_BIN_EXE_relaygate"))
+        .args(["serve", "--config"])
+        .arg(gate.config_path())
+        .stdout(log)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    eventually("the restarted gate to listen", || {
+        TcpStream::connect_timeout(&gate.addr, Duration::from_millis(200)).is_ok()
+    });
+    // Removed before listening: gone as soon as the gate accepts connections.
+    assert_eq!(temporary(&tmp), Vec::<PathBuf>::new());
+    let log = gate.log();
+    let event = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["removed"].is_number())
+        .unwrap_or_else(|| panic!("no removal event in:\n{log}"));
+    assert_eq!(event["removed"], 1, "{event}");
+    assert!(stored(gate.out.path()).is_empty(), "nothing was delivered");
+}
