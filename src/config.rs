@@ -7,6 +7,7 @@
 //! (`tls_sender_certificate_name` is `TlsSenderCertificateName`). Relative paths are taken from
 //! the working directory the gate is started in.
 
+use crate::files;
 use crate::policy::{
     AcceptedDomain, CertificateName, ConnectorType, DomainType, InboundConnector, Profile,
     SenderDomain, Tenant,
@@ -39,6 +40,14 @@ pub enum ConfigError {
     },
     #[error("configuration key {key}: {source}")]
     Tls { key: String, source: TlsError },
+}
+
+/// A TLS error under the exact key that names the file at fault (`tls.private_key`, not `tls`).
+fn tls_error(source: TlsError) -> ConfigError {
+    ConfigError::Tls {
+        key: source.key().to_string(),
+        source,
+    }
 }
 
 fn invalid(
@@ -381,7 +390,8 @@ pub struct LogConfig {
     /// `"text"` (default) or `"json"`.
     #[serde(default = "default_log_format")]
     pub format: String,
-    /// tracing filter, e.g. `"info"` (default) or `"relaygate=debug"`. `RUST_LOG` overrides it.
+    /// tracing filter, e.g. `"info"` (default) or `"relaygate=debug"`: levels or target=level
+    /// only (checked by `log_level`). `RUST_LOG` overrides it.
     #[serde(default = "default_log_level")]
     pub level: String,
 }
@@ -529,11 +539,19 @@ pub struct AdminSettings {
 }
 
 impl Config {
-    /// Read and parse a configuration file (no validation yet).
+    /// Read and parse a configuration file (no validation yet), at most
+    /// [`files::CONFIGURATION`] of it.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let read_error = |source| ConfigError::Read {
             path: path.to_path_buf(),
             source,
+        };
+        let bytes = files::read(path, files::CONFIGURATION).map_err(read_error)?;
+        let text = String::from_utf8(bytes).map_err(|_| {
+            read_error(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "not UTF-8 text",
+            ))
         })?;
         Config::parse(&text).map_err(|message| ConfigError::Parse {
             path: path.to_path_buf(),
@@ -554,12 +572,8 @@ impl Config {
         let tls = match &self.tls {
             None => None,
             Some(t) => Some(
-                ServerTls::load(&t.certificate, &t.private_key, t.client_ca.as_deref()).map_err(
-                    |source| ConfigError::Tls {
-                        key: "tls".into(),
-                        source,
-                    },
-                )?,
+                ServerTls::load(&t.certificate, &t.private_key, t.client_ca.as_deref())
+                    .map_err(tls_error)?,
             ),
         };
         let policy = self.validate_policy()?;
@@ -575,19 +589,16 @@ impl Config {
                 ))
             }
         };
+        log_level(&self.log.level)?;
         let admin = match &self.admin {
             None => None,
-            Some(a) if a.probe_interval_secs == 0 => {
-                return Err(invalid(
-                    "admin.probe_interval_secs",
-                    0,
-                    "must be at least 1 second",
-                ))
+            Some(a) => {
+                no_listen_conflict("admin.listen", a.listen, &server.listen)?;
+                Some(AdminSettings {
+                    listen: a.listen,
+                    probe_interval: seconds("admin.probe_interval_secs", a.probe_interval_secs, 1)?,
+                })
             }
-            Some(a) => Some(AdminSettings {
-                listen: a.listen,
-                probe_interval: Duration::from_secs(a.probe_interval_secs),
-            }),
         };
         Ok(Settings {
             server,
@@ -682,6 +693,109 @@ fn quoted(s: &str) -> String {
     format!("{s:?}")
 }
 
+/// The longest any `*_secs` setting may be: one day. No SMTP wait is meaningful beyond that
+/// (RFC 5321's longest timeout is 10 minutes), and a bound this low keeps every
+/// `Instant + Duration` the gate computes far from overflowing, which panics (in every
+/// session, for the session timeout) instead of failing here with the key named.
+const MAX_SECS: u64 = 86_400;
+
+/// A `*_secs` value: from `min` to [`MAX_SECS`] seconds.
+fn seconds(key: &str, value: u64, min: u64) -> Result<Duration, ConfigError> {
+    if value < min {
+        return Err(invalid(
+            key,
+            value,
+            format!("must be at least {min} second"),
+        ));
+    }
+    if value > MAX_SECS {
+        return Err(invalid(
+            key,
+            value,
+            format!("must be at most {MAX_SECS} seconds (one day)"),
+        ));
+    }
+    Ok(Duration::from_secs(value))
+}
+
+/// Whether the two listening addresses cannot both be bound ("address in use"): the same port
+/// (port 0 asks the system for a free one each time, so never), and the same address or an
+/// unspecified one covering the other. `0.0.0.0` covers IPv4 only; `[::]` is dual-stack (the
+/// Linux default), so it covers IPv4 as well. IPv4-mapped addresses count as IPv4.
+fn listeners_conflict(a: SocketAddr, b: SocketAddr) -> bool {
+    if a.port() != b.port() || a.port() == 0 {
+        return false;
+    }
+    let covers = |unspecified: IpAddr, other: IpAddr| match unspecified {
+        IpAddr::V6(v6) => v6.is_unspecified(),
+        IpAddr::V4(v4) => v4.is_unspecified() && other.is_ipv4(),
+    };
+    let (x, y) = (a.ip().to_canonical(), b.ip().to_canonical());
+    x == y || covers(x, y) || covers(y, x)
+}
+
+/// `key = addr` must not conflict with any SMTP listener before it, so that a configuration
+/// that cannot be bound is refused here (exit 2, nothing bound) and not halfway through binding.
+fn no_listen_conflict(
+    key: &str,
+    addr: SocketAddr,
+    smtp_listeners: &[SocketAddr],
+) -> Result<(), ConfigError> {
+    match smtp_listeners
+        .iter()
+        .position(|&other| listeners_conflict(addr, other))
+    {
+        None => Ok(()),
+        Some(i) => Err(invalid(
+            key,
+            addr,
+            format!(
+                "conflicts with server.listen[{i}] = {}: both cannot be bound (the same port, and the same address or an unspecified one covering the other)",
+                smtp_listeners[i]
+            ),
+        )),
+    }
+}
+
+/// The levels a `log.level` directive may name (any case).
+const LOG_LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+
+/// `log.level`: EnvFilter takes any word it does not know for a target name, so a misspelt
+/// level (`"inf"`) would enable one target nobody has and silence every log. Every
+/// comma-separated directive must therefore be a level or `target[span{field}]=level` with one
+/// of [`LOG_LEVELS`]; EnvFilter itself then refuses any other syntax error.
+fn log_level(value: &str) -> Result<(), ConfigError> {
+    const ACCEPTED: &str = "each comma-separated directive must be a level or target=level, and \
+                            the levels are trace, debug, info, warn, error and off";
+    let directives: Vec<&str> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .collect();
+    if directives.is_empty() {
+        return Err(invalid(
+            "log.level",
+            quoted(value),
+            format!("is empty: {ACCEPTED}"),
+        ));
+    }
+    for directive in directives {
+        let level = directive
+            .rsplit_once('=')
+            .map_or(directive, |(_, l)| l.trim());
+        if !LOG_LEVELS.iter().any(|l| l.eq_ignore_ascii_case(level)) {
+            return Err(invalid(
+                "log.level",
+                quoted(value),
+                format!("names {level:?}, which is not a level: {ACCEPTED}"),
+            ));
+        }
+    }
+    tracing_subscriber::EnvFilter::try_new(value)
+        .map(|_| ())
+        .map_err(|e| invalid("log.level", quoted(value), format!("is not a filter: {e}")))
+}
+
 /// A DNS domain name: lower-cased, trailing dot removed, labels of letters, digits and hyphens
 /// (punycode for IDNs), 1 to 63 octets each.
 pub(crate) fn domain_name(key: &str, value: &str) -> Result<String, ConfigError> {
@@ -723,6 +837,9 @@ impl ServerConfig {
         if self.listen.is_empty() {
             return Err(invalid("server.listen", "[]", "needs at least one address"));
         }
+        for (i, addr) in self.listen.iter().enumerate() {
+            no_listen_conflict(&format!("server.listen[{i}]"), *addr, &self.listen[..i])?;
+        }
         if self.max_message_size < 1024 {
             return Err(invalid(
                 "server.max_message_size",
@@ -733,22 +850,24 @@ impl ServerConfig {
         if self.max_recipients == 0 {
             return Err(invalid("server.max_recipients", 0, "must be at least 1"));
         }
-        for (key, v) in [
-            ("server.command_timeout_secs", self.command_timeout_secs),
-            ("server.data_timeout_secs", self.data_timeout_secs),
+        for (key, v, min) in [
+            ("server.command_timeout_secs", self.command_timeout_secs, 1),
+            ("server.data_timeout_secs", self.data_timeout_secs, 1),
             (
                 "server.tls_handshake_timeout_secs",
                 self.tls_handshake_timeout_secs,
+                1,
             ),
-            ("server.session_timeout_secs", self.session_timeout_secs),
+            ("server.session_timeout_secs", self.session_timeout_secs, 1),
             (
                 "server.proxy_header_timeout_secs",
                 self.proxy_header_timeout_secs,
+                1,
             ),
+            // 0: drop transactions in flight at once.
+            ("server.shutdown_grace_secs", self.shutdown_grace_secs, 0),
         ] {
-            if v == 0 {
-                return Err(invalid(key, v, "must be at least 1 second"));
-            }
+            seconds(key, v, min)?;
         }
         if self.max_header_size < 1024 {
             return Err(invalid(
@@ -998,6 +1117,19 @@ impl InboundConnectorConfig {
 
 impl UpstreamConfig {
     fn validate(&self) -> Result<UpstreamSettings, ConfigError> {
+        // Bounded whatever the kind, so that no value in the file is left to overflow later;
+        // the lower bounds apply to kind smtp only, below.
+        for (key, v) in [
+            ("upstream.connect_timeout_secs", self.connect_timeout_secs),
+            ("upstream.reply_timeout_secs", self.reply_timeout_secs),
+            ("upstream.data_end_timeout_secs", self.data_end_timeout_secs),
+            (
+                "upstream.pool_idle_timeout_secs",
+                self.pool_idle_timeout_secs,
+            ),
+        ] {
+            seconds(key, v, 0)?;
+        }
         match self.kind.as_str() {
             "directory" => {
                 let path = self.path.clone().ok_or_else(|| {
@@ -1075,10 +1207,7 @@ impl UpstreamConfig {
                             self.client_certificate.as_deref(),
                             self.client_private_key.as_deref(),
                         )
-                        .map_err(|source| ConfigError::Tls {
-                            key: "upstream".into(),
-                            source,
-                        })?,
+                        .map_err(tls_error)?,
                     )
                 };
                 for (key, v) in [
@@ -1270,6 +1399,243 @@ client_certificate = "certs/gate.pem"
         assert!(e.contains("policy.profile = \"exo-2019\""), "{e}");
         let e = refused("[[inbound_connectors]]\nname = \"c\"\nconnector_type = \"Onpremises\"\nsender_ip_addresses = [\"192.0.2.1\"]\n");
         assert!(e.contains("connector_type"), "{e}");
+    }
+
+    /// Every `*_secs` key, in the section it belongs to.
+    const SECONDS_KEYS: [(&str, &str); 11] = [
+        ("server", "command_timeout_secs"),
+        ("server", "data_timeout_secs"),
+        ("server", "tls_handshake_timeout_secs"),
+        ("server", "session_timeout_secs"),
+        ("server", "proxy_header_timeout_secs"),
+        ("server", "shutdown_grace_secs"),
+        ("upstream", "connect_timeout_secs"),
+        ("upstream", "reply_timeout_secs"),
+        ("upstream", "data_end_timeout_secs"),
+        ("upstream", "pool_idle_timeout_secs"),
+        ("admin", "probe_interval_secs"),
+    ];
+
+    /// The base configuration, with an `[admin]` section, and `section.key = value`.
+    fn with_seconds(section: &str, key: &str, value: u64) -> String {
+        let line = |s: &str| {
+            if s == section {
+                format!("{key} = {value}\n")
+            } else {
+                String::new()
+            }
+        };
+        format!(
+            "[server]\nhostname = \"gate.contoso.com\"\n{}[upstream]\nkind = \"directory\"\npath = \"out\"\n{}[admin]\nlisten = \"127.0.0.1:9025\"\n{}",
+            line("server"),
+            line("upstream"),
+            line("admin"),
+        )
+    }
+
+    #[test]
+    fn every_seconds_setting_is_at_most_one_day() {
+        for (section, key) in SECONDS_KEYS {
+            for value in [86_401, i64::MAX as u64] {
+                let text = with_seconds(section, key, value);
+                let e = match Config::parse(&text).unwrap().validate() {
+                    Ok(_) => panic!("{section}.{key} = {value} accepted"),
+                    Err(e) => e.to_string(),
+                };
+                assert_eq!(
+                    e,
+                    format!("configuration key {section}.{key} = {value}: must be at most 86400 seconds (one day)")
+                );
+            }
+            let text = with_seconds(section, key, 86_400);
+            let settings = Config::parse(&text).unwrap().validate();
+            assert!(settings.is_ok(), "{section}.{key} = 86400 refused");
+        }
+    }
+
+    #[test]
+    fn smtp_upstream_seconds_are_bounded_too() {
+        let text = "[server]\n[upstream]\nkind = \"smtp\"\naddress = \"127.0.0.1:25\"\ntls = \"none\"\nreply_timeout_secs = 9223372036854775807\n";
+        let e = Config::parse(text).unwrap().validate().err().unwrap();
+        assert!(
+            e.to_string()
+                .contains("upstream.reply_timeout_secs = 9223372036854775807: must be at most"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_misspelt_log_level_is_refused_with_the_levels() {
+        for (value, culprit) in [
+            ("inf", "inf"),
+            ("relaygate=debug,inf", "inf"),
+            ("relaygate=verbose", "verbose"),
+            // A bare target enables everything for it and silences the rest.
+            ("relaygate", "relaygate"),
+            ("relaygate=", ""),
+        ] {
+            let e = refused(&format!("[log]\nlevel = {value:?}\n"));
+            assert_eq!(
+                e,
+                format!(
+                    "configuration key log.level = {value:?}: names {culprit:?}, which is not a level: each comma-separated directive must be a level or target=level, and the levels are trace, debug, info, warn, error and off"
+                )
+            );
+        }
+        let e = refused("[log]\nlevel = \" , \"\n");
+        assert!(
+            e.starts_with("configuration key log.level = \" , \": is empty"),
+            "{e}"
+        );
+        // What the levels allow but EnvFilter does not parse.
+        let e = refused("[log]\nlevel = \"relaygate[=info\"\n");
+        assert!(
+            e.starts_with("configuration key log.level = \"relaygate[=info\": "),
+            "{e}"
+        );
+        for ok in [
+            "info",
+            "WARN",
+            "Off",
+            "relaygate=debug,info",
+            "relaygate::transaction=info,warn",
+            "relaygate[session]=trace,error",
+            "relaygate=debug,",
+        ] {
+            let s = check(&format!("[log]\nlevel = {ok:?}\n"));
+            assert!(s.is_ok(), "{ok}: {:?}", s.err());
+        }
+    }
+
+    /// The error for `[section]` with `lines`, on top of a valid configuration.
+    fn tls_refusal(section: &str, lines: &str) -> String {
+        let text = if section == "tls" {
+            format!("{BASE}\n[tls]\n{lines}")
+        } else {
+            format!("[server]\n[upstream]\nkind = \"smtp\"\naddress = \"127.0.0.1:25\"\n{lines}")
+        };
+        match Config::parse(&text).unwrap().validate() {
+            Ok(_) => panic!("accepted:\n{text}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn tls_errors_name_the_exact_key() {
+        let server = |cert: &str, key: &str, ca: &str| {
+            tls_refusal(
+                "tls",
+                &format!("certificate = \"certs/{cert}\"\nprivate_key = \"certs/{key}\"\nclient_ca = \"certs/{ca}\"\n"),
+            )
+        };
+        let upstream = |ca: &str, cert: &str, key: &str| {
+            tls_refusal(
+                "upstream",
+                &format!("ca = \"certs/{ca}\"\nclient_certificate = \"certs/{cert}\"\nclient_private_key = \"certs/{key}\"\n"),
+            )
+        };
+        for (e, key, why) in [
+            (
+                server("missing.pem", "gate.key", "ca.pem"),
+                "tls.certificate",
+                "certs/missing.pem: no such file",
+            ),
+            (
+                server("gate.key", "gate.key", "ca.pem"),
+                "tls.certificate",
+                "contains no certificate",
+            ),
+            (
+                server("gate.pem", "missing.key", "ca.pem"),
+                "tls.private_key",
+                "certs/missing.key: no such file",
+            ),
+            (
+                server("gate.pem", "ca.key", "ca.pem"),
+                "tls.private_key",
+                "is not the private key of certs/gate.pem",
+            ),
+            (
+                server("gate.pem", "gate.key", "missing.pem"),
+                "tls.client_ca",
+                "certs/missing.pem: no such file",
+            ),
+            (
+                server("gate.pem", "gate.key", "ca.key"),
+                "tls.client_ca",
+                "contains no certificate",
+            ),
+            (
+                upstream("missing.pem", "gate.pem", "gate.key"),
+                "upstream.ca",
+                "certs/missing.pem: no such file",
+            ),
+            (
+                upstream("ca.pem", "missing.pem", "gate.key"),
+                "upstream.client_certificate",
+                "certs/missing.pem: no such file",
+            ),
+            (
+                upstream("ca.pem", "gate.pem", "missing.key"),
+                "upstream.client_private_key",
+                "certs/missing.key: no such file",
+            ),
+            (
+                upstream("ca.pem", "gate.pem", "ca.key"),
+                "upstream.client_private_key",
+                "is not the private key of certs/gate.pem",
+            ),
+        ] {
+            assert!(
+                e.starts_with(&format!("configuration key {key}: ")),
+                "{key}: {e}"
+            );
+            assert!(e.contains(why), "{key}: {e}");
+        }
+    }
+
+    #[test]
+    fn listeners_conflict_on_the_same_port_and_an_overlapping_address() {
+        let conflict =
+            |a: &str, b: &str| listeners_conflict(a.parse().unwrap(), b.parse().unwrap());
+        for (a, b) in [
+            ("127.0.0.1:25", "127.0.0.1:25"),
+            ("0.0.0.0:25", "127.0.0.1:25"),
+            ("[::]:25", "0.0.0.0:25"),
+            ("[::]:25", "127.0.0.1:25"),
+            ("[::]:25", "[::1]:25"),
+            ("[::ffff:127.0.0.1]:25", "127.0.0.1:25"),
+        ] {
+            assert!(conflict(a, b) && conflict(b, a), "{a} {b}");
+        }
+        for (a, b) in [
+            ("127.0.0.1:25", "127.0.0.1:26"),
+            ("127.0.0.1:25", "127.0.0.2:25"),
+            // 0.0.0.0 is IPv4 only.
+            ("0.0.0.0:25", "[::1]:25"),
+            // Port 0 asks the system for a free port each time.
+            ("127.0.0.1:0", "127.0.0.1:0"),
+        ] {
+            assert!(!conflict(a, b) && !conflict(b, a), "{a} {b}");
+        }
+    }
+
+    #[test]
+    fn a_listener_that_conflicts_with_another_is_refused() {
+        let text = "[server]\nlisten = [\"127.0.0.1:2525\", \"[::1]:2525\", \"127.0.0.1:2525\"]\n[upstream]\nkind = \"directory\"\npath = \"out\"\n";
+        let e = Config::parse(text).unwrap().validate().err().unwrap();
+        assert_eq!(
+            e.to_string(),
+            "configuration key server.listen[2] = 127.0.0.1:2525: conflicts with server.listen[0] = 127.0.0.1:2525: both cannot be bound (the same port, and the same address or an unspecified one covering the other)"
+        );
+        let text = "[server]\nlisten = [\"0.0.0.0:2525\"]\n[upstream]\nkind = \"directory\"\npath = \"out\"\n[admin]\nlisten = \"127.0.0.1:2525\"\n";
+        let e = Config::parse(text).unwrap().validate().err().unwrap();
+        assert_eq!(
+            e.to_string(),
+            "configuration key admin.listen = 127.0.0.1:2525: conflicts with server.listen[0] = 0.0.0.0:2525: both cannot be bound (the same port, and the same address or an unspecified one covering the other)"
+        );
+        let ok = text.replace("127.0.0.1:2525", "127.0.0.1:9025");
+        assert!(Config::parse(&ok).unwrap().validate().is_ok());
     }
 
     #[test]

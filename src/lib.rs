@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod files;
 pub mod metrics;
 pub mod policy;
 pub mod proxy;

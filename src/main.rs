@@ -1,7 +1,7 @@
 //! The command line: parse arguments, load and validate the configuration, run.
 
 use clap::{Parser, Subcommand};
-use relaygate::config::{Config, LogFormat, Settings};
+use relaygate::config::{Config, LogFormat, Settings, UpstreamSettings};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -184,12 +184,35 @@ fn raise_open_files_limit() -> Option<u64> {
     None
 }
 
+/// At start, before listening, clear what a killed gate left in a directory upstream's `.tmp/`
+/// (never acknowledged to a client, so nothing is lost). Not on SIGHUP: the sessions of the
+/// running configuration may have their temporary files open there.
+fn remove_stale_temporary_files(settings: &Settings) {
+    let UpstreamSettings::Directory { path } = &settings.upstream else {
+        return;
+    };
+    let tmp = path.join(".tmp");
+    match relaygate::upstream::DirectoryLeg::remove_stale_temporary_files(path) {
+        Ok(0) => {}
+        Ok(removed) => tracing::info!(
+            removed,
+            path = %tmp.display(),
+            "removed the temporary files of messages a previous run never finished (none was acknowledged to a client)"
+        ),
+        // Not fatal: writing there would fail too, and the readiness probe says so.
+        Err(e) => {
+            tracing::warn!(path = %tmp.display(), error = %e, "cannot remove stale temporary files")
+        }
+    }
+}
+
 fn serve(config: PathBuf) -> ExitCode {
     let settings = match load_settings(&config) {
         Ok(s) => Arc::new(s),
         Err(code) => return code,
     };
     init_logging(&settings);
+    remove_stale_temporary_files(&settings);
     if let Some(files) = raise_open_files_limit() {
         // Two sockets per session, plus listeners, pooled upstream connections and files.
         let needed = settings.server.max_connections as u64 * 2 + 64;
@@ -353,46 +376,54 @@ fn config_check(config: PathBuf) -> ExitCode {
 }
 
 fn import_exo(inbound_connectors: Option<PathBuf>, accepted_domains: Option<PathBuf>) -> ExitCode {
+    use relaygate::admin::import_exo::{Importer, Note, NoteKind};
     if inbound_connectors.is_none() && accepted_domains.is_none() {
         eprintln!("relaygate: give --inbound-connectors and/or --accepted-domains");
         return ExitCode::from(2);
     }
-    let read = |p: &Option<PathBuf>| -> Result<Option<String>, ExitCode> {
-        match p {
-            None => Ok(None),
-            Some(p) => std::fs::read_to_string(p).map(Some).map_err(|e| {
-                eprintln!("relaygate: cannot read {}: {e}", p.display());
-                ExitCode::from(2)
-            }),
-        }
+    let mut importer = Importer::new();
+    // Unsupported properties change mail flow: each one goes to the terminal. Ignored ones
+    // (metadata, defaults) are only counted here, not kept; the TOML's comments list them all.
+    let mut unsupported = Vec::new();
+    let mut ignored = 0;
+    let mut on_note = |n: Note| match n.kind {
+        NoteKind::Unsupported => unsupported.push(n),
+        NoteKind::Ignored => ignored += 1,
     };
-    let (connectors, domains) = match (read(&inbound_connectors), read(&accepted_domains)) {
-        (Ok(c), Ok(d)) => (c, d),
-        (Err(code), _) | (_, Err(code)) => return code,
-    };
-    match relaygate::admin::import_exo::import(connectors.as_deref(), domains.as_deref()) {
-        Ok(import) => {
-            print!("{}", import.toml);
-            // Unsupported properties change mail flow: each one on the terminal. Ignored ones
-            // (metadata, defaults) are only counted here; the TOML's comments list them all.
-            let mut ignored = 0;
-            for n in &import.notes {
-                match n.kind {
-                    relaygate::admin::import_exo::NoteKind::Unsupported => eprintln!("{n}"),
-                    relaygate::admin::import_exo::NoteKind::Ignored => ignored += 1,
-                }
+    // Domains first: their tables come first in the TOML.
+    for (path, domains) in [(accepted_domains, true), (inbound_connectors, false)] {
+        let Some(path) = path else { continue };
+        let file = match std::fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) => {
+                eprintln!("relaygate: cannot read {}: {e}", path.display());
+                return ExitCode::from(2);
             }
-            eprintln!("relaygate import-exo: {ignored} properties ignored (no bearing on relay; listed in the output's comments)");
-            if import.has_unsupported() {
-                ExitCode::from(1)
-            } else {
-                ExitCode::SUCCESS
-            }
+        };
+        let input = std::io::BufReader::with_capacity(
+            64 * 1024,
+            relaygate::files::Limited::new(file, relaygate::files::EXCHANGE_EXPORT),
+        );
+        let read = if domains {
+            importer.accepted_domains(input, &mut on_note)
+        } else {
+            importer.inbound_connectors(input, &mut on_note)
+        };
+        if let Err(e) = read {
+            eprintln!("relaygate: {}: {e}", path.display());
+            return ExitCode::from(2);
         }
-        Err(e) => {
-            eprintln!("relaygate: {e}");
-            ExitCode::from(2)
-        }
+    }
+    // Printed only once every input is read: an error leaves no partial configuration.
+    print!("{}", importer.finish());
+    for n in &unsupported {
+        eprintln!("{n}");
+    }
+    eprintln!("relaygate import-exo: {ignored} properties ignored (no bearing on relay; listed in the output's comments)");
+    if unsupported.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
     }
 }
 

@@ -18,19 +18,43 @@ use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// Errors loading TLS material; each names the file and what is wrong.
+/// Errors loading TLS material; each names the file and what is wrong, and [`TlsError::key`]
+/// the configuration key that names the file, so that the admin knows which line to fix.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     #[error("{path}: {reason}")]
-    File { path: PathBuf, reason: String },
-    #[error("{0}")]
-    Config(String),
+    File {
+        key: &'static str,
+        path: PathBuf,
+        reason: String,
+    },
+    #[error("{reason}")]
+    Config { key: &'static str, reason: String },
 }
 
-fn file_error(path: &Path, reason: impl Into<String>) -> TlsError {
-    TlsError::File {
-        path: path.to_path_buf(),
-        reason: reason.into(),
+impl TlsError {
+    /// The configuration key at fault, e.g. `tls.private_key`.
+    pub fn key(&self) -> &'static str {
+        match self {
+            TlsError::File { key, .. } | TlsError::Config { key, .. } => key,
+        }
+    }
+}
+
+/// A file the configuration names, with the key that names it.
+#[derive(Clone, Copy)]
+struct Named<'a> {
+    key: &'static str,
+    path: &'a Path,
+}
+
+impl Named<'_> {
+    fn error(&self, reason: impl Into<String>) -> TlsError {
+        TlsError::File {
+            key: self.key,
+            path: self.path.to_path_buf(),
+            reason: reason.into(),
+        }
     }
 }
 
@@ -44,43 +68,44 @@ fn algorithms() -> WebPkiSupportedAlgorithms {
     rustls::crypto::ring::default_provider().signature_verification_algorithms
 }
 
-fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    if !path.exists() {
-        return Err(file_error(path, "no such file"));
+/// The bytes of a PEM file, at most [`crate::files::PEM`] of them (rustls' own `pem_file_iter` and
+/// `from_pem_file` would read an endless file forever).
+fn read_pem(file: Named<'_>) -> Result<Vec<u8>, TlsError> {
+    if !file.path.exists() {
+        return Err(file.error("no such file"));
     }
-    let certs: Vec<_> = CertificateDer::pem_file_iter(path)
-        .map_err(|e| file_error(path, format!("cannot read: {e}")))?
+    crate::files::read(file.path, crate::files::PEM)
+        .map_err(|e| file.error(format!("cannot read: {e}")))
+}
+
+fn load_certs(file: Named<'_>) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let pem = read_pem(file)?;
+    let certs: Vec<_> = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<_, _>>()
-        .map_err(|e| file_error(path, format!("not valid PEM: {e}")))?;
+        .map_err(|e| file.error(format!("not valid PEM: {e}")))?;
     if certs.is_empty() {
-        return Err(file_error(
-            path,
-            "contains no certificate (expected PEM \"BEGIN CERTIFICATE\")",
-        ));
+        return Err(file.error("contains no certificate (expected PEM \"BEGIN CERTIFICATE\")"));
     }
     Ok(certs)
 }
 
-fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
-    if !path.exists() {
-        return Err(file_error(path, "no such file"));
-    }
-    PrivateKeyDer::from_pem_file(path)
-        .map_err(|e| file_error(path, format!("contains no usable private key: {e}")))
+fn load_key(file: Named<'_>) -> Result<PrivateKeyDer<'static>, TlsError> {
+    PrivateKeyDer::from_pem_slice(&read_pem(file)?)
+        .map_err(|e| file.error(format!("contains no usable private key: {e}")))
 }
 
-/// A certificate and its key, checked to belong together.
+/// A certificate and its key, checked to belong together (a mismatch is the key's error).
 fn certified_key(
-    cert: &Path,
-    key: &Path,
+    cert: Named<'_>,
+    key: Named<'_>,
 ) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
     let chain = load_certs(cert)?;
     let der = load_key(key)?;
     let signing = rustls::crypto::ring::sign::any_supported_type(&der)
-        .map_err(|e| file_error(key, format!("unsupported private key: {e}")))?;
+        .map_err(|e| key.error(format!("unsupported private key: {e}")))?;
     let ck = rustls::sign::CertifiedKey::new(chain.clone(), signing);
     ck.keys_match()
-        .map_err(|_| file_error(key, format!("is not the private key of {}", cert.display())))?;
+        .map_err(|_| key.error(format!("is not the private key of {}", cert.path.display())))?;
     Ok((chain, der))
 }
 
@@ -91,12 +116,12 @@ struct ClientTrust {
 }
 
 impl ClientTrust {
-    fn load(path: &Path) -> Result<ClientTrust, TlsError> {
+    fn load(file: Named<'_>) -> Result<ClientTrust, TlsError> {
         let mut anchors = Vec::new();
         let mut subjects = Vec::new();
-        for der in load_certs(path)? {
+        for der in load_certs(file)? {
             let anchor = webpki::anchor_from_trusted_cert(&der)
-                .map_err(|e| file_error(path, format!("not a usable trust anchor: {e}")))?
+                .map_err(|e| file.error(format!("not a usable trust anchor: {e}")))?
                 .to_owned();
             // webpki keeps the Name without its SEQUENCE header; hints must be whole DER Names.
             subjects.push(DistinguishedName::in_sequence(anchor.subject.as_ref()));
@@ -241,8 +266,23 @@ impl ServerTls {
         client_ca: Option<&Path>,
     ) -> Result<ServerTls, TlsError> {
         install_crypto_provider();
+        let certificate = Named {
+            key: "tls.certificate",
+            path: certificate,
+        };
+        let private_key = Named {
+            key: "tls.private_key",
+            path: private_key,
+        };
         let (chain, key) = certified_key(certificate, private_key)?;
-        let trust = client_ca.map(ClientTrust::load).transpose()?;
+        let trust = client_ca
+            .map(|path| {
+                ClientTrust::load(Named {
+                    key: "tls.client_ca",
+                    path,
+                })
+            })
+            .transpose()?;
         let builder = rustls::ServerConfig::builder();
         let builder = match &trust {
             Some(t) => builder.with_client_cert_verifier(Arc::new(AnyClientCertificate {
@@ -253,7 +293,7 @@ impl ServerTls {
         };
         let config = builder
             .with_single_cert(chain, key)
-            .map_err(|e| file_error(certificate, format!("cannot be used: {e}")))?;
+            .map_err(|e| certificate.error(format!("cannot be used: {e}")))?;
         Ok(ServerTls {
             config: Arc::new(config),
             trust,
@@ -331,10 +371,14 @@ pub fn upstream_client_config(
     let mut roots = rustls::RootCertStore::empty();
     match ca {
         Some(path) => {
-            for der in load_certs(path)? {
+            let ca = Named {
+                key: "upstream.ca",
+                path,
+            };
+            for der in load_certs(ca)? {
                 roots
                     .add(der)
-                    .map_err(|e| file_error(path, format!("not a usable trust anchor: {e}")))?;
+                    .map_err(|e| ca.error(format!("not a usable trust anchor: {e}")))?;
             }
         }
         None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
@@ -342,16 +386,31 @@ pub fn upstream_client_config(
     let builder = rustls::ClientConfig::builder().with_root_certificates(roots);
     let config = match (client_certificate, client_private_key) {
         (Some(cert), Some(key)) => {
+            let cert = Named {
+                key: "upstream.client_certificate",
+                path: cert,
+            };
+            let key = Named {
+                key: "upstream.client_private_key",
+                path: key,
+            };
             let (chain, key_der) = certified_key(cert, key)?;
             builder
                 .with_client_auth_cert(chain, key_der)
-                .map_err(|e| file_error(cert, format!("cannot be used: {e}")))?
+                .map_err(|e| cert.error(format!("cannot be used: {e}")))?
         }
         (None, None) => builder.with_no_client_auth(),
-        _ => {
-            return Err(TlsError::Config(
-                "a client certificate needs its key, and a key its certificate".into(),
-            ))
+        (Some(_), None) => {
+            return Err(TlsError::Config {
+                key: "upstream.client_private_key",
+                reason: "is missing: a client certificate needs its key".into(),
+            })
+        }
+        (None, Some(_)) => {
+            return Err(TlsError::Config {
+                key: "upstream.client_certificate",
+                reason: "is missing: a private key needs its certificate".into(),
+            })
         }
     };
     Ok(Arc::new(config))

@@ -1322,3 +1322,301 @@ fn a_transaction_that_ends_before_its_header_has_no_legacy_verdict() {
     assert_eq!(e["exo_legacy"], "undecided", "{e}");
     assert_eq!(e["broken_by_november_2023"], false, "{e}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// What is refused before anything runs: out-of-range values, conflicting listeners, files that
+// never end. Each command must exit by itself; `relaygate_bounded` fails the test instead of
+// hanging it when one does not.
+// ---------------------------------------------------------------------------------------------
+
+/// Run `relaygate ARGS` in the repository like [`relaygate`], but kill it and fail the test if
+/// it has not exited within 20 seconds (a generous bound: these commands exit in milliseconds,
+/// or never).
+fn relaygate_bounded(args: &[&str]) -> (i32, String, String) {
+    use std::io::Read;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_relaygate"))
+        .args(args)
+        .current_dir(repo())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run relaygate");
+    // Drain both pipes while waiting, so a chatty process cannot block on a full pipe.
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut bytes);
+            }
+            String::from_utf8_lossy(&bytes).into_owned()
+        })
+    };
+    let out = drain(child.stdout.take().map(|p| Box::new(p) as _));
+    let err = drain(child.stderr.take().map(|p| Box::new(p) as _));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("relaygate {args:?} did not exit within 20 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    (
+        status.code().expect("exit status"),
+        out.join().unwrap(),
+        err.join().unwrap(),
+    )
+}
+
+/// `relaygate serve` on the standard test configuration (listening on `addr`) as changed by
+/// `edit`: (exit status, log, stderr). It must refuse to start.
+fn serve_refused(edit: impl FnOnce(String, SocketAddr) -> String) -> (i32, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = free_port();
+    let config = edit(
+        config_text_with(
+            addr,
+            "127.0.0.0/24",
+            "gate.contoso.com",
+            &dir.path().join("out"),
+            "",
+        ),
+        addr,
+    );
+    let path = dir.path().join("relaygate.toml");
+    std::fs::write(&path, config).unwrap();
+    relaygate_bounded(&["serve", "--config", path.to_str().unwrap()])
+}
+
+#[test]
+fn a_timeout_beyond_one_day_is_refused_at_start_with_its_key() {
+    let (status, log, err) = serve_refused(|c, _| {
+        c.replace(
+            "[tls]",
+            "session_timeout_secs = 9223372036854775807\n\n[tls]",
+        )
+    });
+    assert_eq!(status, 2, "{log}{err}");
+    assert_eq!(
+        err.trim_end(),
+        "relaygate: configuration key server.session_timeout_secs = 9223372036854775807: must be at most 86400 seconds (one day)"
+    );
+    assert!(!log.contains("listening"), "{log}");
+}
+
+#[test]
+fn config_check_reports_a_misspelt_log_level_as_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "");
+    std::fs::write(
+        &config,
+        std::fs::read_to_string(&config)
+            .unwrap()
+            .replace("format = \"json\"", "format = \"json\"\nlevel = \"inf\""),
+    )
+    .unwrap();
+    let (status, out, err) = relaygate_bounded(&["config", "check", "--config", &config]);
+    assert_eq!(status, 1, "{out}{err}");
+    assert!(
+        out.contains("error: log.level: configuration key log.level = \"inf\": names \"inf\", which is not a level: each comma-separated directive must be a level or target=level, and the levels are trace, debug, info, warn, error and off"),
+        "{out}"
+    );
+    assert!(out.contains("1 error(s)"), "{out}");
+}
+
+#[test]
+fn conflicting_listeners_are_refused_before_any_is_bound() {
+    // Each conflict used to surface only when binding: exit 1, after the SMTP port was bound
+    // (and, for [admin], after "relaygate listening" was logged).
+    let duplicate = serve_refused(|c, addr| {
+        c.replace(
+            &format!("listen = [\"{addr}\"]"),
+            &format!("listen = [\"{addr}\", \"{addr}\"]"),
+        )
+    });
+    let admin = serve_refused(|c, addr| format!("{c}\n[admin]\nlisten = \"{addr}\"\n"));
+    for ((status, log, err), key) in [(duplicate, "server.listen[1]"), (admin, "admin.listen")] {
+        assert_eq!(status, 2, "{log}{err}");
+        assert_eq!(err.lines().count(), 1, "one message: {err}");
+        assert!(
+            err.starts_with(&format!("relaygate: configuration key {key} = 127.0.0.1:"))
+                && err.contains(": conflicts with server.listen[0] = 127.0.0.1:"),
+            "{err}"
+        );
+        // serve logs "relaygate listening" as soon as a listener is bound, and says "cannot
+        // listen" when a bind fails: neither happened, so nothing was bound.
+        assert!(!log.contains("listening"), "{log}");
+        assert!(!err.contains("cannot listen"), "{err}");
+    }
+}
+
+#[test]
+fn files_that_never_end_are_refused_with_their_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "");
+    let zero_certificate = dir.path().join("zero-certificate.toml");
+    std::fs::write(
+        &zero_certificate,
+        std::fs::read_to_string(&config)
+            .unwrap()
+            .replace(&cert("gate.pem"), "/dev/zero"),
+    )
+    .unwrap();
+    let transaction = [
+        "--ip",
+        "203.0.113.10",
+        "--mail-from",
+        "a@contoso.com",
+        "--rcpt",
+        "b@example.org",
+    ];
+    let config_limit = "cannot read configuration /dev/zero: larger than 16 MiB, the limit for a configuration file";
+    let cases: [(Vec<&str>, i32, &str); 7] = [
+        (
+            vec!["serve", "--config", "/dev/zero"],
+            2,
+            config_limit,
+        ),
+        (
+            [&["check", "--config", "/dev/zero"][..], &transaction].concat(),
+            2,
+            config_limit,
+        ),
+        // config check reports it as its error, with exit status 1 like every other error.
+        (
+            vec!["config", "check", "--config", "/dev/zero"],
+            1,
+            config_limit,
+        ),
+        (
+            [&["check", "--config", &config, "--cert", "/dev/zero"][..], &transaction].concat(),
+            2,
+            "relaygate: --cert /dev/zero: cannot read the certificate: larger than 1 MiB, the limit for a PEM file",
+        ),
+        (
+            vec!["serve", "--config", zero_certificate.to_str().unwrap()],
+            2,
+            "relaygate: configuration key tls.certificate: /dev/zero: cannot read: larger than 1 MiB, the limit for a PEM file",
+        ),
+        (
+            vec!["report", "/dev/zero"],
+            2,
+            "relaygate: cannot read /dev/zero: line 1 is longer than 64 MiB, the limit for a log line: this is not a relaygate log",
+        ),
+        (
+            vec!["import-exo", "--inbound-connectors", "/dev/zero"],
+            2,
+            // Read as a stream: the first NUL byte is not JSON.
+            "relaygate: /dev/zero: Get-InboundConnector output is not JSON: expected value at line 1 column 1",
+        ),
+    ];
+    for (args, status, message) in cases {
+        let (code, out, err) = relaygate_bounded(&args);
+        assert_eq!(code, status, "{args:?}: {out}{err}");
+        assert!(
+            out.contains(message) || err.contains(message),
+            "{args:?}: expected {message:?} in:\n{out}{err}"
+        );
+    }
+}
+
+#[test]
+fn import_exo_reads_what_windows_powershell_out_file_writes() {
+    // Windows PowerShell 5.1's Out-File (and >) write UTF-16 LE with a byte order mark.
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = vec!["import-exo".to_string()];
+    for (option, example) in [
+        ("--inbound-connectors", "Get-InboundConnector.json"),
+        ("--accepted-domains", "Get-AcceptedDomain.json"),
+    ] {
+        let text = std::fs::read_to_string(repo().join("config/examples").join(example)).unwrap();
+        let utf16: Vec<u8> = "\u{feff}"
+            .encode_utf16()
+            .chain(text.encode_utf16())
+            .flat_map(u16::to_le_bytes)
+            .collect();
+        let path = dir.path().join(example);
+        std::fs::write(&path, utf16).unwrap();
+        args.push(option.to_string());
+        args.push(path.display().to_string());
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (status, toml, err) = relaygate_bounded(&args);
+    let (expected_status, expected_toml, _) = relaygate_bounded(&[
+        "import-exo",
+        "--inbound-connectors",
+        "config/examples/Get-InboundConnector.json",
+        "--accepted-domains",
+        "config/examples/Get-AcceptedDomain.json",
+    ]);
+    assert_eq!(status, expected_status, "{err}");
+    assert_eq!(toml, expected_toml, "{err}");
+}
+
+#[test]
+fn a_message_cut_off_by_kill_9_leaves_no_temporary_file_after_a_restart() {
+    use std::io::{BufRead, BufReader};
+    let mut gate = start("127.0.0.0/24");
+    let tmp = gate.out.path().join(".tmp");
+    let s = TcpStream::connect(gate.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut w = s.try_clone().unwrap();
+    let mut r = BufReader::new(s);
+    let mut expect = |code: &str| loop {
+        let mut line = String::new();
+        r.read_line(&mut line).unwrap();
+        assert!(line.starts_with(code), "{line}");
+        if line.as_bytes().get(3) == Some(&b' ') {
+            break;
+        }
+    };
+    expect("220");
+    for (cmd, code) in [
+        ("EHLO app.contoso.com", "250"),
+        ("MAIL FROM:<app@contoso.com>", "250"),
+        ("RCPT TO:<bob@example.org>", "250"),
+        ("DATA", "354"),
+    ] {
+        write!(w, "{cmd}\r\n").unwrap();
+        expect(code);
+    }
+    write!(w, "Subject: cut off\r\n\r\nhalf a message\r\n").unwrap();
+    let temporary = |tmp: &Path| -> Vec<PathBuf> {
+        std::fs::read_dir(tmp)
+            .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default()
+    };
+    eventually("the temporary message file", || !temporary(&tmp).is_empty());
+
+    gate.child.kill().unwrap(); // SIGKILL: no Drop runs, the file stays
+    gate.child.wait().unwrap();
+    assert_eq!(temporary(&tmp).len(), 1, "{:?}", temporary(&tmp));
+
+    // Start again on the same configuration and directory.
+    let log = std::fs::File::create(gate.dir.path().join("relaygate.log")).unwrap();
+    gate.child = Command::new(env!("CARGO_BIN_EXE_relaygate"))
+        .args(["serve", "--config"])
+        .arg(gate.config_path())
+        .stdout(log)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    eventually("the restarted gate to listen", || {
+        TcpStream::connect_timeout(&gate.addr, Duration::from_millis(200)).is_ok()
+    });
+    // Removed before listening: gone as soon as the gate accepts connections.
+    assert_eq!(temporary(&tmp), Vec::<PathBuf>::new());
+    let log = gate.log();
+    let event = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["removed"].is_number())
+        .unwrap_or_else(|| panic!("no removal event in:\n{log}"));
+    assert_eq!(event["removed"], 1, "{event}");
+    assert!(stored(gate.out.path()).is_empty(), "nothing was delivered");
+}

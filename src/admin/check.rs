@@ -541,8 +541,9 @@ pub fn certificate_identity(
     path: &std::path::Path,
 ) -> Result<(Vec<String>, Option<String>), CertificateError> {
     use rustls::pki_types::{pem::PemObject, CertificateDer, UnixTime};
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-        .map_err(|e| CertificateError::Read(e.to_string()))?
+    let pem = crate::files::read(path, crate::files::PEM)
+        .map_err(|e| CertificateError::Read(e.to_string()))?;
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<_, _>>()
         .map_err(|e| CertificateError::Read(e.to_string()))?;
     if chain.is_empty() {

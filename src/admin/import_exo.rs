@@ -3,8 +3,15 @@
 //!
 //! The admin runs, in PowerShell with the ExchangeOnlineManagement module,
 //! `Get-InboundConnector | ConvertTo-Json -Depth 5` and `Get-AcceptedDomain | ConvertTo-Json`,
-//! and hands the two texts to [`import`]. The module is pure (no file I/O, no printing) so that
-//! the translation can be tested on literal text; the CLI reads the files and prints.
+//! and hands the two texts to an [`Importer`] (or, as literal text, to [`import`]). The module
+//! does no file I/O and no printing, so that the translation can be tested on literal text; the
+//! CLI opens the files and prints.
+//!
+//! Inputs are read as streams: the top-level array is deserialized element by element and each
+//! object translated as soon as it is read, so memory holds one object's JSON tree at a time
+//! (an 82 MB export parsed whole into a `serde_json::Value` tree took more than ten times its
+//! size). Whatever PowerShell wrote the text in (UTF-16 from Windows PowerShell's `Out-File`,
+//! UTF-8 with or without a byte order mark) is decoded on the way, in [`encoding`].
 //!
 //! The gate only mirrors the tenant if the import says what it could not carry over, so every
 //! property of every object ends up in exactly one of three places:
@@ -30,10 +37,15 @@
 //! does not have): importing such text could only produce a guess.
 
 use crate::policy::ConnectorType;
+use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::collections::HashSet;
 use std::fmt;
+use std::io::{self, BufRead, Read};
 use std::net::IpAddr;
+
+mod encoding;
 
 /// Name of the first input in messages.
 const CONNECTORS: &str = "Get-InboundConnector";
@@ -110,6 +122,12 @@ impl fmt::Display for NoteKind {
 /// object: its name when known, else its position (`entry 3`, counting from 1).
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
+    #[error("{input} output cannot be read: {source}")]
+    Read {
+        input: &'static str,
+        #[source]
+        source: io::Error,
+    },
     #[error("{input} output is not JSON: {message}")]
     NotJson {
         input: &'static str,
@@ -120,6 +138,8 @@ pub enum ImportError {
         input: &'static str,
         found: &'static str,
     },
+    #[error("{input} output: an object that starts with a \"value\" array must be Windows PowerShell's {{\"value\": [...], \"Count\": n}} wrapper, with no other property")]
+    NotWrapper { input: &'static str },
     #[error("{input} output: entry {index} is {found}, not an object")]
     EntryNotObject {
         input: &'static str,
@@ -148,84 +168,339 @@ pub enum ImportError {
     },
 }
 
-/// Translate the two cmdlets' JSON output. Either may be absent; empty text or JSON `null`
-/// (what `ConvertTo-Json` prints for no objects) is no objects.
+/// Translate the two cmdlets' JSON output, given as text. Either may be absent; empty text or
+/// JSON `null` (what `ConvertTo-Json` prints for no objects) is no objects.
 pub fn import(
     inbound_connectors: Option<&str>,
     accepted_domains: Option<&str>,
 ) -> Result<Import, ImportError> {
-    let mut blocks = Vec::new();
-    let mut seen = HashSet::new();
+    let mut notes = Vec::new();
+    let mut importer = Importer::new();
     if let Some(text) = accepted_domains {
-        for (i, map) in objects(DOMAINS, text)?.iter().enumerate() {
-            blocks.push(accepted_domain(map, i + 1, &mut seen)?);
-        }
+        importer.accepted_domains(text.as_bytes(), |n| notes.push(n))?;
     }
-    let mut seen = HashSet::new();
     if let Some(text) = inbound_connectors {
-        for (i, map) in objects(CONNECTORS, text)?.iter().enumerate() {
-            blocks.push(inbound_connector(map, i + 1, &mut seen)?);
+        importer.inbound_connectors(text.as_bytes(), |n| notes.push(n))?;
+    }
+    Ok(Import {
+        toml: importer.finish(),
+        notes,
+    })
+}
+
+/// An import read from streams: each object is translated, and its table written, as soon as
+/// it is read. Give the accepted domains first, so that their tables come first as in
+/// [`import`]; every note goes to the caller's `on_note` as it is made, so that a caller that
+/// only counts most of them does not keep them.
+pub struct Importer {
+    toml: String,
+    /// The domains emitted so far (a second one would make the configuration refuse to load).
+    domains: HashSet<String>,
+    /// The lower-cased connector names emitted so far (likewise).
+    connectors: HashSet<String>,
+}
+
+impl Default for Importer {
+    fn default() -> Self {
+        Importer::new()
+    }
+}
+
+impl Importer {
+    pub fn new() -> Importer {
+        let mut toml = String::new();
+        comment(
+            &mut toml,
+            "Accepted domains and inbound connectors imported from Exchange Online \
+             (Get-AcceptedDomain, Get-InboundConnector) by `relaygate import-exo`. The comment \
+             lines above each table say which of that object's properties were not imported, \
+             and why.",
+        );
+        Importer {
+            toml,
+            domains: HashSet::new(),
+            connectors: HashSet::new(),
         }
     }
 
-    let mut toml = String::new();
-    comment(
-        &mut toml,
-        "Accepted domains and inbound connectors imported from Exchange Online \
-         (Get-AcceptedDomain, Get-InboundConnector) by `relaygate import-exo`. The comment lines \
-         above each table say which of that object's properties were not imported, and why.",
-    );
-    let mut notes = Vec::new();
-    for block in blocks {
-        toml.push('\n');
-        block.render(&mut toml);
-        notes.extend(block.notes);
+    /// `Get-AcceptedDomain | ConvertTo-Json` output.
+    pub fn accepted_domains(
+        &mut self,
+        input: impl Read,
+        mut on_note: impl FnMut(Note),
+    ) -> Result<(), ImportError> {
+        let Importer { toml, domains, .. } = self;
+        each_object(DOMAINS, input, &mut |n, map| {
+            accepted_domain(map, n, domains)?.write(toml, &mut on_note);
+            Ok(())
+        })
     }
-    Ok(Import { toml, notes })
+
+    /// `Get-InboundConnector | ConvertTo-Json -Depth 5` output.
+    pub fn inbound_connectors(
+        &mut self,
+        input: impl Read,
+        mut on_note: impl FnMut(Note),
+    ) -> Result<(), ImportError> {
+        let Importer {
+            toml, connectors, ..
+        } = self;
+        each_object(CONNECTORS, input, &mut |n, map| {
+            inbound_connector(map, n, connectors)?.write(toml, &mut on_note);
+            Ok(())
+        })
+    }
+
+    /// The TOML: the header comment, then every table in the order read.
+    pub fn finish(self) -> String {
+        self.toml
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
 // Reading the JSON
 // ---------------------------------------------------------------------------------------------
 
-/// The objects of one input: a lone object (what `ConvertTo-Json` prints for one), an array,
-/// or Windows PowerShell 5.1's `{"value": [...], "Count": n}` wrapper around an array.
-fn objects(input: &'static str, text: &str) -> Result<Vec<Map<String, Value>>, ImportError> {
-    // PowerShell's `Out-File`/`>` in Windows PowerShell writes a byte order mark.
-    let text = text.trim_start_matches('\u{feff}');
-    if text.trim().is_empty() {
-        return Ok(Vec::new());
+/// What is done with each object of an input: `(its position from 1, the object)`.
+type EachObject<'a> = dyn FnMut(usize, &Map<String, Value>) -> Result<(), ImportError> + 'a;
+
+/// Hand every object of one input to `each` as it is read: a lone object (what `ConvertTo-Json`
+/// prints for one), an array, or Windows PowerShell 5.1's `{"value": [...], "Count": n}`
+/// wrapper around an array; `null` and empty text are no objects.
+fn each_object(
+    input: &'static str,
+    text: impl Read,
+    each: &mut EachObject<'_>,
+) -> Result<(), ImportError> {
+    let read_error = |source| ImportError::Read { input, source };
+    let mut text = io::BufReader::new(encoding::utf8(text).map_err(read_error)?);
+    if !skip_whitespace(&mut text).map_err(read_error)? {
+        return Ok(());
     }
-    let value: Value = serde_json::from_str(text).map_err(|e| ImportError::NotJson {
+    let mut objects = Objects {
         input,
-        message: e.to_string(),
-    })?;
-    let array = match value {
-        Value::Null => return Ok(Vec::new()),
-        Value::Object(map) => match value_count_wrapper(map) {
-            Ok(array) => array,
-            Err(map) => return Ok(vec![map]),
-        },
-        Value::Array(array) => array,
-        other => {
-            return Err(ImportError::NotObjectOrArray {
-                input,
-                found: json_kind(&other),
-            })
-        }
+        count: 0,
+        each,
+        failed: None,
     };
-    array
-        .into_iter()
-        .enumerate()
-        .map(|(i, v)| match v {
-            Value::Object(map) => Ok(map),
-            other => Err(ImportError::EntryNotObject {
-                input,
-                index: i + 1,
-                found: json_kind(&other),
-            }),
-        })
-        .collect()
+    let mut json = serde_json::Deserializer::from_reader(text);
+    let read = (&mut objects)
+        .deserialize(&mut json)
+        .and_then(|()| json.end());
+    match (read, objects.failed) {
+        (_, Some(e)) => Err(e),
+        (Ok(()), None) => Ok(()),
+        (Err(e), None) if e.is_io() => Err(read_error(e.into())),
+        (Err(e), None) => Err(ImportError::NotJson {
+            input,
+            message: e.to_string(),
+        }),
+    }
+}
+
+/// Skips leading whitespace; `false` when nothing else follows.
+fn skip_whitespace(text: &mut impl BufRead) -> io::Result<bool> {
+    loop {
+        let available = text.fill_buf()?;
+        if available.is_empty() {
+            return Ok(false);
+        }
+        match available.iter().position(|b| !b.is_ascii_whitespace()) {
+            Some(i) => {
+                text.consume(i);
+                return Ok(true);
+            }
+            None => {
+                let n = available.len();
+                text.consume(n);
+            }
+        }
+    }
+}
+
+/// The top level of one input, as a serde visitor: each object goes to `each` as soon as it is
+/// read, so only one object's JSON tree is in memory at a time.
+struct Objects<'a, 'b> {
+    input: &'static str,
+    /// Objects handed to `each` so far.
+    count: usize,
+    each: &'a mut EachObject<'b>,
+    /// Why reading stopped when it was not the JSON itself (serde errors carry only text).
+    failed: Option<ImportError>,
+}
+
+impl Objects<'_, '_> {
+    fn stop<E: de::Error>(&mut self, e: ImportError) -> E {
+        let message = e.to_string();
+        self.failed = Some(e);
+        E::custom(message)
+    }
+
+    fn object<E: de::Error>(&mut self, map: &Map<String, Value>) -> Result<(), E> {
+        self.count += 1;
+        (self.each)(self.count, map).map_err(|e| self.stop(e))
+    }
+
+    /// One element of the array of objects.
+    fn entry<E: de::Error>(&mut self, v: Value) -> Result<(), E> {
+        match v {
+            Value::Object(map) => self.object(&map),
+            other => {
+                let e = ImportError::EntryNotObject {
+                    input: self.input,
+                    index: self.count + 1,
+                    found: json_kind(&other),
+                };
+                Err(self.stop(e))
+            }
+        }
+    }
+
+    fn entries<'de, A: SeqAccess<'de>>(&mut self, mut seq: A) -> Result<(), A::Error> {
+        while let Some(v) = seq.next_element::<Value>()? {
+            self.entry(v)?;
+        }
+        Ok(())
+    }
+
+    fn not_object<E: de::Error>(&mut self, found: &'static str) -> Result<(), E> {
+        let e = ImportError::NotObjectOrArray {
+            input: self.input,
+            found,
+        };
+        Err(self.stop(e))
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for &mut Objects<'_, '_> {
+    type Value = ();
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for &mut Objects<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object or an array of objects")
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
+        self.not_object("a boolean")
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
+        self.not_object("a number")
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
+        self.not_object("a number")
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
+        self.not_object("a number")
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
+        self.not_object("a string")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<(), A::Error> {
+        self.entries(seq)
+    }
+
+    /// A lone object, or the wrapper. Windows PowerShell prints the wrapper's `value` first:
+    /// then its array is read element by element like a top-level one, and only `Count` may
+    /// follow. Otherwise the object is read whole and checked for the wrapper as before.
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut object = Map::new();
+        if let Some(first) = map.next_key::<String>()? {
+            let value = if first.eq_ignore_ascii_case("value") {
+                map.next_value_seed(ValueOrEntries(&mut *self))?
+            } else {
+                Some(map.next_value::<Value>()?)
+            };
+            while let Some((k, v)) = map.next_entry::<String, Value>()? {
+                object.insert(k, v);
+            }
+            match value {
+                Some(v) => {
+                    object.insert(first, v);
+                }
+                None if object.len() == 1
+                    && object.keys().all(|k| k.eq_ignore_ascii_case("count")) =>
+                {
+                    return Ok(());
+                }
+                None => {
+                    let e = ImportError::NotWrapper { input: self.input };
+                    return Err(self.stop(e));
+                }
+            }
+        }
+        match value_count_wrapper(object) {
+            Ok(array) => array.into_iter().try_for_each(|v| self.entry(v)),
+            Err(object) => self.object(&object),
+        }
+    }
+}
+
+/// The value of an object's leading `value` property: an array goes entry by entry to the
+/// objects (`None`); anything else comes back whole.
+struct ValueOrEntries<'a, 'b, 'c>(&'a mut Objects<'b, 'c>);
+
+impl<'de> DeserializeSeed<'de> for ValueOrEntries<'_, '_, '_> {
+    type Value = Option<Value>;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Option<Value>, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ValueOrEntries<'_, '_, '_> {
+    type Value = Option<Value>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Option<Value>, A::Error> {
+        self.0.entries(seq).map(|()| None)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Option<Value>, A::Error> {
+        Value::deserialize(de::value::MapAccessDeserializer::new(map)).map(Some)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Option<Value>, E> {
+        Ok(Some(Value::Null))
+    }
+
+    fn visit_bool<E: de::Error>(self, b: bool) -> Result<Option<Value>, E> {
+        Ok(Some(Value::Bool(b)))
+    }
+
+    fn visit_i64<E: de::Error>(self, n: i64) -> Result<Option<Value>, E> {
+        Ok(Some(Value::from(n)))
+    }
+
+    fn visit_u64<E: de::Error>(self, n: u64) -> Result<Option<Value>, E> {
+        Ok(Some(Value::from(n)))
+    }
+
+    fn visit_f64<E: de::Error>(self, n: f64) -> Result<Option<Value>, E> {
+        Ok(Some(Value::from(n)))
+    }
+
+    fn visit_str<E: de::Error>(self, s: &str) -> Result<Option<Value>, E> {
+        Ok(Some(Value::String(s.to_owned())))
+    }
 }
 
 /// `{"value": [...], "Count": n}` and nothing else: the array; otherwise the object back.
@@ -1200,6 +1475,13 @@ impl Block {
         }
     }
 
+    /// Append the block to `out` after a blank line, and hand over its notes.
+    fn write(self, out: &mut String, on_note: &mut impl FnMut(Note)) {
+        out.push('\n');
+        self.render(out);
+        self.notes.into_iter().for_each(on_note);
+    }
+
     /// The source line, each Unsupported note on its own line (they are what an admin must
     /// read), then the Ignored ones grouped by reason (`Ignored: A, B. Reason.`), then the table.
     fn render(&self, out: &mut String) {
@@ -1521,6 +1803,129 @@ path = "/tmp/relaygate-import-test"
             r#"{"value": [{"DomainName": "a.example"}, {"DomainName": "b.example"}], "Count": 2}"#,
         );
         assert_eq!(load(&import).policy.tenant.accepted_domains.len(), 2);
+    }
+
+    /// The shipped examples through an [`Importer`], from bytes.
+    fn import_bytes(connectors: &[u8], domains: &[u8]) -> Result<Import, ImportError> {
+        let mut notes = Vec::new();
+        let mut importer = Importer::new();
+        importer.accepted_domains(domains, |n| notes.push(n))?;
+        importer.inbound_connectors(connectors, |n| notes.push(n))?;
+        Ok(Import {
+            toml: importer.finish(),
+            notes,
+        })
+    }
+
+    fn encoded(text: &str, bom: bool, utf16: Option<bool>) -> Vec<u8> {
+        let text = if bom {
+            format!("\u{feff}{text}")
+        } else {
+            text.to_string()
+        };
+        match utf16 {
+            None => text.into_bytes(),
+            Some(big_endian) => text
+                .encode_utf16()
+                .flat_map(|u| match big_endian {
+                    true => u.to_be_bytes(),
+                    false => u.to_le_bytes(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn what_any_powershell_writes_imports_the_same() {
+        let connectors = include_str!("../../config/examples/Get-InboundConnector.json");
+        let domains = include_str!("../../config/examples/Get-AcceptedDomain.json");
+        let expected = import(Some(connectors), Some(domains)).unwrap();
+        // UTF-8 with a BOM (-Encoding utf8 in Windows PowerShell), UTF-16 LE with a BOM (its
+        // Out-File and > default), UTF-16 BE with one (-Encoding BigEndianUnicode), and both
+        // UTF-16 without a BOM.
+        for (bom, utf16) in [
+            (true, None),
+            (true, Some(false)),
+            (true, Some(true)),
+            (false, Some(false)),
+            (false, Some(true)),
+        ] {
+            let got = import_bytes(
+                &encoded(connectors, bom, utf16),
+                &encoded(domains, bom, utf16),
+            )
+            .unwrap_or_else(|e| panic!("bom {bom}, utf16 {utf16:?}: {e}"));
+            assert_eq!(got, expected, "bom {bom}, utf16 {utf16:?}");
+        }
+    }
+
+    #[test]
+    fn malformed_utf16_is_an_input_error() {
+        let mut bytes = encoded("[{\"DomainName\": \"a.example\"}]", true, Some(false));
+        bytes.push(b'x');
+        let e = import_bytes(b"", &bytes).unwrap_err();
+        assert!(matches!(e, ImportError::Read { .. }), "{e:?}");
+        assert_eq!(
+            e.to_string(),
+            "Get-AcceptedDomain output cannot be read: invalid UTF-16: the text ends in the middle of a character"
+        );
+    }
+
+    #[test]
+    fn objects_are_translated_as_they_are_read() {
+        // The first object's notes arrive before the input fails: it was translated without
+        // waiting for the rest of the array.
+        let failing = io::Cursor::new(&b"[{\"DomainName\": \"a.example\", \"Foo\": 1},"[..]).chain(
+            crate::files::Limited::new(
+                io::repeat(b' '),
+                crate::files::Limit {
+                    bytes: 100,
+                    what: "this test",
+                },
+            ),
+        );
+        let mut notes = Vec::new();
+        let e = Importer::new()
+            .accepted_domains(failing, |n| notes.push(n))
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "Get-AcceptedDomain output cannot be read: larger than 100 bytes, the limit for this test"
+        );
+        assert_eq!(notes.len(), 1, "{notes:#?}");
+        assert_eq!(
+            (notes[0].object.as_str(), notes[0].property.as_str()),
+            ("a.example", "Foo")
+        );
+    }
+
+    #[test]
+    fn the_wrapper_is_read_in_either_order_and_nothing_else_with_a_leading_value_array() {
+        let a_b = r#"[{"DomainName": "a.example"}, {"DomainName": "b.example"}]"#;
+        for text in [
+            format!(r#"{{"value": {a_b}, "Count": 2}}"#),
+            format!(r#"{{"Count": 2, "value": {a_b}}}"#),
+            format!(r#"{{"value": {a_b}, "count": 2}}"#),
+        ] {
+            assert_eq!(domains(&text).toml, domains(a_b).toml, "{text}");
+        }
+        let e = domains_err(&format!(r#"{{"value": {a_b}, "Count": 2, "Extra": 1}}"#));
+        assert!(
+            e.contains("must be Windows PowerShell's {\"value\": [...], \"Count\": n} wrapper"),
+            "{e}"
+        );
+        let e = domains_err(&format!(r#"{{"value": {a_b}}}"#));
+        assert!(e.contains("wrapper"), "{e}");
+        // A leading "value" that is not an array is an ordinary property.
+        let import = domains(r#"{"value": {"x": [1]}, "DomainName": "c.example"}"#);
+        assert_eq!(
+            load(&import).policy.tenant.accepted_domains[0].domain,
+            "c.example"
+        );
+        let note = unsupported(&import, "c.example", "value");
+        assert_eq!(note.value, r#"{"x":[1]}"#);
+        let e = domains_err(r#"{"value": [{"DomainName": "a.example"}, 7], "Count": 2}"#);
+        assert!(e.contains("entry 2 is a number"), "{e}");
     }
 
     #[test]

@@ -30,6 +30,9 @@ const WIDTHS: [i64; 13] = [
 /// A longer line cannot be one of the gate's events; skipping it keeps a corrupt or hostile
 /// log from making the reader buffer an unbounded line.
 const MAX_LINE: usize = 1 << 20;
+/// A line still going at this length is no log at all (`/dev/zero`, a binary file), and
+/// skipping it could take forever: the report stops with an error naming the line.
+const MAX_SKIPPED_LINE: usize = 64 << 20;
 const TRANSACTION_TARGET: &str = "relaygate::transaction";
 
 #[derive(Debug, thiserror::Error)]
@@ -113,10 +116,24 @@ impl BucketCount {
 pub fn read(mut reader: impl BufRead) -> Result<Report, ReportError> {
     let mut acc = Aggregator::default();
     let mut line = Vec::new();
-    while let Some(fits) = next_line(&mut reader, &mut line).map_err(ReportError::Read)? {
-        if !fits {
-            acc.skipped += 1;
-            continue;
+    let mut number = 0;
+    while let Some(ended) = next_line(&mut reader, &mut line).map_err(ReportError::Read)? {
+        number += 1;
+        match ended {
+            Line::Kept => {}
+            Line::Skipped => {
+                acc.skipped += 1;
+                continue;
+            }
+            Line::Endless => {
+                return Err(ReportError::Read(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "line {number} is longer than {} MiB, the limit for a log line: this is not a relaygate log",
+                        MAX_SKIPPED_LINE >> 20
+                    ),
+                )))
+            }
         }
         let text = match std::str::from_utf8(&line) {
             Ok(t) => t.trim(),
@@ -716,12 +733,23 @@ fn printable(s: &str) -> String {
         .collect()
 }
 
-/// Reads one line into `buf` (without its end of line). `Some(false)`: the line was longer
-/// than [`MAX_LINE`] and was consumed but not kept.
-fn next_line(reader: &mut impl BufRead, buf: &mut Vec<u8>) -> io::Result<Option<bool>> {
+/// What [`next_line`] did with a line.
+enum Line {
+    /// In the buffer.
+    Kept,
+    /// Longer than [`MAX_LINE`]: consumed but not kept.
+    Skipped,
+    /// Longer than [`MAX_SKIPPED_LINE`]: reading stopped there.
+    Endless,
+}
+
+/// Reads one line into `buf` (without its end of line); `None` at the end of the input.
+fn next_line(reader: &mut impl BufRead, buf: &mut Vec<u8>) -> io::Result<Option<Line>> {
     buf.clear();
     let mut any = false;
     let mut too_long = false;
+    let mut length = 0;
+    let ended = |too_long: bool| if too_long { Line::Skipped } else { Line::Kept };
     loop {
         let available = match reader.fill_buf() {
             Ok(b) => b,
@@ -729,15 +757,16 @@ fn next_line(reader: &mut impl BufRead, buf: &mut Vec<u8>) -> io::Result<Option<
             Err(e) => return Err(e),
         };
         if available.is_empty() {
-            return Ok(any.then_some(!too_long));
+            return Ok(any.then_some(ended(too_long)));
         }
         any = true;
         let (chunk, used, done) = match memchr::memchr(b'\n', available) {
             Some(i) => (&available[..i], i + 1, true),
             None => (available, available.len(), false),
         };
+        length += chunk.len();
         if !too_long {
-            if buf.len() + chunk.len() > MAX_LINE {
+            if length > MAX_LINE {
                 too_long = true;
                 buf.clear();
             } else {
@@ -746,7 +775,10 @@ fn next_line(reader: &mut impl BufRead, buf: &mut Vec<u8>) -> io::Result<Option<
         }
         reader.consume(used);
         if done {
-            return Ok(Some(!too_long));
+            return Ok(Some(ended(too_long)));
+        }
+        if length > MAX_SKIPPED_LINE {
+            return Ok(Some(Line::Endless));
         }
     }
 }
@@ -1378,6 +1410,25 @@ mod tests {
         );
         let r = read(io::BufReader::with_capacity(4096, input.as_slice())).unwrap();
         assert_eq!((r.flows.len(), r.skipped_lines), (1, 1));
+    }
+
+    #[test]
+    fn an_endless_line_is_an_error_naming_it() {
+        use std::io::Read;
+        let first = event(
+            "2026-11-25T02:00:00Z",
+            "ip 203.0.113.10",
+            "a.example",
+            "a.example",
+            "accepted",
+            "accepted",
+        ) + "\n";
+        let input = first.as_bytes().chain(io::repeat(b'x'));
+        let err = read(io::BufReader::with_capacity(64 * 1024, input)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "cannot read the log: line 2 is longer than 64 MiB, the limit for a log line: this is not a relaygate log"
+        );
     }
 
     #[test]

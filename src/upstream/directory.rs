@@ -2,10 +2,12 @@
 //!
 //! Both are written under `<path>/.tmp/`, fsynced, then renamed into `<path>/` (message first,
 //! envelope last) and the directory fsynced, and only then is 250 answered. A reader that sees
-//! an envelope file can rely on its message being complete.
+//! an envelope file can rely on its message being complete. What a killed gate leaves in
+//! `.tmp/` was never acknowledged; [`DirectoryLeg::remove_stale_temporary_files`] clears it at
+//! the next start.
 
 use super::{ClientFacts, Envelope, UpstreamError, UpstreamReply};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 use tokio::io::{AsyncWriteExt, BufWriter};
 
@@ -50,6 +52,35 @@ fn storage(what: &str, e: std::io::Error) -> UpstreamError {
 }
 
 impl DirectoryLeg {
+    /// Remove the files in `<path>/.tmp/` and return how many there were. A session removes its
+    /// own temporary file however it ends, except when the process dies (kill -9, a crash, a
+    /// power cut): then it stays for ever. No client was ever answered 250 for it (that comes
+    /// only after the rename), so the client still has the message and nothing is lost. Only
+    /// for a start, before listening: while a gate runs, its sessions' files are in there.
+    /// (An associated function so that `main` reaches it through the re-exported type.)
+    pub fn remove_stale_temporary_files(path: &Path) -> std::io::Result<usize> {
+        let tmp = path.join(".tmp");
+        let entries = match std::fs::read_dir(&tmp) {
+            Ok(entries) => entries,
+            // No message was ever started here.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(e),
+        };
+        let mut removed = 0;
+        for entry in entries {
+            let entry = entry?;
+            // Nothing but the leg's own files belongs here; leave anything else alone.
+            if entry.file_type()?.is_file() {
+                let file = entry.path();
+                std::fs::remove_file(&file).map_err(|e| {
+                    std::io::Error::new(e.kind(), format!("{}: {e}", file.display()))
+                })?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
     pub fn new(path: PathBuf) -> DirectoryLeg {
         DirectoryLeg {
             path,
@@ -183,5 +214,38 @@ impl DirectoryLeg {
     pub async fn reset(&mut self) {
         self.abort().await;
         self.recipients.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stale_temporary_files_are_removed_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(
+            DirectoryLeg::remove_stale_temporary_files(dir.path()).unwrap(),
+            0,
+            "no .tmp yet"
+        );
+        let tmp = dir.path().join(".tmp");
+        std::fs::create_dir_all(tmp.join("not-ours")).unwrap();
+        std::fs::write(tmp.join("A-0001.eml"), "half a message").unwrap();
+        std::fs::write(tmp.join("A-0002.envelope.json"), "{").unwrap();
+        std::fs::write(dir.path().join("B-0001.eml"), "delivered").unwrap();
+        assert_eq!(
+            DirectoryLeg::remove_stale_temporary_files(dir.path()).unwrap(),
+            2
+        );
+        let left: Vec<_> = std::fs::read_dir(&tmp)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, ["not-ours"]);
+        assert!(
+            dir.path().join("B-0001.eml").exists(),
+            "delivered messages stay"
+        );
     }
 }
