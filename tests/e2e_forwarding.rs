@@ -1003,7 +1003,13 @@ async fn a_failing_directory_upstream_answers_451_without_its_paths() {
         .await;
     // The client learns that it should retry, and the session id to quote; the path and the
     // OS error are for the log.
-    assert_exo_reply(&r, "451 4.4.3 Temporary server error. Please try again later [");
-    assert!(!r.contains("not-a-directory") && !r.contains("/tmp"), "{r:?}");
+    assert_exo_reply(
+        &r,
+        "451 4.4.3 Temporary server error. Please try again later [",
+    );
+    assert!(
+        !r.contains("not-a-directory") && !r.contains("/tmp"),
+        "{r:?}"
+    );
     assert!(eml_files(&blocker).is_empty());
 }

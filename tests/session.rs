@@ -100,9 +100,14 @@ async fn reply(io: &mut DuplexStream) -> String {
 }
 
 async fn cmd(io: &mut DuplexStream, line: &str, expect: &str) -> String {
-    io.write_all(format!("{line}\r\n").as_bytes()).await.unwrap();
+    io.write_all(format!("{line}\r\n").as_bytes())
+        .await
+        .unwrap();
     let r = reply(io).await;
-    assert!(r.starts_with(expect), "{line:?} got {r:?}, expected {expect}");
+    assert!(
+        r.starts_with(expect),
+        "{line:?} got {r:?}, expected {expect}"
+    );
     r
 }
 

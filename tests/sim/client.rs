@@ -64,8 +64,10 @@ impl Client {
                 continue;
             };
             let line: Vec<u8> = self.buf.drain(..=i).collect();
-            self.trace
-                .note(format!("client <- {:?}", String::from_utf8_lossy(&line).trim_end()));
+            self.trace.note(format!(
+                "client <- {:?}",
+                String::from_utf8_lossy(&line).trim_end()
+            ));
             if line.get(3) == Some(&b'-') {
                 continue;
             }
@@ -113,7 +115,9 @@ impl Client {
         let rcpts: Vec<String> = (0..n)
             .map(|i| {
                 let who = *self.rng.pick(&["user", "user", "user", "refuse", "staff"]);
-                let domain = *self.rng.pick(&["example.org", "example.org", "contoso.com"]);
+                let domain = *self
+                    .rng
+                    .pick(&["example.org", "example.org", "contoso.com"]);
                 format!("{who}{i}@{domain}")
             })
             .collect();
@@ -177,7 +181,8 @@ impl Client {
         while at < wire.len() {
             let piece = (self.rng.range(1, 96 * 1024) as usize).min(wire.len() - at);
             if leave_early && at + piece >= wire.len() / 2 {
-                self.trace.note("client leaves in the middle of the message".into());
+                self.trace
+                    .note("client leaves in the middle of the message".into());
                 return Err(Closed);
             }
             self.write(&wire[at..at + piece]).await?;

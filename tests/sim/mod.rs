@@ -162,11 +162,8 @@ async fn scenario(seed: u64, trace: Trace) -> Result<(), String> {
             phase.clone(),
         ));
         let mut client = Client::new(client_end, rng.fork(), trace.clone());
-        let outcome = tokio::time::timeout(
-            session_timeout + END_SLACK,
-            client.run(session as usize),
-        )
-        .await;
+        let outcome =
+            tokio::time::timeout(session_timeout + END_SLACK, client.run(session as usize)).await;
         sent.append(&mut client.sent);
         drop(client);
         if outcome.is_err() {
@@ -208,7 +205,9 @@ fn check(sent: &[Sent], held: &[Held]) -> Result<(), String> {
             return Err(format!("the upstream holds a message nobody sent: {h:?}"));
         };
         if !sent.iter().any(|s| s.id == id && s.text_sent) {
-            return Err(format!("the upstream holds message {id}, whose text was never sent"));
+            return Err(format!(
+                "the upstream holds message {id}, whose text was never sent"
+            ));
         }
     }
     for s in sent {
@@ -224,7 +223,10 @@ fn check(sent: &[Sent], held: &[Held]) -> Result<(), String> {
                 ));
             }
             if strip_received(&c.text) != Some(&s.text[..]) {
-                return Err(format!("message {}: the bytes held differ from the bytes sent", s.id));
+                return Err(format!(
+                    "message {}: the bytes held differ from the bytes sent",
+                    s.id
+                ));
             }
         }
         match s.final_code {
