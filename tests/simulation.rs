@@ -81,3 +81,29 @@ fn every_message_told_250_is_held_upstream_exactly_once() {
     }
     println!("{count} scenarios from seed {first}: the invariant held in every one");
 }
+
+// Seeds that caught a bug. Each was found by running the simulation against the code before
+// its fix (the fix reverted, where the bug was found by reasoning first); the comment says
+// what the gate did wrong.
+
+/// A `250` to DATA was taken as the verdict on a message that was never sent: the client was
+/// told 250, the upstream held nothing.
+#[test]
+fn seed_147_a_250_to_data_is_never_taken_for_the_verdict() {
+    replay(147);
+}
+
+/// The upstream dropped the connection at a later RCPT; the gate opened a new upstream
+/// transaction for the next recipient, and the message went to it alone while the client had
+/// been told 250 for the recipients before.
+#[test]
+fn seed_8_a_recipient_accepted_before_the_upstream_was_lost_is_never_left_behind() {
+    replay(8);
+}
+
+/// A multi-line reply mixing codes (`554-` then `250`) to a RCPT was read as 250: the client
+/// was told 250 for a recipient the upstream had refused.
+#[test]
+fn seed_385_a_multi_line_reply_with_mixed_codes_is_no_acceptance() {
+    replay(385);
+}
