@@ -2,25 +2,18 @@
 //! clock, so the deadlines are tested in virtual time (a five-minute command timeout costs
 //! milliseconds) and a hang is a failure, not a stuck test.
 
+mod sim;
+
 use relaygate::config::{Config, Settings};
 use relaygate::session::{run_session, Peer, Phase};
 use relaygate::upstream::{Connector, Dial, Dialing, Transport};
+use sim::TENANT;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
-
-const TENANT: &str = r#"
-[[accepted_domains]]
-domain = "contoso.com"
-
-[[inbound_connectors]]
-name = "On-premises servers"
-connector_type = "OnPremises"
-sender_ip_addresses = ["127.0.0.0/24"]
-"#;
 
 fn settings(server_extra: &str, upstream_extra: &str) -> Arc<Settings> {
     let text = format!(

@@ -2,6 +2,9 @@
 //! tokio's paused clock, between a simulated client and a simulated upstream whose every
 //! choice and fault comes from one seed. After each scenario the invariant of "What 250 means"
 //! (README) is checked against what the upstream holds.
+//!
+//! `tests/session.rs` shares its tenant.
+#![allow(dead_code)]
 
 pub mod client;
 pub mod rng;
@@ -49,7 +52,8 @@ impl Trace {
 /// When the replayed scenario started (one scenario is traced per process).
 static START: OnceLock<tokio::time::Instant> = OnceLock::new();
 
-const TENANT: &str = r#"
+/// One accepted domain and the OnPremises connector the simulated client's address matches.
+pub const TENANT: &str = r#"
 [[accepted_domains]]
 domain = "contoso.com"
 
