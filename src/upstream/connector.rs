@@ -3,56 +3,17 @@
 //!
 //! Runtime objects live here, not in the settings (pingora's `TransportConnector` owns its
 //! `ConnectionPool` the same way): the configuration stays plain data, and a reload builds a
-//! new connector with a fresh pool. Dialing is a trait so the fault simulation can put an
-//! in-memory upstream behind the very same leg code that talks to Exchange Online.
+//! new connector with a fresh pool. Dialing is a trait ([`Dial`]) so the fault simulation can
+//! put an in-memory upstream behind the very same leg code that talks to Exchange Online.
 
-use super::connection::Connection;
+use super::dial::{Dial, TcpDial};
 use super::directory::DirectoryLeg;
 use super::pool::Pool;
-use super::smtp::SmtpLeg;
+use super::smtp::{SmtpLeg, SmtpShared};
 use super::Upstream;
-use crate::config::{SmtpUpstreamSettings, UpstreamSettings};
-use std::future::Future;
-use std::io;
+use crate::config::UpstreamSettings;
 use std::path::PathBuf;
-use std::pin::Pin;
 use std::sync::Arc;
-use tokio::io::{AsyncRead, AsyncWrite};
-
-/// A byte stream to an upstream: TCP in production, an in-memory pipe in the simulation.
-pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Transport for T {}
-
-/// A boxed future, for the one async method a trait object needs.
-pub type Dialing<'a> = Pin<Box<dyn Future<Output = io::Result<Box<dyn Transport>>> + Send + 'a>>;
-
-/// Opens a new connection to the upstream (the connect timeout is applied by the caller).
-pub trait Dial: Send + Sync {
-    fn dial(&self) -> Dialing<'_>;
-}
-
-/// TCP to `host:port`, resolved at each connect so DNS changes are followed.
-struct TcpDial {
-    address: String,
-}
-
-impl Dial for TcpDial {
-    fn dial(&self) -> Dialing<'_> {
-        Box::pin(async move {
-            let tcp = tokio::net::TcpStream::connect(&self.address).await?;
-            let _ = tcp.set_nodelay(true);
-            Ok(Box::new(tcp) as Box<dyn Transport>)
-        })
-    }
-}
-
-/// What every SMTP leg of one configuration shares.
-pub(super) struct SmtpShared {
-    pub(super) settings: Arc<SmtpUpstreamSettings>,
-    pub(super) helo_name: String,
-    pub(super) pool: Pool<Connection>,
-    pub(super) dial: Box<dyn Dial>,
-}
 
 enum Kind {
     Smtp(Arc<SmtpShared>),

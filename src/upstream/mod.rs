@@ -11,11 +11,13 @@
 
 mod connection;
 mod connector;
+mod dial;
 pub mod directory;
 mod pool;
 mod smtp;
 
-pub use connector::{Connector, Dial, Dialing, Transport};
+pub use connector::Connector;
+pub use dial::{Dial, Dialing, Transport};
 pub use directory::DirectoryLeg;
 pub use pool::Pool;
 pub use smtp::SmtpLeg;

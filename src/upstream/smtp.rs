@@ -7,9 +7,10 @@
 //! that comes back to the pool is always between transactions and in step.
 
 use super::connection::{Connection, Expect};
-use super::connector::SmtpShared;
+use super::dial::Dial;
+use super::pool::Pool;
 use super::{format_path, Envelope, UpstreamError, UpstreamReply};
-use crate::config::UpstreamTls;
+use crate::config::{SmtpUpstreamSettings, UpstreamTls};
 use crate::smtp::data::DotStuffer;
 use crate::stream::MaybeTls;
 use std::sync::Arc;
@@ -28,6 +29,14 @@ const BDAT_HEADROOM: usize = 32;
 /// that its replies never fill its send buffer while the gate is still writing. Without
 /// PIPELINING each chunk's reply is read before the next chunk.
 const MAX_CHUNKS_IN_FLIGHT: usize = 4;
+
+/// What every SMTP leg of one configuration shares.
+pub(super) struct SmtpShared {
+    pub(super) settings: Arc<SmtpUpstreamSettings>,
+    pub(super) helo_name: String,
+    pub(super) pool: Pool<Connection>,
+    pub(super) dial: Box<dyn Dial>,
+}
 
 /// One client session's SMTP upstream.
 pub struct SmtpLeg {
