@@ -5,15 +5,15 @@
 //! Data flows one way: bytes → [`session`] → facts → [`policy`] → verdict → session →
 //! [`upstream`]. The policy never sees a socket; the session never decides a rule.
 
-pub mod admin;
+pub mod cli;
 pub mod config;
 pub mod files;
-pub mod metrics;
+pub mod observe;
 pub mod policy;
 pub mod proxy;
 pub mod server;
 pub mod session;
-pub mod smtp;
 pub mod stream;
 pub mod tls;
 pub mod upstream;
+pub mod wire;

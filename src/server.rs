@@ -6,7 +6,7 @@
 //! never one in flight.
 
 use crate::config::Settings;
-use crate::metrics::metrics;
+use crate::observe::metrics::metrics;
 use crate::proxy;
 use crate::session::{run_session, Peer, Phase};
 use crate::upstream::Connector;

@@ -2,7 +2,7 @@
 //! but CRLF.CRLF, and what it decodes survives re-stuffing and decoding again unchanged.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use relaygate::smtp::data::{DataDecoder, DotStuffer};
+use relaygate::wire::data::{DataDecoder, DotStuffer};
 
 fuzz_target!(|input: (u8, &[u8])| {
     let (chunk, wire) = input;

@@ -9,8 +9,8 @@
 use super::{End, Recipient, Session, Transaction};
 use crate::config::{Mode, RejectStage};
 use crate::policy::{self, HeaderSender, RecipientVerdict, Rejection, ReversePath, SessionFacts};
-use crate::smtp::reply::Reply;
 use crate::upstream::{Envelope, UpstreamError, UpstreamReply};
+use crate::wire::reply::Reply;
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;

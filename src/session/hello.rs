@@ -2,9 +2,9 @@
 //! may give the session a client-certificate identity.
 
 use super::{End, Session};
-use crate::metrics::metrics;
-use crate::smtp::reply::Reply;
+use crate::observe::metrics::metrics;
 use crate::stream::MaybeTls;
+use crate::wire::reply::Reply;
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite};
 

@@ -6,8 +6,8 @@
 //! upstream connection with it, past `session_timeout_secs`.
 
 use super::{Phase, Session};
-use crate::smtp::reply::{exo_suffix, Reply};
 use crate::upstream::UpstreamReply;
+use crate::wire::reply::{exo_suffix, Reply};
 use memchr::memchr;
 use std::future::Future;
 use std::pin::pin;

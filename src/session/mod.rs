@@ -34,11 +34,11 @@ mod record;
 
 use crate::config::Settings;
 use crate::policy::{RecipientVerdict, RelayDecision};
-use crate::smtp::command::parse_command;
-use crate::smtp::reply::{Reply, SessionId};
 use crate::stream::MaybeTls;
 use crate::tls::ClientIdentity;
 use crate::upstream::{Envelope, Upstream};
+use crate::wire::command::parse_command;
+use crate::wire::reply::{Reply, SessionId};
 use smtp_proto::Request;
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -3,13 +3,13 @@
 
 use super::{Session, Transaction};
 use crate::config::Mode;
-use crate::metrics::metrics;
+use crate::observe::metrics::metrics;
 use crate::policy::{
     self, suggest_fix, AcceptReason, Comparison, Condition1, Condition2, HeaderSender,
     RecipientVerdict, RelayDecision, RelayDenial, ReversePath, SessionFacts,
 };
-use crate::smtp::header::domain_of;
 use crate::upstream::ClientFacts;
+use crate::wire::header::domain_of;
 use std::borrow::Cow;
 use tokio::io::{AsyncRead, AsyncWrite};
 

@@ -32,4 +32,3 @@ impl Dial for TcpDial {
         })
     }
 }
-

@@ -163,7 +163,7 @@ impl DirectoryLeg {
 
         let env = EnvelopeFile {
             id: &open.id,
-            received_at: crate::smtp::reply::iso8601_millis(SystemTime::now()),
+            received_at: crate::wire::reply::iso8601_millis(SystemTime::now()),
             mail_from: &self.envelope.mail_from,
             rcpt_to: &self.recipients,
             size,

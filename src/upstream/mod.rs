@@ -23,8 +23,8 @@ pub use pool::Pool;
 pub use smtp::SmtpLeg;
 
 use crate::config::UpstreamSettings;
-use crate::metrics::metrics;
-use crate::smtp::reply::Reply;
+use crate::observe::metrics::metrics;
+use crate::wire::reply::Reply;
 use std::sync::Arc;
 
 /// What the session tells the upstream about the transaction.

@@ -11,7 +11,7 @@
 //! bounded reads and a timeout are all it needs, and it keeps hyper's tree out of the build.
 
 use crate::config::Settings;
-use crate::metrics::metrics;
+use crate::observe::metrics::metrics;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

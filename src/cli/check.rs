@@ -6,16 +6,19 @@
 //! reply line. Both rule generations are shown unless one is asked for, and the November 2023
 //! change is named when it is what makes the difference.
 
+use super::load_settings;
 use crate::config::{Mode, RejectStage, Settings};
 use crate::policy::{
     self, domain_of, suggest_fix, AcceptReason, Comparison, Condition1, Condition2, ConnectorType,
     Evaluation, HeaderSender, Profile, RecipientVerdict, Rejection, RelayDecision, RelayDenial,
     ReversePath, SessionFacts, Tenant, Verdict,
 };
-use crate::smtp::reply::{exo_suffix, SessionId};
+use crate::wire::reply::{exo_suffix, SessionId};
 use serde_json::{json, Value};
 use std::fmt::Write as _;
 use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::SystemTime;
 
 /// What the admin describes: the sending server and one transaction.
@@ -575,4 +578,99 @@ pub fn certificate_identity(
             )),
         ))
     }
+}
+
+/// `relaygate check`'s arguments.
+#[derive(clap::Args)]
+pub struct CheckArgs {
+    #[arg(long, default_value = "config/relaygate.toml")]
+    pub config: PathBuf,
+    /// The sending server's address, as Exchange Online would see it.
+    #[arg(long)]
+    pub ip: std::net::IpAddr,
+    /// A name of the client certificate (CN or SAN), taken as trusted. Repeatable.
+    #[arg(long = "cert-name")]
+    pub cert_names: Vec<String>,
+    /// A client certificate (PEM, chain leaf first), checked against [tls] client_ca like a
+    /// real handshake: its names count only when it is trusted.
+    #[arg(long = "cert", conflicts_with = "cert_names")]
+    pub cert: Option<PathBuf>,
+    /// MAIL FROM address; `<>` or empty for the null sender.
+    #[arg(long, allow_hyphen_values = true)]
+    pub mail_from: String,
+    /// The From: header address.
+    #[arg(long)]
+    pub header_from: Option<String>,
+    /// A recipient. Repeatable.
+    #[arg(long = "rcpt", required = true)]
+    pub rcpts: Vec<String>,
+    /// Show one profile only (`exo-2023` or `exo-legacy`); the exit status follows it.
+    #[arg(long)]
+    pub profile: Option<String>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `relaygate check`: explain one transaction; exit 0 when every recipient is accepted, 1
+/// otherwise, 2 on error.
+pub fn run(args: CheckArgs) -> ExitCode {
+    use crate::cli::check::{bare_address, Explanation, Facts};
+    use crate::policy::Profile;
+    let profile = match args
+        .profile
+        .as_deref()
+        .map(str::parse::<Profile>)
+        .transpose()
+    {
+        Ok(p) => p,
+        Err(why) => {
+            eprintln!(
+                "relaygate: --profile {:?}: {why}",
+                args.profile.unwrap_or_default()
+            );
+            return ExitCode::from(2);
+        }
+    };
+    let settings = match load_settings(&args.config) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let (certificate_names, certificate_note) = match &args.cert {
+        Some(path) => match crate::cli::check::certificate_identity(&settings, path) {
+            Ok(identity) => identity,
+            Err(e) => {
+                eprintln!("relaygate: --cert {}: {e}", path.display());
+                return ExitCode::from(2);
+            }
+        },
+        None if args.cert_names.is_empty() => (Vec::new(), None),
+        None => {
+            let names: Vec<String> = args
+                .cert_names
+                .iter()
+                .map(|n| crate::policy::normalise(n))
+                .collect();
+            let note = format!(
+                "{} (given with --cert-name, taken as trusted)",
+                names.join(", ")
+            );
+            (names, Some(note))
+        }
+    };
+    let facts = Facts {
+        peer_ip: args.ip,
+        certificate_names,
+        certificate_note,
+        mail_from: bare_address(&args.mail_from),
+        header_from: args.header_from.as_deref().map(bare_address),
+        recipients: args.rcpts.iter().map(|r| bare_address(r)).collect(),
+    };
+    let explanation = Explanation::new(&settings, &facts, profile);
+    if args.json {
+        println!("{:#}", explanation.render_json());
+    } else {
+        print!("{}", explanation.render_text());
+    }
+    ExitCode::from(explanation.exit_status())
 }

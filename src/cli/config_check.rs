@@ -11,6 +11,8 @@ use crate::policy::{
     is_subdomain_or_equal, CertificateName, ConnectorType, DomainType, InboundConnector, Tenant,
 };
 use std::fmt;
+use std::path::PathBuf;
+use std::process::ExitCode;
 
 /// One finding.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -271,5 +273,29 @@ pub fn check(path: &std::path::Path) -> Vec<Finding> {
     match config.validate() {
         Ok(settings) => warnings(&config, &settings),
         Err(e) => vec![error_finding(&e)],
+    }
+}
+
+/// `relaygate config check`: every finding, then a summary; exit 1 on an error.
+pub fn run(config: PathBuf) -> ExitCode {
+    use crate::cli::config_check::{check, Severity};
+    let findings = check(&config);
+    for f in &findings {
+        println!("{f}");
+    }
+    let errors = findings
+        .iter()
+        .filter(|f| f.severity == Severity::Error)
+        .count();
+    println!(
+        "{}: {} error(s), {} warning(s)",
+        config.display(),
+        errors,
+        findings.len() - errors
+    );
+    if errors > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
     }
 }

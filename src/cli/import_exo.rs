@@ -44,6 +44,8 @@ use std::collections::HashSet;
 use std::fmt;
 use std::io::{self, BufRead, Read};
 use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
 
 mod encoding;
 
@@ -1586,6 +1588,59 @@ fn toml_string(s: &str) -> String {
 fn toml_array(items: &[String]) -> String {
     let items: Vec<String> = items.iter().map(|s| toml_string(s)).collect();
     format!("[{}]", items.join(", "))
+}
+
+/// `relaygate import-exo`: the TOML on standard output, notes on standard error.
+pub fn run(inbound_connectors: Option<PathBuf>, accepted_domains: Option<PathBuf>) -> ExitCode {
+    use crate::cli::import_exo::{Importer, Note, NoteKind};
+    if inbound_connectors.is_none() && accepted_domains.is_none() {
+        eprintln!("relaygate: give --inbound-connectors and/or --accepted-domains");
+        return ExitCode::from(2);
+    }
+    let mut importer = Importer::new();
+    // Unsupported properties change mail flow: each one goes to the terminal. Ignored ones
+    // (metadata, defaults) are only counted here, not kept; the TOML's comments list them all.
+    let mut unsupported = Vec::new();
+    let mut ignored = 0;
+    let mut on_note = |n: Note| match n.kind {
+        NoteKind::Unsupported => unsupported.push(n),
+        NoteKind::Ignored => ignored += 1,
+    };
+    // Domains first: their tables come first in the TOML.
+    for (path, domains) in [(accepted_domains, true), (inbound_connectors, false)] {
+        let Some(path) = path else { continue };
+        let file = match std::fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) => {
+                eprintln!("relaygate: cannot read {}: {e}", path.display());
+                return ExitCode::from(2);
+            }
+        };
+        let input = std::io::BufReader::with_capacity(
+            64 * 1024,
+            crate::files::Limited::new(file, crate::files::EXCHANGE_EXPORT),
+        );
+        let read = if domains {
+            importer.accepted_domains(input, &mut on_note)
+        } else {
+            importer.inbound_connectors(input, &mut on_note)
+        };
+        if let Err(e) = read {
+            eprintln!("relaygate: {}: {e}", path.display());
+            return ExitCode::from(2);
+        }
+    }
+    // Printed only once every input is read: an error leaves no partial configuration.
+    print!("{}", importer.finish());
+    for n in &unsupported {
+        eprintln!("{n}");
+    }
+    eprintln!("relaygate import-exo: {ignored} properties ignored (no bearing on relay; listed in the output's comments)");
+    if unsupported.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
 }
 
 #[cfg(test)]

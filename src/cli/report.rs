@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io::{self, BufRead};
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
 /// The most buckets a chart shows: beyond that bars get too thin to read or hover.
 const MAX_BUCKETS: usize = 48;
@@ -1171,6 +1172,37 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
     (y, m, d)
+}
+
+/// `relaygate report`: the text report, and the HTML one with `--html`; exit 1 when a flow is
+/// refused under exo-2023.
+pub fn run(logfile: PathBuf, html: Option<PathBuf>) -> ExitCode {
+    use crate::cli::report;
+    let loaded = if logfile.as_os_str() == "-" {
+        report::read(std::io::stdin().lock())
+    } else {
+        report::load(&logfile)
+    };
+    let r = match loaded {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("relaygate: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    print!("{}", r.render_text());
+    if let Some(path) = html {
+        if let Err(e) = std::fs::write(&path, r.render_html()) {
+            eprintln!("relaygate: cannot write {}: {e}", path.display());
+            return ExitCode::from(2);
+        }
+        eprintln!("relaygate: wrote {}", path.display());
+    }
+    if r.breaking_flows() > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
 }
 
 #[cfg(test)]

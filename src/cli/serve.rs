@@ -1,0 +1,196 @@
+//! `relaygate serve`: load the configuration, set up logging, the admin endpoint, signals
+//! (SIGTERM drains, SIGHUP reloads) and the listeners, then run until told to stop.
+
+use super::load_settings;
+use crate::config::{Config, LogFormat, Settings, UpstreamSettings};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+fn init_logging(settings: &Settings) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&settings.log_level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match settings.log_format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// SIGHUP: re-read and validate the configuration and certificates. On success new sessions
+/// use it (running ones keep theirs); on failure the error is logged and the old one stays.
+async fn reload_on_sighup(path: PathBuf, tx: tokio::sync::watch::Sender<Arc<Settings>>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot install the SIGHUP handler: reload is unavailable");
+            return;
+        };
+        while hup.recv().await.is_some() {
+            match Config::load(&path).and_then(|c| c.validate()) {
+                Ok(new) => {
+                    if new.admin != tx.borrow().admin {
+                        tracing::warn!("[admin] changed: restart relaygate to apply it");
+                    }
+                    if new.server.listen != tx.borrow().server.listen {
+                        tracing::warn!("server.listen changed: restart relaygate to listen on the new addresses");
+                    }
+                    tracing::info!(config = %path.display(), "configuration reloaded");
+                    let _ = tx.send(Arc::new(new));
+                }
+                Err(e) => {
+                    tracing::error!(config = %path.display(), error = %e, "reload failed, keeping the running configuration")
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (path, tx);
+}
+
+/// Raise the soft open-files limit to the hard one and return it. Each relayed session holds
+/// two sockets, and container runtimes and shells often start processes at a soft limit of
+/// 1024 while allowing far more.
+#[cfg(unix)]
+fn raise_open_files_limit() -> Option<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed by pointer.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return None;
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                limit = raised;
+            }
+        }
+    }
+    // rlim_t is u64 on Linux but not everywhere.
+    #[allow(clippy::unnecessary_cast)]
+    Some(limit.rlim_cur as u64)
+}
+
+#[cfg(not(unix))]
+fn raise_open_files_limit() -> Option<u64> {
+    None
+}
+
+/// At start, before listening, clear what a killed gate left in a directory upstream's `.tmp/`
+/// (never acknowledged to a client, so nothing is lost). Not on SIGHUP: the sessions of the
+/// running configuration may have their temporary files open there.
+fn remove_stale_temporary_files(settings: &Settings) {
+    let UpstreamSettings::Directory { path } = &settings.upstream else {
+        return;
+    };
+    let tmp = path.join(".tmp");
+    match crate::upstream::DirectoryLeg::remove_stale_temporary_files(path) {
+        Ok(0) => {}
+        Ok(removed) => tracing::info!(
+            removed,
+            path = %tmp.display(),
+            "removed the temporary files of messages a previous run never finished (none was acknowledged to a client)"
+        ),
+        // Not fatal: writing there would fail too, and the readiness probe says so.
+        Err(e) => {
+            tracing::warn!(path = %tmp.display(), error = %e, "cannot remove stale temporary files")
+        }
+    }
+}
+
+/// Run the gate on the configuration at `config` until SIGTERM or SIGINT.
+pub fn run(config: PathBuf) -> ExitCode {
+    let settings = match load_settings(&config) {
+        Ok(s) => Arc::new(s),
+        Err(code) => return code,
+    };
+    init_logging(&settings);
+    remove_stale_temporary_files(&settings);
+    if let Some(files) = raise_open_files_limit() {
+        // Two sockets per session, plus listeners, pooled upstream connections and files.
+        let needed = settings.server.max_connections as u64 * 2 + 64;
+        if files < needed {
+            tracing::warn!(
+                open_files = files,
+                needed,
+                "the open-files limit is below what server.max_connections needs: raise it (ulimit -n, LimitNOFILE=, --ulimit nofile=)"
+            );
+        }
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("relaygate: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        let listeners = match crate::server::bind(&settings.server.listen).await {
+            Ok(l) => l,
+            Err((addr, e)) => {
+                eprintln!("relaygate: cannot listen on {addr}: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        for l in &listeners {
+            if let Ok(addr) = l.local_addr() {
+                tracing::info!(%addr, config = %config.display(), profile = settings.policy.profile.as_str(), "relaygate listening");
+            }
+        }
+        let (tx, rx) = tokio::sync::watch::channel(Arc::clone(&settings));
+        let health = match settings.admin {
+            None => None,
+            Some(admin) => {
+                use crate::observe::http;
+                let listener = match tokio::net::TcpListener::bind(admin.listen).await {
+                    Ok(l) => l,
+                    Err(e) => {
+                        eprintln!("relaygate: cannot listen on {} (admin.listen): {e}", admin.listen);
+                        return ExitCode::FAILURE;
+                    }
+                };
+                tracing::info!(addr = %admin.listen, "admin endpoint listening (/metrics, /health/live, /health/ready)");
+                let health = http::Health::new(admin.probe_interval);
+                health.set_listeners_bound();
+                health.set_config_loaded();
+                tokio::spawn(http::serve(listener, Arc::clone(&health)));
+                tokio::spawn(http::probe_loop(Arc::clone(&health), rx.clone()));
+                Some(health)
+            }
+        };
+        tokio::spawn(reload_on_sighup(config.clone(), tx));
+        let shutdown = async move {
+            shutdown_signal().await;
+            if let Some(h) = health {
+                h.set_draining();
+            }
+        };
+        crate::server::run_reloadable(listeners, rx, shutdown).await;
+        tracing::info!("relaygate stopped");
+        ExitCode::SUCCESS
+    })
+}
