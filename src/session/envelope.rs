@@ -9,7 +9,7 @@
 use super::{End, Recipient, Session, Transaction};
 use crate::config::{Mode, RejectStage};
 use crate::policy::{self, HeaderSender, RecipientVerdict, Rejection, ReversePath, SessionFacts};
-use crate::upstream::{Envelope, UpstreamError, UpstreamReply};
+use crate::upstream::{Envelope, Stage, UpstreamError, UpstreamReply};
 use crate::wire::reply::Reply;
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -168,7 +168,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     ) -> Result<Result<UpstreamReply, UpstreamError>, End> {
         let txn = self.txn.as_ref().expect("txn");
         if txn.upstream_lost {
-            return Ok(Err(UpstreamError::Dropped("RCPT")));
+            return Ok(Err(UpstreamError::Dropped(Stage::Rcpt)));
         }
         let result = if txn.upstream_open {
             within_deadline!(self, self.upstream.rcpt(address))

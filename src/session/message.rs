@@ -10,7 +10,7 @@ use super::io::READ_CHUNK;
 use super::{End, Session};
 use crate::config::Mode;
 use crate::policy::{self, HeaderSender, RecipientVerdict, Rejection, RelayDecision, ReversePath};
-use crate::upstream::{ClientFacts, UpstreamError, UpstreamReply};
+use crate::upstream::{ClientFacts, Stage, UpstreamError, UpstreamReply};
 use crate::wire::data::{DataDecoder, DataError};
 use crate::wire::header::{header_sender, HeaderCollector};
 use crate::wire::reply::{rfc5322_date, Reply};
@@ -108,7 +108,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         if lost {
             // Recipients were accepted in an upstream transaction that is gone: the message
             // cannot reach all of them, so none of it is taken.
-            let line = self.reply_with_suffix(&UpstreamError::Dropped("DATA").reply());
+            let line = self.reply_with_suffix(&UpstreamError::Dropped(Stage::Data).reply());
             self.end_transaction(&format!("DATA answered {line}")).await;
             return Ok(());
         }
@@ -193,7 +193,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             (None, Forwarding::Refused(r)) => self.reply_upstream(&r),
             (None, Forwarding::Failed(r)) => self.reply_with_suffix(&r),
             (None, Forwarding::NotSent) => {
-                self.reply_with_suffix(&UpstreamError::Dropped("DATA").reply())
+                self.reply_with_suffix(&UpstreamError::Dropped(Stage::Data).reply())
             }
             (None, Forwarding::Sending) => {
                 match within_deadline!(self, self.upstream.finish_data()) {
@@ -233,7 +233,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// block held so far.
     async fn open_message(&mut self, header: &[u8]) -> Result<Forwarding, End> {
         if !self.txn.as_ref().is_some_and(|t| t.upstream_open) {
-            return Ok(Forwarding::Failed(UpstreamError::Dropped("DATA").reply()));
+            return Ok(Forwarding::Failed(
+                UpstreamError::Dropped(Stage::Data).reply(),
+            ));
         }
         // Built only for the directory kind: no per-message copies for an SMTP upstream.
         let facts = if self.upstream.records_client() {

@@ -10,7 +10,7 @@
 //! [`UpstreamError::OutOfStep`]: the transaction gets `451 4.4.3` and the connection is closed,
 //! never pooled.
 
-use super::{Transport, UpstreamError, UpstreamReply};
+use super::{Stage, Transport, UpstreamError, UpstreamReply};
 use crate::stream::MaybeTls;
 use memchr::memchr;
 use std::future::Future;
@@ -125,18 +125,28 @@ impl Connection {
     /// EHLO (HELO if refused); records what the upstream offers.
     pub(super) async fn hello(&mut self, name: &str, wait: Duration) -> Result<(), UpstreamError> {
         let reply = self
-            .command(&format!("EHLO {name}"), Expect::Completion, wait, "EHLO")
+            .command(
+                &format!("EHLO {name}"),
+                Expect::Completion,
+                wait,
+                Stage::Ehlo,
+            )
             .await?;
         if reply.code == 250 {
             self.caps = Capabilities::from_ehlo(&reply);
             return Ok(());
         }
         let reply = self
-            .command(&format!("HELO {name}"), Expect::Completion, wait, "HELO")
+            .command(
+                &format!("HELO {name}"),
+                Expect::Completion,
+                wait,
+                Stage::Helo,
+            )
             .await?;
         if reply.code != 250 {
             return Err(UpstreamError::Refused {
-                stage: "HELO",
+                stage: Stage::Helo,
                 reply: reply.summary(),
             });
         }
@@ -148,7 +158,7 @@ impl Connection {
     /// command is written while nothing is in flight; costs no system call when nothing has
     /// arrived (the socket is polled once, not waited on). A connection the upstream closed
     /// is `Dropped`.
-    pub(super) fn ensure_in_step(&mut self, stage: &'static str) -> Result<(), UpstreamError> {
+    pub(super) fn ensure_in_step(&mut self, stage: Stage) -> Result<(), UpstreamError> {
         match self.after_reply(stage)? {
             true => Ok(()),
             false => Err(UpstreamError::Dropped(stage)),
@@ -158,7 +168,7 @@ impl Connection {
     /// Nothing may follow a reply that ends what was asked: `Ok(true)` when the connection
     /// is quiet and can carry more, `Ok(false)` when the upstream has closed it (after a final
     /// reply that is no fault: the message was answered), out of step when bytes are there.
-    fn after_reply(&mut self, stage: &'static str) -> Result<bool, UpstreamError> {
+    fn after_reply(&mut self, stage: Stage) -> Result<bool, UpstreamError> {
         if self.rbuf.is_empty() {
             match self.poll_arrived() {
                 Poll::Pending => return Ok(true),
@@ -166,10 +176,13 @@ impl Connection {
                 Poll::Ready(Ok(_)) => {}
             }
         }
-        Err(UpstreamError::OutOfStep(format!(
-            "unexpected bytes from the upstream at {stage}: {:?}",
-            String::from_utf8_lossy(&self.rbuf[..self.rbuf.len().min(80)])
-        )))
+        Err(UpstreamError::OutOfStep {
+            stage,
+            seen: format!(
+                "unexpected bytes from the upstream at {stage}: {:?}",
+                String::from_utf8_lossy(&self.rbuf[..self.rbuf.len().min(80)])
+            ),
+        })
     }
 
     /// Read whatever has already arrived, without waiting.
@@ -184,7 +197,7 @@ impl Connection {
         &mut self,
         bytes: &[u8],
         wait: Duration,
-        stage: &'static str,
+        stage: Stage,
     ) -> Result<(), UpstreamError> {
         match timeout(wait, self.stream.write_all(bytes)).await {
             Err(_) => Err(UpstreamError::Timeout(stage)),
@@ -200,7 +213,7 @@ impl Connection {
         lines: &[String],
         expect: Expect,
         wait: Duration,
-        stage: &'static str,
+        stage: Stage,
     ) -> Result<Vec<UpstreamReply>, UpstreamError> {
         self.ensure_in_step(stage)?;
         let mut buf = Vec::with_capacity(lines.iter().map(|l| l.len() + 2).sum());
@@ -224,7 +237,7 @@ impl Connection {
         line: &str,
         expect: Expect,
         wait: Duration,
-        stage: &'static str,
+        stage: Stage,
     ) -> Result<UpstreamReply, UpstreamError> {
         let mut replies = self
             .commands(std::slice::from_ref(&line.to_string()), expect, wait, stage)
@@ -232,11 +245,14 @@ impl Connection {
         Ok(replies.remove(0))
     }
 
-    fn leftover(&self, stage: &'static str) -> UpstreamError {
-        UpstreamError::OutOfStep(format!(
-            "more than one reply to {stage}: {:?}",
-            String::from_utf8_lossy(&self.rbuf[..self.rbuf.len().min(80)])
-        ))
+    fn leftover(&self, stage: Stage) -> UpstreamError {
+        UpstreamError::OutOfStep {
+            stage,
+            seen: format!(
+                "more than one reply to {stage}: {:?}",
+                String::from_utf8_lossy(&self.rbuf[..self.rbuf.len().min(80)])
+            ),
+        }
     }
 
     /// The reply to a message (final dot or `BDAT LAST`): it must fit, and nothing may follow
@@ -245,7 +261,7 @@ impl Connection {
     pub(super) async fn read_final(
         &mut self,
         wait: Duration,
-        stage: &'static str,
+        stage: Stage,
     ) -> Result<(UpstreamReply, bool), UpstreamError> {
         let reply = self.read_expected(Expect::Completion, wait, stage).await?;
         if !self.rbuf.is_empty() {
@@ -260,14 +276,14 @@ impl Connection {
         &mut self,
         expect: Expect,
         wait: Duration,
-        stage: &'static str,
+        stage: Stage,
     ) -> Result<UpstreamReply, UpstreamError> {
         let reply = self.read_reply(wait, stage).await?;
         if !expect.fits(reply.code) {
-            return Err(UpstreamError::OutOfStep(format!(
-                "reply that does not fit {stage}: {}",
-                reply.summary()
-            )));
+            return Err(UpstreamError::OutOfStep {
+                stage,
+                seen: format!("reply that does not fit {stage}: {}", reply.summary()),
+            });
         }
         Ok(reply)
     }
@@ -276,7 +292,7 @@ impl Connection {
     async fn read_reply(
         &mut self,
         wait: Duration,
-        stage: &'static str,
+        stage: Stage,
     ) -> Result<UpstreamReply, UpstreamError> {
         let deadline = tokio::time::Instant::now() + wait;
         let mut raw = Vec::new();
@@ -286,17 +302,21 @@ impl Connection {
             if let Some(nl) = memchr(b'\n', &self.rbuf) {
                 let text = &self.rbuf[..nl];
                 let text = text.strip_suffix(b"\r").unwrap_or(text);
-                let line_code = valid_code(text).ok_or_else(|| {
-                    UpstreamError::OutOfStep(format!(
+                let line_code = valid_code(text).ok_or_else(|| UpstreamError::OutOfStep {
+                    stage,
+                    seen: format!(
                         "malformed reply at {stage}: {:?}",
                         String::from_utf8_lossy(&text[..text.len().min(80)])
-                    ))
+                    ),
                 })?;
                 if *code.get_or_insert(line_code) != line_code {
-                    return Err(UpstreamError::OutOfStep(format!(
-                        "multi-line reply at {stage} mixes codes {} and {line_code}",
-                        code.unwrap_or_default()
-                    )));
+                    return Err(UpstreamError::OutOfStep {
+                        stage,
+                        seen: format!(
+                            "multi-line reply at {stage} mixes codes {} and {line_code}",
+                            code.unwrap_or_default()
+                        ),
+                    });
                 }
                 let more = text.get(3) == Some(&b'-');
                 raw.extend_from_slice(text);
@@ -310,16 +330,18 @@ impl Connection {
                     });
                 }
                 if lines >= MAX_REPLY_LINES {
-                    return Err(UpstreamError::OutOfStep(format!(
-                        "reply at {stage} is too long"
-                    )));
+                    return Err(UpstreamError::OutOfStep {
+                        stage,
+                        seen: format!("reply at {stage} is too long"),
+                    });
                 }
                 continue;
             }
             if self.rbuf.len() > MAX_REPLY_LINE {
-                return Err(UpstreamError::OutOfStep(format!(
-                    "reply line at {stage} is too long"
-                )));
+                return Err(UpstreamError::OutOfStep {
+                    stage,
+                    seen: format!("reply line at {stage} is too long"),
+                });
             }
             // Read straight into the buffer's spare room: no zeroed bounce buffer per read.
             self.rbuf.reserve(READ_ROOM);
@@ -334,11 +356,11 @@ impl Connection {
     /// Close politely: QUIT (its reply is not awaited long), then shut the stream down.
     pub(super) async fn close(mut self) {
         let _ = self
-            .write(b"QUIT\r\n", Duration::from_secs(5), "QUIT")
+            .write(b"QUIT\r\n", Duration::from_secs(5), Stage::Quit)
             .await;
         let _ = timeout(
             Duration::from_secs(5),
-            self.read_expected(Expect::Any, Duration::from_secs(5), "QUIT"),
+            self.read_expected(Expect::Any, Duration::from_secs(5), Stage::Quit),
         )
         .await;
         let _ = self.stream.shutdown().await;

@@ -48,7 +48,10 @@ struct EnvelopeFile<'a> {
 }
 
 fn storage(what: &str, e: std::io::Error) -> UpstreamError {
-    UpstreamError::Storage(format!("{what}: {e}"))
+    UpstreamError::Storage {
+        what: what.to_string(),
+        source: e,
+    }
 }
 
 impl DirectoryLeg {
@@ -127,10 +130,12 @@ impl DirectoryLeg {
     }
 
     pub async fn write_text(&mut self, text: &[u8]) -> Result<(), UpstreamError> {
-        let open = self
-            .open
-            .as_mut()
-            .ok_or_else(|| UpstreamError::Storage("no message open".into()))?;
+        let open = self.open.as_mut().ok_or_else(|| {
+            storage(
+                "no message open",
+                std::io::Error::other("DATA was not started"),
+            )
+        })?;
         open.file
             .write_all(text)
             .await
@@ -138,10 +143,12 @@ impl DirectoryLeg {
     }
 
     pub async fn finish_data(&mut self) -> Result<UpstreamReply, UpstreamError> {
-        let mut open = self
-            .open
-            .take()
-            .ok_or_else(|| UpstreamError::Storage("no message open".into()))?;
+        let mut open = self.open.take().ok_or_else(|| {
+            storage(
+                "no message open",
+                std::io::Error::other("DATA was not started"),
+            )
+        })?;
         // On failure, dropping `open` removes the temporary message; the envelope goes here.
         let result = self.commit(&mut open).await;
         if result.is_err() {
@@ -171,8 +178,8 @@ impl DirectoryLeg {
             smtputf8: self.envelope.smtputf8,
             client: &open.client,
         };
-        let json =
-            serde_json::to_vec_pretty(&env).map_err(|e| UpstreamError::Storage(e.to_string()))?;
+        let json = serde_json::to_vec_pretty(&env)
+            .map_err(|e| storage("serialising the envelope", std::io::Error::other(e)))?;
         let tmp_env = open.tmp_path.with_extension("envelope.json");
         let mut f = tokio::fs::File::create(&tmp_env)
             .await

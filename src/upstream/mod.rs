@@ -13,18 +13,19 @@ mod connection;
 mod connector;
 mod dial;
 pub mod directory;
+mod error;
 mod pool;
 mod smtp;
 
 pub use connector::Connector;
 pub use dial::{Dial, Dialing, Transport};
 pub use directory::DirectoryLeg;
+pub use error::{Stage, TlsFailure, UpstreamError, TEMPORARY_FAILURE};
 pub use pool::Pool;
 pub use smtp::SmtpLeg;
 
 use crate::config::UpstreamSettings;
 use crate::observe::metrics::metrics;
-use crate::wire::reply::Reply;
 use std::sync::Arc;
 
 /// What the session tells the upstream about the transaction.
@@ -70,46 +71,6 @@ impl UpstreamReply {
         (200..400).contains(&self.code)
     }
 }
-
-/// Trouble reaching or talking to the upstream. Always temporary for the client: the session
-/// answers 451 so the sender keeps the message and retries.
-#[derive(Debug, thiserror::Error)]
-pub enum UpstreamError {
-    #[error("upstream unreachable: {0}")]
-    Connect(String),
-    #[error("upstream did not answer in time ({0})")]
-    Timeout(&'static str),
-    #[error("upstream closed the connection ({0})")]
-    Dropped(&'static str),
-    #[error("upstream TLS failed: {0}")]
-    Tls(String),
-    #[error("upstream refused the session at {stage}: {reply}")]
-    Refused { stage: &'static str, reply: String },
-    /// A reply that does not fit its command, mixed codes in one reply, or bytes when no reply
-    /// was owed: the connection cannot be trusted with anything more.
-    #[error("upstream out of step: {0}")]
-    OutOfStep(String),
-    #[error("upstream storage failed: {0}")]
-    Storage(String),
-}
-
-impl UpstreamError {
-    /// The 4xx the client gets. Enhanced codes per RFC 3463: 4.4.1 no answer from host,
-    /// 4.4.2 bad connection, 4.4.3 other routing/system trouble. The text is Exchange Online's
-    /// generic one: the detail (addresses, paths, the upstream's words) goes to the log, under
-    /// the session id the reply's suffix carries, never to the client.
-    pub fn reply(&self) -> Reply {
-        let enhanced = match self {
-            UpstreamError::Connect(_) | UpstreamError::Timeout("connect") => "4.4.1",
-            UpstreamError::Timeout(_) | UpstreamError::Dropped(_) => "4.4.2",
-            _ => "4.4.3",
-        };
-        Reply::new(451, enhanced, TEMPORARY_FAILURE)
-    }
-}
-
-/// The text of every 451 the gate makes for upstream trouble.
-pub const TEMPORARY_FAILURE: &str = "Temporary server error. Please try again later";
 
 /// The upstream leg of one client session.
 pub enum Upstream {
@@ -307,12 +268,12 @@ mod tests {
     #[test]
     fn upstream_trouble_is_always_4xx() {
         for e in [
-            UpstreamError::Connect("refused".into()),
-            UpstreamError::Timeout("RCPT"),
-            UpstreamError::Dropped("DATA"),
-            UpstreamError::Tls("bad certificate".into()),
+            UpstreamError::Connect(std::io::ErrorKind::ConnectionRefused.into()),
+            UpstreamError::Timeout(Stage::Rcpt),
+            UpstreamError::Dropped(Stage::Data),
+            UpstreamError::Tls(TlsFailure::NotOffered),
             UpstreamError::Refused {
-                stage: "greeting",
+                stage: Stage::Greeting,
                 reply: "554 go away".into(),
             },
         ] {

@@ -9,7 +9,7 @@
 use super::connection::{Connection, Expect};
 use super::dial::Dial;
 use super::pool::Pool;
-use super::{format_path, Envelope, UpstreamError, UpstreamReply};
+use super::{format_path, Envelope, Stage, TlsFailure, UpstreamError, UpstreamReply};
 use crate::config::{SmtpUpstreamSettings, UpstreamTls};
 use crate::stream::MaybeTls;
 use crate::wire::data::DotStuffer;
@@ -84,17 +84,17 @@ impl SmtpLeg {
     pub(super) async fn connect(shared: &SmtpShared) -> Result<Connection, UpstreamError> {
         let s = &shared.settings;
         let stream = match timeout(s.connect_timeout, shared.dial.dial()).await {
-            Err(_) => return Err(UpstreamError::Timeout("connect")),
-            Ok(Err(e)) => return Err(UpstreamError::Connect(e.to_string())),
+            Err(_) => return Err(UpstreamError::Timeout(Stage::Connect)),
+            Ok(Err(e)) => return Err(UpstreamError::Connect(e)),
             Ok(Ok(t)) => t,
         };
         let mut c = Connection::new(stream);
         let greeting = c
-            .read_expected(Expect::Ready, s.reply_timeout, "greeting")
+            .read_expected(Expect::Ready, s.reply_timeout, Stage::Greeting)
             .await?;
         if greeting.code != 220 {
             return Err(UpstreamError::Refused {
-                stage: "greeting",
+                stage: Stage::Greeting,
                 reply: greeting.summary(),
             });
         }
@@ -102,28 +102,26 @@ impl SmtpLeg {
         match (s.tls, c.caps.starttls) {
             (UpstreamTls::None, _) | (UpstreamTls::Opportunistic, false) => {}
             (UpstreamTls::Required, false) => {
-                return Err(UpstreamError::Tls(
-                    "the upstream does not offer STARTTLS and upstream.tls is \"required\"".into(),
-                ))
+                return Err(UpstreamError::Tls(TlsFailure::NotOffered))
             }
             (_, true) => {
                 let reply = c
-                    .command("STARTTLS", Expect::Ready, s.reply_timeout, "STARTTLS")
+                    .command("STARTTLS", Expect::Ready, s.reply_timeout, Stage::StartTls)
                     .await?;
                 if reply.code != 220 {
-                    return Err(UpstreamError::Tls(format!(
-                        "STARTTLS refused: {}",
-                        reply.summary()
-                    )));
+                    return Err(UpstreamError::Tls(TlsFailure::Refused(reply.summary())));
                 }
                 c.clear_input();
                 let config = s
                     .tls_config
                     .clone()
-                    .ok_or_else(|| UpstreamError::Tls("no TLS configuration".into()))?;
+                    .ok_or(UpstreamError::Tls(TlsFailure::NoConfiguration))?;
                 let connector = tokio_rustls::TlsConnector::from(config);
                 let MaybeTls::Plain(plain) = c.stream else {
-                    return Err(UpstreamError::OutOfStep("STARTTLS twice".into()));
+                    return Err(UpstreamError::OutOfStep {
+                        stage: Stage::StartTls,
+                        seen: "STARTTLS twice".into(),
+                    });
                 };
                 let tls = match timeout(
                     s.connect_timeout,
@@ -131,8 +129,8 @@ impl SmtpLeg {
                 )
                 .await
                 {
-                    Err(_) => return Err(UpstreamError::Timeout("TLS handshake")),
-                    Ok(Err(e)) => return Err(UpstreamError::Tls(e.to_string())),
+                    Err(_) => return Err(UpstreamError::Timeout(Stage::TlsHandshake)),
+                    Ok(Err(e)) => return Err(UpstreamError::Tls(TlsFailure::Handshake(e))),
                     Ok(Ok(t)) => t,
                 };
                 c.stream = MaybeTls::Client(Box::new(tls));
@@ -153,11 +151,11 @@ impl SmtpLeg {
                 // close) means it cannot carry a transaction. One idle for a while may have
                 // been dropped without a word: NOOP tells. A recently used one is tried
                 // directly (MAIL is retried on a new connection if it turns out dead).
-                if c.ensure_in_step("reuse").is_err() {
+                if c.ensure_in_step(Stage::Reuse).is_err() {
                     continue;
                 }
                 if idle < POOL_CHECK_AFTER
-                    || matches!(c.command("NOOP", Expect::Completion, wait, "NOOP").await, Ok(r) if r.code == 250)
+                    || matches!(c.command("NOOP", Expect::Completion, wait, Stage::Noop).await, Ok(r) if r.code == 250)
                 {
                     self.conn = Some(c);
                     self.reused = true;
@@ -176,7 +174,7 @@ impl SmtpLeg {
     async fn exchange(
         &mut self,
         lines: &[String],
-        stage: &'static str,
+        stage: Stage,
     ) -> Result<Vec<UpstreamReply>, UpstreamError> {
         let wait = self.reply_timeout();
         let c = self.conn().await?;
@@ -189,7 +187,7 @@ impl SmtpLeg {
     fn settle(
         &mut self,
         r: Result<Vec<UpstreamReply>, UpstreamError>,
-        stage: &'static str,
+        stage: Stage,
     ) -> Result<Vec<UpstreamReply>, UpstreamError> {
         let closing = r
             .as_ref()
@@ -209,7 +207,7 @@ impl SmtpLeg {
     async fn exchange_one(
         &mut self,
         line: String,
-        stage: &'static str,
+        stage: Stage,
     ) -> Result<UpstreamReply, UpstreamError> {
         let mut replies = self.exchange(&[line], stage).await?;
         Ok(replies.remove(0))
@@ -246,15 +244,17 @@ impl SmtpLeg {
         } else {
             vec![mail]
         };
-        let mut replies = match self.exchange(&lines, "MAIL").await {
+        let mut replies = match self.exchange(&lines, Stage::Mail).await {
             // A pooled connection the upstream had closed or spoiled meanwhile: nothing of
             // this transaction is committed yet, so once more on a new connection.
             Err(
-                UpstreamError::Dropped(_) | UpstreamError::Timeout(_) | UpstreamError::OutOfStep(_),
+                UpstreamError::Dropped(_)
+                | UpstreamError::Timeout(_)
+                | UpstreamError::OutOfStep { .. },
             ) if self.reused => {
                 self.conn = Some(Self::connect(&self.shared).await?);
                 self.reused = false;
-                self.exchange(&lines, "MAIL").await?
+                self.exchange(&lines, Stage::Mail).await?
             }
             other => other?,
         };
@@ -266,7 +266,7 @@ impl SmtpLeg {
         }
         let rcpt_reply = match replies.pop() {
             Some(r) => r,
-            None => self.exchange_one(rcpt, "RCPT").await?,
+            None => self.exchange_one(rcpt, Stage::Rcpt).await?,
         };
         Ok((mail_reply, Some(rcpt_reply)))
     }
@@ -275,9 +275,9 @@ impl SmtpLeg {
         if !self.in_transaction {
             // The upstream transaction this recipient would join is gone: a new MAIL here
             // would carry only the recipients from now on.
-            return Err(UpstreamError::Dropped("RCPT"));
+            return Err(UpstreamError::Dropped(Stage::Rcpt));
         }
-        self.exchange_one(format!("RCPT TO:{}", format_path(address)), "RCPT")
+        self.exchange_one(format!("RCPT TO:{}", format_path(address)), Stage::Rcpt)
             .await
     }
 
@@ -290,7 +290,7 @@ impl SmtpLeg {
         self.last_text_ended_crlf = true;
         self.bdat = None;
         if !self.in_transaction {
-            return Err(UpstreamError::Dropped("DATA"));
+            return Err(UpstreamError::Dropped(Stage::Data));
         }
         let caps = self.conn.as_ref().map(|c| c.caps).unwrap_or_default();
         if self.shared.settings.chunking && caps.chunking {
@@ -311,14 +311,14 @@ impl SmtpLeg {
         }
         let wait = self.reply_timeout();
         let r = match self.conn.as_mut() {
-            None => Err(UpstreamError::Dropped("DATA")),
+            None => Err(UpstreamError::Dropped(Stage::Data)),
             Some(c) => c
-                .command("DATA", Expect::StartInput, wait, "DATA")
+                .command("DATA", Expect::StartInput, wait, Stage::Data)
                 .await
                 .map(|r| vec![r]),
         };
         // 354, or a refusal (the transaction then stays open for RSET).
-        Ok(self.settle(r, "DATA")?.remove(0))
+        Ok(self.settle(r, Stage::Data)?.remove(0))
     }
 
     /// Whether the message in progress goes as BDAT chunks (its 354 was the gate's own).
@@ -337,7 +337,7 @@ impl SmtpLeg {
         };
         let start = BDAT_HEADROOM - command.len();
         self.wbuf[start..BDAT_HEADROOM].copy_from_slice(command.as_bytes());
-        self.write_wbuf(start, "BDAT").await?;
+        self.write_wbuf(start, Stage::Bdat).await?;
         // The headroom again, for the next chunk's command.
         self.wbuf.resize(BDAT_HEADROOM, 0);
         if last {
@@ -359,9 +359,9 @@ impl SmtpLeg {
     async fn read_chunk_reply(&mut self) -> Result<(), UpstreamError> {
         let wait = self.reply_timeout();
         let Some(c) = self.conn.as_mut() else {
-            return Err(UpstreamError::Dropped("BDAT"));
+            return Err(UpstreamError::Dropped(Stage::Bdat));
         };
-        let reply = match c.read_expected(Expect::Completion, wait, "BDAT").await {
+        let reply = match c.read_expected(Expect::Completion, wait, Stage::Bdat).await {
             Ok(r) => r,
             Err(e) => {
                 self.abort();
@@ -371,7 +371,7 @@ impl SmtpLeg {
         if reply.code == 421 {
             self.abort();
             return Err(UpstreamError::Refused {
-                stage: "BDAT",
+                stage: Stage::Bdat,
                 reply: reply.summary(),
             });
         }
@@ -385,7 +385,7 @@ impl SmtpLeg {
 
     /// Write `wbuf[from..]` and empty the buffer down to `from`; on failure the connection
     /// (and the message with it) is dropped.
-    async fn write_wbuf(&mut self, from: usize, stage: &'static str) -> Result<(), UpstreamError> {
+    async fn write_wbuf(&mut self, from: usize, stage: Stage) -> Result<(), UpstreamError> {
         let wait = self.reply_timeout();
         let r = match self.conn.as_mut() {
             None => Err(UpstreamError::Dropped(stage)),
@@ -400,7 +400,7 @@ impl SmtpLeg {
 
     /// Nothing may have arrived from the upstream while the text was going out: a reply now
     /// would be read as the verdict on the message. Checked before the final dot or LAST.
-    fn ensure_in_step(&mut self, stage: &'static str) -> Result<(), UpstreamError> {
+    fn ensure_in_step(&mut self, stage: Stage) -> Result<(), UpstreamError> {
         let r = match self.conn.as_mut() {
             None => Err(UpstreamError::Dropped(stage)),
             Some(c) => c.ensure_in_step(stage),
@@ -416,15 +416,15 @@ impl SmtpLeg {
     async fn read_final_reply(&mut self) -> Result<UpstreamReply, UpstreamError> {
         let wait = self.shared.settings.data_end_timeout;
         let Some(c) = self.conn.as_mut() else {
-            return Err(UpstreamError::Dropped("end of DATA"));
+            return Err(UpstreamError::Dropped(Stage::EndOfData));
         };
-        let r = c.read_final(wait, "end of DATA").await;
+        let r = c.read_final(wait, Stage::EndOfData).await;
         self.in_transaction = false;
         match r {
             Ok((reply, _)) if reply.code == 421 => {
                 self.conn = None;
                 Err(UpstreamError::Refused {
-                    stage: "end of DATA",
+                    stage: Stage::EndOfData,
                     reply: reply.summary(),
                 })
             }
@@ -460,7 +460,7 @@ impl SmtpLeg {
         self.stuffer.stuff(text, &mut self.wbuf);
         self.last_text_ended_crlf = text.ends_with(b"\r\n");
         if self.wbuf.len() >= WRITE_CHUNK {
-            self.write_wbuf(0, "DATA").await?;
+            self.write_wbuf(0, Stage::Data).await?;
         }
         Ok(())
     }
@@ -469,10 +469,10 @@ impl SmtpLeg {
         if self.bdat.is_some() {
             return self.finish_bdat().await;
         }
-        self.ensure_in_step("end of DATA")?;
+        self.ensure_in_step(Stage::EndOfData)?;
         self.stuffer
             .finish(self.last_text_ended_crlf, &mut self.wbuf);
-        self.write_wbuf(0, "DATA").await?;
+        self.write_wbuf(0, Stage::Data).await?;
         self.read_final_reply().await
     }
 
@@ -492,7 +492,7 @@ impl SmtpLeg {
             self.abort();
             return Ok(reply);
         }
-        self.ensure_in_step("BDAT LAST")?;
+        self.ensure_in_step(Stage::BdatLast)?;
         if !self.last_text_ended_crlf {
             // As with DATA, the message ends with a line break.
             self.wbuf.extend_from_slice(b"\r\n");
@@ -514,7 +514,7 @@ impl SmtpLeg {
 
     pub async fn reset(&mut self) {
         if self.in_transaction && self.conn.is_some() {
-            match self.exchange_one("RSET".into(), "RSET").await {
+            match self.exchange_one("RSET".into(), Stage::Rset).await {
                 Ok(r) if r.code == 250 => {}
                 _ => self.conn = None,
             }
@@ -526,7 +526,7 @@ impl SmtpLeg {
     /// pool; any other is closed politely.
     pub async fn quit(&mut self) {
         if let Some(mut c) = self.conn.take() {
-            if !self.in_transaction && c.ensure_in_step("QUIT").is_ok() {
+            if !self.in_transaction && c.ensure_in_step(Stage::Quit).is_ok() {
                 match self.shared.pool.put(c) {
                     None => return,
                     Some(back) => c = back,
