@@ -177,6 +177,10 @@ fn cert(name: &str) -> String {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "peers"),
+    ignore = "needs swaks: cargo test --features peers (scripts/test.sh)"
+)]
 fn swaks_from_an_accepted_domain_over_the_ip_connector_is_relayed() {
     let gate = start("127.0.0.0/24");
     let (ok, text) = swaks(
@@ -203,6 +207,10 @@ fn swaks_from_an_accepted_domain_over_the_ip_connector_is_relayed() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "peers"),
+    ignore = "needs swaks: cargo test --features peers (scripts/test.sh)"
+)]
 fn swaks_from_a_foreign_domain_gets_exchange_onlines_5_7_64() {
     let gate = start("127.0.0.0/24");
     let (ok, text) = swaks(
@@ -218,6 +226,10 @@ fn swaks_from_a_foreign_domain_gets_exchange_onlines_5_7_64() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "peers"),
+    ignore = "needs swaks: cargo test --features peers (scripts/test.sh)"
+)]
 fn swaks_with_a_trusted_client_certificate_is_relayed_from_an_unlisted_ip() {
     // 127.0.0.1 matches no IP connector: only the certificate can authorise (1a + 2 by cert).
     let gate = start("203.0.113.0/24");
@@ -241,6 +253,10 @@ fn swaks_with_a_trusted_client_certificate_is_relayed_from_an_unlisted_ip() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "peers"),
+    ignore = "needs swaks: cargo test --features peers (scripts/test.sh)"
+)]
 fn swaks_with_a_self_signed_certificate_is_refused() {
     let gate = start("203.0.113.0/24");
     let (ok, text) = swaks(
@@ -293,6 +309,10 @@ fn eventually(what: &str, mut f: impl FnMut() -> bool) {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "peers"),
+    ignore = "needs swaks: cargo test --features peers (scripts/test.sh)"
+)]
 fn each_transaction_is_one_json_decision_event() {
     let gate = start("127.0.0.0/24");
     let (_, text) = swaks(
@@ -429,6 +449,10 @@ fn rss_kib(pid: u32) -> u64 {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "peers"),
+    ignore = "needs swaks: cargo test --features peers (scripts/test.sh)"
+)]
 fn a_thousand_idle_sessions_keep_memory_bounded() {
     use std::io::{BufRead, BufReader};
     const SESSIONS: usize = 1000;
@@ -774,6 +798,10 @@ fn free_port() -> SocketAddr {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "peers"),
+    ignore = "needs swaks: cargo test --features peers (scripts/test.sh)"
+)]
 fn admin_endpoint_serves_metrics_and_health() {
     let admin = free_port();
     let gate = start_with(
@@ -894,6 +922,10 @@ fn readiness_fails_while_the_upstream_is_unreachable_and_recovers() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "peers"),
+    ignore = "needs swaks: cargo test --features peers (scripts/test.sh)"
+)]
 fn audit_mode_forwards_everything_and_report_puts_what_november_2023_broke_first() {
     let gate = start_with("127.0.0.0/24", "\n[policy]\nmode = \"audit\"\n");
     // A flow that passes, one that only the From: header used to attribute, and an NDR.
@@ -1031,6 +1063,10 @@ impl Drop for Haproxy {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "peers"),
+    ignore = "needs swaks and HAProxy: cargo test --features peers (scripts/test.sh)"
+)]
 fn haproxy_with_the_shipped_config_passes_the_client_address_by_proxy_protocol() {
     // Only 127.0.0.2 may relay: the client's own address, which only the PROXY header carries
     // (HAProxy itself connects to the gate from 127.0.0.1).
@@ -1098,6 +1134,10 @@ fn haproxy_with_the_shipped_config_passes_the_client_address_by_proxy_protocol()
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "peers"),
+    ignore = "needs swaks: cargo test --features peers (scripts/test.sh)"
+)]
 fn swaks_load_script_counts_final_replies_by_code_in_every_mode() {
     let gate = start("127.0.0.0/24");
     let server = gate.addr.to_string();
@@ -1178,6 +1218,10 @@ fn smtp_sink() -> SmtpSink {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "peers"),
+    ignore = "needs swaks and Postfix's smtp-sink: cargo test --features peers (scripts/test.sh)"
+)]
 fn a_real_upstream_smtp_server_gets_the_message_intact() {
     let sink = smtp_sink();
     let upstream = format!(

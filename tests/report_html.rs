@@ -198,6 +198,10 @@ fn check_report(report: &report::Report, html: &str) {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "peers"),
+    ignore = "needs Chromium: cargo test --features peers (scripts/test.sh)"
+)]
 fn report_renders_in_a_headless_browser() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("relaygate.log");

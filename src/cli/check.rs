@@ -13,7 +13,8 @@ use crate::policy::{
     Evaluation, HeaderSender, Profile, RecipientVerdict, Rejection, RelayDecision, RelayDenial,
     ReversePath, SessionFacts, Tenant, Verdict,
 };
-use crate::wire::reply::{exo_suffix, SessionId};
+use crate::session::SessionId;
+use crate::wire::reply::exo_suffix;
 use serde_json::{json, Value};
 use std::fmt::Write as _;
 use std::net::IpAddr;

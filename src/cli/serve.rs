@@ -65,36 +65,10 @@ async fn reload_on_sighup(path: PathBuf, tx: tokio::sync::watch::Sender<Arc<Sett
 
 /// Raise the soft open-files limit to the hard one and return it. Each relayed session holds
 /// two sockets, and container runtimes and shells often start processes at a soft limit of
-/// 1024 while allowing far more.
-#[cfg(unix)]
+/// 1024 while allowing far more. (The `rlimit` crate does the get/setrlimit dance, and on
+/// macOS also respects `kern.maxfilesperproc`.)
 fn raise_open_files_limit() -> Option<u64> {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit only read and write the struct passed by pointer.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
-            return None;
-        }
-        if limit.rlim_cur < limit.rlim_max {
-            let raised = libc::rlimit {
-                rlim_cur: limit.rlim_max,
-                rlim_max: limit.rlim_max,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
-                limit = raised;
-            }
-        }
-    }
-    // rlim_t is u64 on Linux but not everywhere.
-    #[allow(clippy::unnecessary_cast)]
-    Some(limit.rlim_cur as u64)
-}
-
-#[cfg(not(unix))]
-fn raise_open_files_limit() -> Option<u64> {
-    None
+    rlimit::increase_nofile_limit(u64::MAX).ok()
 }
 
 /// At start, before listening, clear what a killed gate left in a directory upstream's `.tmp/`

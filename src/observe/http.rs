@@ -1,14 +1,15 @@
 //! `[admin] listen`: a small HTTP/1.1 endpoint for Prometheus and for orchestrators' probes.
 //!
-//! - `GET /metrics`: the counters of [`crate::metrics`], OpenMetrics text.
+//! - `GET /metrics`: the counters of [`crate::observe::metrics`], OpenMetrics text.
 //! - `GET /health/live`: 200 while the process can answer at all (restart it otherwise).
 //! - `GET /health/ready`: 200 when the SMTP listeners are bound, a configuration is loaded,
 //!   the gate is not draining, and the last upstream probe (connect, EHLO, STARTTLS as
 //!   configured) succeeded and is recent; 503 otherwise, with the failing check in the body.
 //!   A load balancer then sends no new clients to a gate that could only answer 4xx.
 //!
-//! Hand-written rather than a web framework: four fixed GET routes, one request per connection,
-//! bounded reads and a timeout are all it needs, and it keeps hyper's tree out of the build.
+//! No web framework: three fixed GET routes, one request per connection, bounded reads and a
+//! timeout are all it needs. Requests are parsed by `httparse` (hyper's own parser, without
+//! hyper's tree); the answers are three fixed header lines and a body.
 
 use crate::config::Settings;
 use crate::observe::metrics::metrics;
@@ -161,7 +162,19 @@ async fn handle(mut stream: TcpStream, health: &Health) -> std::io::Result<()> {
     };
     let answer = async {
         match head {
-            Err(()) => respond(&mut stream, false, 431, "text/plain", "request too large\n").await,
+            Err(BadRequest::TooLarge) => {
+                respond(&mut stream, false, 431, "text/plain", "request too large\n").await
+            }
+            Err(BadRequest::Malformed) => {
+                respond(
+                    &mut stream,
+                    false,
+                    400,
+                    "text/plain",
+                    "not an HTTP request\n",
+                )
+                .await
+            }
             Ok(head) => route(&mut stream, &head, health).await,
         }
     };
@@ -170,9 +183,26 @@ async fn handle(mut stream: TcpStream, health: &Health) -> std::io::Result<()> {
         .unwrap_or(Ok(()))
 }
 
-/// The request head, up to the blank line (CRLF or bare LF, as clients send either):
-/// `None` when the client closed first, `Some(Err(()))` when it is too large.
-async fn read_head(stream: &mut TcpStream) -> std::io::Result<Option<Result<String, ()>>> {
+/// What the endpoint needs of a request: its method and path (query string removed).
+struct Head {
+    method: String,
+    path: String,
+}
+
+/// A request that cannot be answered by route.
+enum BadRequest {
+    /// Longer than [`MAX_REQUEST`], or more header fields than are read: 431.
+    TooLarge,
+    /// Not HTTP/1.x: 400.
+    Malformed,
+}
+
+/// Header fields parsed per request; a probe or scraper sends a handful.
+const MAX_HEADERS: usize = 32;
+
+/// Read and parse the request head (httparse: CRLF or bare LF line ends, as clients send
+/// either). `None` when the client closed first.
+async fn read_head(stream: &mut TcpStream) -> std::io::Result<Option<Result<Head, BadRequest>>> {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     loop {
@@ -181,24 +211,32 @@ async fn read_head(stream: &mut TcpStream) -> std::io::Result<Option<Result<Stri
             return Ok(None);
         }
         buf.extend_from_slice(&chunk[..n]);
-        if let Some(end) = find(&buf, b"\r\n\r\n").or_else(|| find(&buf, b"\n\n")) {
-            return Ok(Some(Ok(String::from_utf8_lossy(&buf[..end]).into_owned())));
-        }
-        if buf.len() > MAX_REQUEST {
-            return Ok(Some(Err(())));
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut request = httparse::Request::new(&mut headers);
+        match request.parse(&buf) {
+            Ok(httparse::Status::Complete(_)) => {
+                let path = request.path.unwrap_or("");
+                return Ok(Some(Ok(Head {
+                    method: request.method.unwrap_or("").to_string(),
+                    path: path.split('?').next().unwrap_or("").to_string(),
+                })));
+            }
+            Ok(httparse::Status::Partial) if buf.len() > MAX_REQUEST => {
+                return Ok(Some(Err(BadRequest::TooLarge)))
+            }
+            Ok(httparse::Status::Partial) => {}
+            Err(httparse::Error::TooManyHeaders) => return Ok(Some(Err(BadRequest::TooLarge))),
+            Err(_) => return Ok(Some(Err(BadRequest::Malformed))),
         }
     }
 }
 
-async fn route(stream: &mut TcpStream, head: &str, health: &Health) -> std::io::Result<()> {
-    let mut parts = head.lines().next().unwrap_or("").split(' ');
-    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let head_only = method == "HEAD";
-    if method != "GET" && !head_only {
+async fn route(stream: &mut TcpStream, head: &Head, health: &Health) -> std::io::Result<()> {
+    let head_only = head.method == "HEAD";
+    if head.method != "GET" && !head_only {
         return respond(stream, false, 405, "text/plain", "only GET and HEAD\n").await;
     }
-    let path = target.split('?').next().unwrap_or("");
-    match path {
+    match head.path.as_str() {
         "/metrics" => {
             let body = metrics().render();
             respond(
@@ -226,10 +264,6 @@ async fn route(stream: &mut TcpStream, head: &str, health: &Health) -> std::io::
     }
 }
 
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
-}
-
 async fn respond(
     stream: &mut TcpStream,
     head_only: bool,
@@ -239,6 +273,7 @@ async fn respond(
 ) -> std::io::Result<()> {
     let reason = match code {
         200 => "OK",
+        400 => "Bad Request",
         404 => "Not Found",
         405 => "Method Not Allowed",
         431 => "Request Header Fields Too Large",
@@ -345,6 +380,8 @@ mod tests {
         assert!(head.contains("Content-Length: 5\r\n"), "{head}");
         let post = ask(addr, b"POST /metrics HTTP/1.1\r\n\r\n").await;
         assert!(post.starts_with("HTTP/1.1 405 "), "{post}");
+        let garbage = ask(addr, b"\x16\x03\x01 not http at all\r\n\r\n").await;
+        assert!(garbage.starts_with("HTTP/1.1 400 "), "{garbage}");
         let missing = ask(addr, b"GET /admin HTTP/1.1\r\n\r\n").await;
         assert!(missing.starts_with("HTTP/1.1 404 "), "{missing}");
         let mut huge = b"GET /metrics HTTP/1.1\r\nX-Pad: ".to_vec();

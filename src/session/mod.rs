@@ -28,6 +28,7 @@ macro_rules! within_deadline {
 
 mod envelope;
 mod hello;
+mod id;
 mod io;
 mod message;
 mod record;
@@ -38,7 +39,8 @@ use crate::stream::MaybeTls;
 use crate::tls::ClientIdentity;
 use crate::upstream::{Envelope, Upstream};
 use crate::wire::command::parse_command;
-use crate::wire::reply::{Reply, SessionId};
+use crate::wire::reply::Reply;
+pub use id::SessionId;
 use smtp_proto::Request;
 use std::net::SocketAddr;
 use std::sync::Arc;
