@@ -1,5 +1,5 @@
 //! The relay-attribution engine: Exchange Online's rules for mail arriving from on-premises
-//! senders (`shared/exo-relay-rules.md` is the contract).
+//! senders (`docs/exo-relay-rules.md` is the contract).
 //!
 //! This module is pure: facts in, verdict out. No I/O, no clock, no async. The session gathers
 //! the facts (peer address, trusted certificate names, P1 and P2 senders, recipients) and asks;
