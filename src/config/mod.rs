@@ -14,7 +14,7 @@
 
 mod admin;
 mod decode;
-pub mod keyword;
+mod keyword;
 mod log;
 mod policy;
 mod server;
