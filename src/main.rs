@@ -60,6 +60,12 @@ enum ConfigCommand {
         #[arg(long, default_value = "config/relaygate.toml")]
         config: PathBuf,
     },
+    /// Print the effective configuration: the file with every default filled in, as TOML.
+    /// Exit 2 when the file cannot be read or parsed.
+    Show {
+        #[arg(long, default_value = "config/relaygate.toml")]
+        config: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -69,6 +75,9 @@ fn main() -> ExitCode {
         Command::Config {
             command: ConfigCommand::Check { config },
         } => cli::config_check::run(config),
+        Command::Config {
+            command: ConfigCommand::Show { config },
+        } => cli::config_show::run(config),
         Command::ImportExo {
             inbound_connectors,
             accepted_domains,

@@ -1,0 +1,165 @@
+//! The configuration file: serde structs that mirror what an admin writes, one module per
+//! section, then one `validate()` that turns them into the typed [`Settings`] the gate runs on.
+//!
+//! Parsing and validation happen once, before anything listens, so that a bad value is refused
+//! with one message naming the key, the value and what is wrong (and, for values Exchange Online
+//! itself would refuse, saying so). Names mirror Exchange's own properties
+//! (`tls_sender_certificate_name` is `TlsSenderCertificateName`). Relative paths are taken from
+//! the working directory the gate is started in.
+//!
+//! Each section's defaults are named `const fn`s beside it (units in the names: `*_secs`,
+//! `*_bytes`), and every field's doc comment gives its default. The file structs serialize too:
+//! `relaygate config show` prints a file with every default filled in, and README.md's
+//! "Configuration reference" is checked against that output (`tests/config_reference.rs`).
+
+mod admin;
+mod decode;
+mod keyword;
+mod log;
+mod policy;
+mod server;
+mod tenant;
+mod tls;
+mod upstream;
+mod values;
+
+#[cfg(test)]
+mod tests;
+
+pub use admin::{AdminConfig, AdminSettings};
+pub use log::{LogConfig, LogFormat};
+pub use policy::{Mode, PolicyConfig, PolicySettings, RejectStage};
+pub use server::{ServerConfig, ServerSettings};
+pub(crate) use tenant::{certificate_name, sender_ip_address};
+pub use tenant::{AcceptedDomainConfig, InboundConnectorConfig};
+pub use tls::TlsConfig;
+pub use upstream::{
+    SmtpUpstreamSettings, UpstreamConfig, UpstreamKind, UpstreamSettings, UpstreamTls,
+};
+pub(crate) use values::domain_name;
+
+use crate::files;
+use crate::tls::{ServerTls, TlsError};
+use decode::{decode, Refusal};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read configuration {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// Not TOML, or not this file's shape: an unknown or missing key, a value of the wrong type.
+    #[error("configuration {path} is not valid: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("configuration key {key} = {value}: {reason}")]
+    Invalid {
+        key: String,
+        value: String,
+        reason: String,
+    },
+    #[error("configuration key {key}: {source}")]
+    Tls { key: String, source: TlsError },
+}
+
+/// The whole file as written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `[server]`: the listening side. Required, although every key in it has a default.
+    pub server: ServerConfig,
+    /// `[tls]`: STARTTLS towards the clients. Default absent: STARTTLS is not offered.
+    pub tls: Option<TlsConfig>,
+    /// `[policy]`: which rule, and how it is applied. Default: every key's default.
+    #[serde(default)]
+    pub policy: PolicyConfig,
+    /// `[[accepted_domains]]`: the tenant's `Get-AcceptedDomain`. Default none.
+    #[serde(default)]
+    pub accepted_domains: Vec<AcceptedDomainConfig>,
+    /// `[[inbound_connectors]]`: the tenant's `Get-InboundConnector`. Default none.
+    #[serde(default)]
+    pub inbound_connectors: Vec<InboundConnectorConfig>,
+    /// `[upstream]`: where accepted transactions go. Required.
+    pub upstream: UpstreamConfig,
+    /// `[log]`: format and level. Default: every key's default.
+    #[serde(default)]
+    pub log: LogConfig,
+    /// `[admin]`: metrics and health over HTTP. Default absent: no admin endpoint.
+    pub admin: Option<AdminConfig>,
+}
+
+/// Everything the gate runs on, validated. Shared read-only by all sessions (`Arc`); a reload
+/// builds a new one.
+pub struct Settings {
+    pub server: ServerSettings,
+    pub tls: Option<ServerTls>,
+    pub policy: PolicySettings,
+    pub upstream: UpstreamSettings,
+    pub log_format: LogFormat,
+    pub log_level: String,
+    pub admin: Option<AdminSettings>,
+}
+
+impl Config {
+    /// Read and parse a configuration file (no validation yet), at most
+    /// [`files::CONFIGURATION`] of it.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let read_error = |source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        };
+        let bytes = files::read(path, files::CONFIGURATION).map_err(read_error)?;
+        let text = String::from_utf8(bytes).map_err(|_| {
+            read_error(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "not UTF-8 text",
+            ))
+        })?;
+        decode(&text).map_err(|refusal| match refusal {
+            Refusal::Value(e) => e,
+            Refusal::Shape(message) => ConfigError::Parse {
+                path: path.to_path_buf(),
+                message,
+            },
+        })
+    }
+
+    /// Parse TOML text (no validation yet). The error is the message [`Config::load`] would give,
+    /// less the file name.
+    pub fn parse(text: &str) -> Result<Config, String> {
+        decode(text).map_err(|refusal| match refusal {
+            Refusal::Value(e) => e.to_string(),
+            Refusal::Shape(message) => message,
+        })
+    }
+
+    /// Check every value and build the settings the gate runs on. Loads TLS material, so a
+    /// missing or mismatched certificate is refused here, before anything listens.
+    pub fn validate(&self) -> Result<Settings, ConfigError> {
+        crate::tls::install_crypto_provider();
+        let server = self.server.validate()?;
+        let tls = self.tls.as_ref().map(TlsConfig::load).transpose()?;
+        let policy = self
+            .policy
+            .validate(&self.accepted_domains, &self.inbound_connectors)?;
+        let upstream = self.upstream.validate()?;
+        log::log_level(&self.log.level)?;
+        let admin = self
+            .admin
+            .as_ref()
+            .map(|a| a.validate(&server.listen))
+            .transpose()?;
+        Ok(Settings {
+            server,
+            tls,
+            policy,
+            upstream,
+            log_format: self.log.format,
+            log_level: self.log.level.clone(),
+            admin,
+        })
+    }
+}
