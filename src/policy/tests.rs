@@ -2,6 +2,7 @@
 //! row, under both profiles; then each rule on its own.
 
 use super::*;
+use crate::wire::reply::Reply;
 use std::collections::HashSet;
 
 fn accepted(domain: &str, domain_type: DomainType, match_subdomains: bool) -> AcceptedDomain {
@@ -891,11 +892,11 @@ fn reply_texts_are_exchange_onlines() {
     let d = RelayDenial::NoOnPremisesConnector;
     assert_eq!(
         Rejection::RelayAccessDenied(d).reply(),
-        (550, "5.7.64", "TenantAttribution; Relay Access Denied")
+        Reply::new(550, "5.7.64", "TenantAttribution; Relay Access Denied")
     );
     assert_eq!(
         Rejection::RecipientNotFound.reply(),
-        (
+        Reply::new(
             550,
             "5.4.1",
             "Recipient address rejected: Access denied. AS(201806281)"
@@ -903,9 +904,13 @@ fn reply_texts_are_exchange_onlines() {
     );
     assert_eq!(
         Rejection::DirectSendNotAllowed.reply(),
-        (550, "5.7.68", "TenantInboundAttribution; Direct Send not allowed for this organization from unauthorized sources")
+        Reply::new(550, "5.7.68", "TenantInboundAttribution; Direct Send not allowed for this organization from unauthorized sources")
     );
-    let (code, enhanced, text) = Rejection::PartnerConnectorRestriction {
+    let Reply {
+        code,
+        enhanced,
+        text,
+    } = Rejection::PartnerConnectorRestriction {
         connector: "P".into(),
     }
     .reply();
