@@ -341,3 +341,35 @@ pub fn flow_verdict(refused: u64, count: u64, latest: Option<&RecordedVerdict>) 
 
 /// A flow no transaction of which reached its header: `exo-legacy` never decided it.
 pub const FLOW_UNDECIDED: &str = "undecided (no message reached its header)";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_log_and_check_word_a_failed_condition_2_alike() {
+        let denied = RelayDecision::Denied(RelayDenial::NoOnPremisesConnector);
+        assert_eq!(
+            relay_branch(&denied),
+            format!("2 {}", condition2_sentence(denied.condition2()))
+        );
+        assert_eq!(connector(&denied), "");
+        assert_eq!(condition2_token(&denied), "none");
+    }
+
+    #[test]
+    fn a_recorded_verdict_reads_back_as_written() {
+        for v in [
+            RecordedVerdict::Accepted,
+            RecordedVerdict::Undecided,
+            RecordedVerdict::Refused {
+                code: 550,
+                enhanced: "5.7.64".into(),
+            },
+        ] {
+            assert_eq!(v.to_string().parse::<RecordedVerdict>(), Ok(v));
+        }
+        let refused = Verdict::Refused(Rejection::RecipientNotFound);
+        assert_eq!(refused.to_string(), "refused 550 5.4.1");
+    }
+}
