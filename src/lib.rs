@@ -11,6 +11,7 @@ pub mod files;
 pub mod observe;
 pub mod policy;
 pub mod proxy;
+pub mod record;
 pub mod server;
 pub mod session;
 pub mod stream;

@@ -27,13 +27,7 @@ pub enum ProxyError {
 
 /// Whether `ip` may send a PROXY header.
 pub fn is_trusted(ip: IpAddr, trusted: &[IpNet]) -> bool {
-    let ip = match ip {
-        IpAddr::V6(v6) => v6
-            .to_ipv4_mapped()
-            .map(IpAddr::V4)
-            .unwrap_or(IpAddr::V6(v6)),
-        v4 => v4,
-    };
+    let ip = crate::policy::unmap_ipv4(ip);
     trusted.iter().any(|n| n.contains(&ip))
 }
 

@@ -228,7 +228,7 @@ impl ClientIdentity {
 pub fn certificate_names(der: &CertificateDer<'_>) -> Vec<String> {
     let mut names: Vec<String> = Vec::new();
     let mut add = |n: &str| {
-        let n = n.trim().trim_end_matches('.').to_ascii_lowercase();
+        let n = crate::policy::normalise(n);
         if !n.is_empty() && !names.contains(&n) {
             names.push(n);
         }

@@ -1,9 +1,11 @@
 //! The decision itself: is relay authorised (conditions 1 and 2), and what does each recipient get.
 
+use super::canonical::{ipv4_of, is_subdomain_or_equal, normalise, normalise_address};
 use super::{
     AcceptedDomain, CertificateName, ConnectorType, DomainType, InboundConnector, Profile,
     ReversePath, SenderDomain, SessionFacts, Tenant,
 };
+use crate::wire::reply::Reply;
 use std::net::IpAddr;
 
 /// The P2 sender (the address of the first `From:` header) as far as the session knows it.
@@ -96,11 +98,6 @@ pub enum RecipientVerdict {
     AwaitingHeaderSender,
 }
 
-/// Lower-case, without a trailing dot: how Exchange compares domains.
-pub fn normalise(domain: &str) -> String {
-    domain.trim().trim_end_matches('.').to_ascii_lowercase()
-}
-
 impl Tenant {
     /// The accepted domain that covers `domain`, if any: the domain itself, or a parent that is
     /// InternalRelay with MatchSubDomains. A subdomain is not accepted just because its parent is.
@@ -113,9 +110,7 @@ impl Tenant {
             a.domain == d
                 || (a.match_subdomains
                     && a.domain_type == DomainType::InternalRelay
-                    && d.len() > a.domain.len()
-                    && d.ends_with(&a.domain)
-                    && d.as_bytes()[d.len() - a.domain.len() - 1] == b'.')
+                    && is_subdomain_or_equal(&d, &a.domain))
         })
     }
 
@@ -123,14 +118,6 @@ impl Tenant {
         let d = normalise(domain);
         self.other_tenant_domains.contains(&d)
     }
-}
-
-/// `name` is `base` or a subdomain of it, at any depth (both normalised).
-pub fn is_subdomain_or_equal(name: &str, base: &str) -> bool {
-    name == base
-        || (name.len() > base.len()
-            && name.ends_with(base)
-            && name.as_bytes()[name.len() - base.len() - 1] == b'.')
 }
 
 impl CertificateName {
@@ -158,12 +145,8 @@ impl InboundConnector {
     /// The peer address is in `SenderIPAddresses` (IPv4 only, as Exchange Online; an IPv4-mapped
     /// IPv6 address counts as its IPv4 address).
     pub fn matches_ip(&self, ip: IpAddr) -> bool {
-        let v4 = match ip {
-            IpAddr::V4(v4) => v4,
-            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-                Some(v4) => v4,
-                None => return false,
-            },
+        let Some(v4) = ipv4_of(ip) else {
+            return false;
         };
         self.enabled && self.sender_ip_addresses.iter().any(|n| n.contains(&v4))
     }
@@ -215,26 +198,7 @@ impl std::fmt::Display for CertificateName {
     }
 }
 
-impl Condition1 {
-    /// `1a`, `1b` or `1c`.
-    pub fn branch(&self) -> &'static str {
-        match self {
-            Condition1::CertificateDomain { .. } => "1a",
-            Condition1::EnvelopeSender { .. } => "1b",
-            Condition1::HeaderSender { .. } => "1c",
-        }
-    }
-}
-
 impl Condition2 {
-    /// `ip` or `certificate`.
-    pub fn branch(&self) -> &'static str {
-        match self {
-            Condition2::SenderIpAddress { .. } => "ip",
-            Condition2::TlsSenderCertificate { .. } => "certificate",
-        }
-    }
-
     /// The connector that matched.
     pub fn connector(&self) -> &str {
         match self {
@@ -381,8 +345,7 @@ pub fn judge_recipient(
         if accepted.domain_type == DomainType::Authoritative {
             if let Some(known) = &accepted.recipients {
                 let (local, _) = recipient.rsplit_once('@').unwrap_or((recipient, ""));
-                let address = format!("{}@{}", local.to_lowercase(), normalise(domain));
-                if !known.contains(&address) {
+                if !known.contains(&normalise_address(local, domain)) {
                     return RecipientVerdict::Reject(Rejection::RecipientNotFound);
                 }
             }
@@ -406,10 +369,10 @@ pub fn judge_recipient(
 }
 
 impl Rejection {
-    /// The reply code, enhanced status code and text Exchange Online answers, without the
-    /// `[host time id]` suffix (the session adds it).
-    pub fn reply(&self) -> (u16, &'static str, &'static str) {
-        match self {
+    /// The reply Exchange Online answers, without the `[host time id]` suffix (the session
+    /// adds it).
+    pub fn reply(&self) -> Reply {
+        let (code, enhanced, text) = match self {
             Rejection::PartnerConnectorRestriction { .. } => (
                 550,
                 "5.7.51",
@@ -422,6 +385,7 @@ impl Rejection {
             ),
             Rejection::RecipientNotFound => (550, "5.4.1", "Recipient address rejected: Access denied. AS(201806281)"),
             Rejection::RelayAccessDenied(_) => (550, "5.7.64", "TenantAttribution; Relay Access Denied"),
-        }
+        };
+        Reply::new(code, enhanced, text)
     }
 }

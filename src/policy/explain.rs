@@ -7,12 +7,10 @@
 //! report` give the same answer for the same facts.
 
 use super::{
-    authorize_relay, judge_recipient, CertificateName, Condition2, ConnectorType, HeaderSender,
-    Profile, RecipientVerdict, Rejection, RelayDecision, RelayDenial, ReversePath, SessionFacts,
-    Tenant,
+    authorize_relay, ipv4_of, judge_recipient, normalise, CertificateName, Condition2,
+    ConnectorType, HeaderSender, Profile, RecipientVerdict, Rejection, RelayDecision, RelayDenial,
+    ReversePath, SessionFacts, Tenant,
 };
-use std::fmt;
-use std::net::IpAddr;
 
 /// One transaction under one profile, with the P2 sender known (or known to be absent).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,20 +30,6 @@ pub enum Verdict {
     /// `exo-legacy` for a transaction that ended before its header block (RSET, QUIT): the
     /// rule needed the P2 sender and never saw it.
     Undecided,
-}
-
-impl fmt::Display for Verdict {
-    /// `accepted` or `refused 550 5.7.64`: the form the decision log and the report use.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Verdict::Accepted => f.write_str("accepted"),
-            Verdict::Undecided => f.write_str("undecided"),
-            Verdict::Refused(r) => {
-                let (code, enhanced, _) = r.reply();
-                write!(f, "refused {code} {enhanced}")
-            }
-        }
-    }
 }
 
 impl Evaluation {
@@ -210,16 +194,11 @@ fn no_connector_fix(tenant: &Tenant, session: &SessionFacts<'_>) -> String {
             }
         );
     }
-    match session.peer_ip {
-        IpAddr::V4(ip) => format!(
+    match ipv4_of(session.peer_ip) {
+        Some(ip) => format!(
             "add {ip} to the SenderIPAddresses of an OnPremises connector (and send with an accepted P1 domain), or authenticate the server by a certificate connector"
         ),
-        IpAddr::V6(ip) => match ip.to_ipv4_mapped() {
-            Some(v4) => format!(
-                "add {v4} to the SenderIPAddresses of an OnPremises connector (and send with an accepted P1 domain), or authenticate the server by a certificate connector"
-            ),
-            None => "Exchange Online connectors take IPv4 addresses only: send over IPv4 from an address on an OnPremises connector, or authenticate the server by a certificate connector".to_string(),
-        },
+        None => "Exchange Online connectors take IPv4 addresses only: send over IPv4 from an address on an OnPremises connector, or authenticate the server by a certificate connector".to_string(),
     }
 }
 
@@ -266,13 +245,14 @@ fn unattributed_fix(
             "the null sender (NDRs, out-of-office replies) has no domain, so only a certificate can attribute it since November 2023: {certificate}"
         ),
         ReversePath::Domain(p1) => {
-            let p1 = p1.trim_end_matches('.').to_ascii_lowercase();
+            let p1 = normalise(p1);
             match header_sender {
-                HeaderSender::Domain(p2) if tenant.accepted_domain(p2).is_some() => format!(
-                    "the From: header ({}) no longer counts since November 2023: send with a MAIL FROM in an accepted domain (e.g. @{}), or add {p1} as an accepted domain if you own it, or {certificate}",
-                    p2.to_ascii_lowercase(),
-                    p2.trim_end_matches('.').to_ascii_lowercase()
-                ),
+                HeaderSender::Domain(p2) if tenant.accepted_domain(p2).is_some() => {
+                    let p2 = normalise(p2);
+                    format!(
+                        "the From: header ({p2}) no longer counts since November 2023: send with a MAIL FROM in an accepted domain (e.g. @{p2}), or add {p1} as an accepted domain if you own it, or {certificate}"
+                    )
+                }
                 _ => format!(
                     "send with a MAIL FROM in an accepted domain, or add {p1} as an accepted domain if you own it, or {certificate}"
                 ),

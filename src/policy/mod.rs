@@ -5,28 +5,35 @@
 //! the facts (peer address, trusted certificate names, P1 and P2 senders, recipients) and asks;
 //! it decides nothing itself. That keeps every rule testable as a table row.
 
+mod canonical;
+pub mod enforcement;
 mod engine;
 mod explain;
 mod tenant;
+pub mod wording;
 
+pub use canonical::{ipv4_of, is_subdomain_or_equal, normalise, normalise_address, unmap_ipv4};
 pub use engine::{
-    authorize_relay, condition1, is_subdomain_or_equal, judge_recipient, normalise, AcceptReason,
-    Condition1, Condition2, HeaderSender, RecipientVerdict, Rejection, RelayDecision, RelayDenial,
+    authorize_relay, condition1, judge_recipient, AcceptReason, Condition1, Condition2,
+    HeaderSender, RecipientVerdict, Rejection, RelayDecision, RelayDenial,
 };
 pub use explain::{evaluate, suggest_fix, Comparison, Evaluation, Verdict};
 pub use tenant::{
     AcceptedDomain, CertificateName, ConnectorType, DomainType, InboundConnector, SenderDomain,
     Tenant,
 };
+pub use wording::RecordedVerdict;
 
 use std::net::IpAddr;
 
 /// Which generation of Exchange Online's relay rule to apply.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Profile {
     /// Since 1 November 2023: condition 1 is the certificate's domain (1a) or the P1 domain (1b).
+    #[serde(rename = "exo-2023")]
     Exo2023,
     /// Before: the P2 (`From:` header) domain also satisfied condition 1 (branch 1c).
+    #[serde(rename = "exo-legacy")]
     ExoLegacy,
 }
 

@@ -7,21 +7,13 @@
 //! then on, so the rest of the client's transaction is answered 4xx instead.
 
 use super::{End, Recipient, Session, Transaction};
-use crate::config::{Mode, RejectStage};
-use crate::policy::{self, HeaderSender, RecipientVerdict, Rejection, ReversePath, SessionFacts};
+use crate::policy::enforcement::{answer_rcpt, RcptAnswer};
+use crate::policy::{self, HeaderSender, RecipientVerdict, ReversePath, SessionFacts};
 use crate::upstream::{Envelope, Stage, UpstreamError, UpstreamReply};
 use crate::wire::reply::Reply;
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
-
-/// What the session does with a recipient the policy has judged.
-enum Action {
-    Forward,
-    /// 250 now, the transaction is refused at the end of DATA (reject_stage = "data").
-    Hold,
-    Refuse(Rejection),
-}
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     pub(super) fn facts(&self) -> SessionFacts<'_> {
@@ -104,24 +96,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             &txn.relay,
             &address,
         );
-        let action = match &verdict {
-            RecipientVerdict::Accept(_) | RecipientVerdict::AwaitingHeaderSender => Action::Forward,
-            RecipientVerdict::Reject(_) if p.mode != Mode::Enforce => Action::Forward,
-            RecipientVerdict::Reject(Rejection::RelayAccessDenied(_))
-                if p.reject_stage == RejectStage::Data =>
-            {
-                Action::Hold
-            }
-            RecipientVerdict::Reject(r) => Action::Refuse(r.clone()),
-        };
-        match action {
-            Action::Refuse(r) => {
-                let (code, enhanced, text) = r.reply();
-                let line = self.reply_with_suffix(&Reply::new(code, enhanced, text));
+        match answer_rcpt(p.mode.into(), p.reject_stage.into(), &verdict) {
+            RcptAnswer::Refuse(r) => {
+                let line = self.reply_with_suffix(&r.reply());
                 self.note_refused(address, line);
             }
-            Action::Hold => self.accept_recipient(address, verdict, false),
-            Action::Forward => match self.forward_rcpt(&address).await? {
+            RcptAnswer::Hold => self.accept_recipient(address, verdict, false),
+            RcptAnswer::Forward => match self.forward_rcpt(&address).await? {
                 Ok(reply) if reply.is_positive() => {
                     self.reply_upstream(&reply);
                     self.accept_recipient(address, verdict, true);

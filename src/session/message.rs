@@ -8,7 +8,7 @@
 
 use super::io::READ_CHUNK;
 use super::{End, Session};
-use crate::config::Mode;
+use crate::policy::enforcement::{refusal_at_end_of_data, refusals_answered};
 use crate::policy::{self, HeaderSender, RecipientVerdict, Rejection, RelayDecision, ReversePath};
 use crate::upstream::{ClientFacts, Stage, UpstreamError, UpstreamReply};
 use crate::wire::data::{DataDecoder, DataError};
@@ -140,7 +140,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         }
         let p2 = header_sender(headers.header());
         let decision = self.final_decision(p2.as_deref());
-        let enforce = self.settings.policy.mode == Mode::Enforce;
+        let enforce = refusals_answered(self.settings.policy.mode.into());
         let early_refusal = if headers.too_large() {
             Some(Reply::new(
                 552,
@@ -308,11 +308,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             if matches!(r.verdict, RecipientVerdict::AwaitingHeaderSender) {
                 r.verdict = policy::judge_recipient(&p.tenant, &facts, p1, &relay, &r.address);
             }
-            if let RecipientVerdict::Reject(rejection @ Rejection::RelayAccessDenied(_)) =
-                &r.verdict
-            {
-                let (code, enhanced, text) = rejection.reply();
-                refusal.get_or_insert_with(|| Reply::new(code, enhanced, text));
+            if refusal.is_none() {
+                refusal = refusal_at_end_of_data(&r.verdict).map(Rejection::reply);
             }
         }
         Decision { relay, refusal }

@@ -1,13 +1,13 @@
-//! The transaction record: one decision event per transaction (what the report and the audit
-//! read back) and the transaction's metrics.
+//! The transaction record: one decision event per transaction (a [`TransactionRecord`], which
+//! the report reads back) and the transaction's metrics.
 
 use super::{Session, Transaction};
-use crate::config::Mode;
 use crate::observe::metrics::metrics;
 use crate::policy::{
-    self, suggest_fix, AcceptReason, Comparison, Condition1, Condition2, HeaderSender,
-    RecipientVerdict, RelayDecision, RelayDenial, ReversePath, SessionFacts,
+    self, suggest_fix, wording, Comparison, HeaderSender, RecordedVerdict, RelayDecision,
+    ReversePath, SessionFacts,
 };
+use crate::record::{self, FlowRecord, TransactionRecord};
 use crate::upstream::ClientFacts;
 use crate::wire::header::domain_of;
 use std::borrow::Cow;
@@ -52,25 +52,59 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         outcome: &Outcome,
         size: u64,
     ) {
-        let (verdict, branch, connector) = describe(relay);
         let m = metrics();
         m.decision(
-            verdict,
-            match relay {
-                RelayDecision::Authorized { condition1, .. } => condition1.branch(),
-                _ => "none",
-            },
-            relay.condition2().map_or("none", |c| c.branch()),
+            wording::relay(relay),
+            wording::condition1_token(relay),
+            wording::condition2_token(relay),
         );
         m.message_bytes.inc_by(size);
         m.transaction_seconds
             .observe(txn.started.elapsed().as_secs_f64());
-        if !tracing::enabled!(target: "relaygate::transaction", tracing::Level::INFO) {
-            return;
+        if tracing::enabled!(target: record::TARGET, tracing::Level::INFO) {
+            self.record(txn, header, p2, relay, outcome, size).emit();
         }
+    }
+
+    fn record(
+        &self,
+        txn: &Transaction,
+        header: HeaderSender<'_>,
+        p2: Option<&str>,
+        relay: &RelayDecision,
+        outcome: &Outcome,
+        size: u64,
+    ) -> TransactionRecord {
         let p = &self.settings.policy;
-        // Both profiles over every recipient the client named (also those refused at RCPT), so
-        // an audit log shows what each rule generation would do with this flow, and the fix.
+        TransactionRecord {
+            session: self.id.to_string(),
+            peer: self.peer.addr.to_string(),
+            helo: self.helo.clone().unwrap_or_default(),
+            tls: self
+                .tls_description
+                .clone()
+                .unwrap_or_else(|| "none".into()),
+            certificate_names: record::list_text(&self.identity.names),
+            certificate_trusted: self.identity.trusted,
+            p1: txn.envelope.mail_from.clone(),
+            p2: p2.unwrap_or_default().to_string(),
+            recipients: record::list_text(&recipients(txn)),
+            size,
+            profile: p.profile,
+            mode: p.mode.into(),
+            relay: wording::relay(relay).to_string(),
+            branch: wording::relay_branch(relay),
+            connector: wording::connector(relay).to_string(),
+            reply: outcome.reply.clone(),
+            enforce_would_reply: outcome.enforce_reply.clone().unwrap_or_default(),
+            flow: self.flow(txn, header, p2),
+        }
+    }
+
+    /// Both profiles over every recipient the client named (also those refused at RCPT), so
+    /// an audit log shows what each rule generation would do with this flow, and the fix.
+    fn flow(&self, txn: &Transaction, header: HeaderSender<'_>, p2: Option<&str>) -> FlowRecord {
+        let tenant = &self.settings.policy.tenant;
         let facts = SessionFacts {
             peer_ip: self.peer.addr.ip(),
             certificate_names: self.identity.policy_names(),
@@ -82,140 +116,54 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             .map(|r| r.address.as_str())
             .chain(txn.refused.iter().map(|(a, _)| a.as_str()))
             .collect();
-        let comparison = Comparison::evaluate(&p.tenant, &facts, p1, header, &named);
+        let comparison = Comparison::evaluate(tenant, &facts, p1, header, &named);
         let (exo_2023, exo_legacy) = (
             comparison.exo_2023.verdict(),
             comparison.exo_legacy.verdict(),
         );
-        let fix = suggest_fix(&p.tenant, &facts, p1, header, &comparison.exo_2023);
-        let identity = match facts.certificate_names.first() {
-            Some(name) => format!("certificate {}", sanitize(name)),
-            None => format!("ip {}", facts.peer_ip),
-        };
+        let fix = suggest_fix(tenant, &facts, p1, header, &comparison.exo_2023);
         let flow_domain = |address: Option<&str>| {
             address
                 .and_then(domain_of)
                 .map(|d| sanitize(&policy::normalise(d)))
                 .unwrap_or_default()
         };
-        let recipients: Vec<String> = txn
-            .recipients
-            .iter()
-            .map(|r| {
-                let held = if r.forwarded {
-                    ""
-                } else {
-                    " (held back from the upstream)"
-                };
-                format!("{}={}{held}", r.address, describe_recipient(&r.verdict))
-            })
-            .chain(
-                txn.refused
-                    .iter()
-                    .map(|(a, line)| format!("{a}=refused at RCPT: {line}")),
-            )
-            .chain(
-                (txn.refused_unlisted > 0)
-                    .then(|| format!("and {} more refused", txn.refused_unlisted)),
-            )
-            .collect();
-        tracing::info!(
-            target: "relaygate::transaction",
-            session = %self.id,
-            peer = %self.peer.addr,
-            helo = self.helo.as_deref().unwrap_or(""),
-            tls = self.tls_description.as_deref().unwrap_or("none"),
-            certificate_names = ?self.identity.names,
-            certificate_trusted = self.identity.trusted,
-            p1 = %txn.envelope.mail_from,
-            p2 = p2.unwrap_or(""),
-            recipients = ?recipients,
-            size,
-            profile = p.profile.as_str(),
-            mode = match p.mode { Mode::Enforce => "enforce", Mode::Audit => "audit" },
-            relay = verdict,
-            branch = %branch,
-            connector = %connector,
-            reply = %outcome.reply,
-            enforce_would_reply = outcome.enforce_reply.as_deref().unwrap_or(""),
-            identity = %identity,
-            p1_domain = flow_domain(Some(&txn.envelope.mail_from)),
-            p2_domain = flow_domain(p2),
-            exo_2023 = %exo_2023,
-            exo_legacy = %exo_legacy,
-            broken_by_november_2023 = Comparison::breaks(&exo_2023, &exo_legacy),
+        let certificate = facts.certificate_names.first().map(|n| sanitize(n));
+        FlowRecord {
+            identity: wording::identity(certificate.as_deref(), facts.peer_ip),
+            p1_domain: flow_domain(Some(&txn.envelope.mail_from)),
+            p2_domain: flow_domain(p2),
+            broken_by_november_2023: Comparison::breaks(&exo_2023, &exo_legacy),
+            exo_2023: RecordedVerdict::from(&exo_2023),
+            exo_legacy: RecordedVerdict::from(&exo_legacy),
             // A sentence, with the P2 domain in it: control characters out, spaces kept.
-            fix = fix
+            fix: fix
                 .unwrap_or_default()
                 .replace(|c: char| c.is_control(), "?"),
-            "transaction"
-        );
+        }
     }
 }
 
-fn condition2_text(c: &Condition2) -> (&'static str, &str) {
-    (c.branch(), c.connector())
-}
-
-/// (verdict, branch, connector) of a relay decision, for the log.
-fn describe(relay: &RelayDecision) -> (&'static str, String, String) {
-    match relay {
-        RelayDecision::Authorized {
-            condition1,
-            condition2,
-        } => {
-            let c1 = match condition1 {
-                Condition1::CertificateDomain {
-                    accepted_domain, ..
-                } => format!("1a certificate domain {accepted_domain}"),
-                Condition1::EnvelopeSender { domain } => format!("1b P1 domain {domain}"),
-                Condition1::HeaderSender { domain } => format!("1c P2 domain {domain}"),
-            };
-            let (by, name) = condition2_text(condition2);
-            (
-                "relay authorized",
-                format!("{c1}; 2 by {by}"),
-                name.to_string(),
+/// Each recipient with its outcome: those accepted (and whether the upstream saw them), then
+/// those refused at RCPT with the reply they got.
+fn recipients(txn: &Transaction) -> Vec<String> {
+    txn.recipients
+        .iter()
+        .map(|r| {
+            let held = if r.forwarded { "" } else { wording::HELD_BACK };
+            format!(
+                "{}={}{held}",
+                r.address,
+                wording::recipient_token(&r.verdict)
             )
-        }
-        RelayDecision::AwaitingHeaderSender { condition2 } => {
-            let (by, name) = condition2_text(condition2);
-            ("awaiting P2", format!("2 by {by}"), name.to_string())
-        }
-        RelayDecision::Denied(RelayDenial::NoOnPremisesConnector) => (
-            "relay not authorized",
-            "2 failed: no enabled OnPremises connector matched the IP or a trusted certificate"
-                .into(),
-            String::new(),
-        ),
-        RelayDecision::Denied(RelayDenial::SenderNotAttributed { condition2 }) => {
-            let (by, name) = condition2_text(condition2);
-            (
-                "relay not authorized",
-                format!(
-                    "2 by {by}; 1 failed: neither certificate domain nor sender domain is accepted"
-                ),
-                name.to_string(),
-            )
-        }
-    }
-}
-
-fn describe_recipient(v: &RecipientVerdict) -> String {
-    match v {
-        RecipientVerdict::Accept(AcceptReason::Originating) => "originating".into(),
-        RecipientVerdict::Accept(AcceptReason::Inbound { accepted_domain }) => {
-            format!("inbound to {accepted_domain}")
-        }
-        RecipientVerdict::Accept(AcceptReason::OtherTenant { domain }) => {
-            format!("inbound to other tenant {domain}")
-        }
-        RecipientVerdict::AwaitingHeaderSender => "awaiting P2".into(),
-        RecipientVerdict::Reject(r) => {
-            let (code, enhanced, _) = r.reply();
-            format!("{code} {enhanced}")
-        }
-    }
+        })
+        .chain(
+            txn.refused
+                .iter()
+                .map(|(a, line)| wording::refused_at_rcpt(a, line)),
+        )
+        .chain((txn.refused_unlisted > 0).then(|| wording::more_refused(txn.refused_unlisted)))
+        .collect()
 }
 
 /// Keep a client-supplied name printable and single-line for headers and logs.

@@ -225,12 +225,10 @@ fn judge(
 /// The refusal as Exchange Online writes it, without the suffix: `550 5.7.64 TenantAttribution; ...`.
 /// The only place that knows the shape of `Rejection::reply()`.
 fn reply_line(rejection: &Rejection) -> String {
-    let (code, enhanced, text) = rejection.reply();
-    format!("{code} {enhanced} {text}")
+    rejection.reply().to_line()
 }
 
 /// The enhanced status code of a refusal (`5.7.64`).
 fn enhanced_code(rejection: &Rejection) -> String {
-    let (_, enhanced, _) = rejection.reply();
-    enhanced.to_string()
+    rejection.reply().enhanced.to_string()
 }

@@ -1,0 +1,99 @@
+//! The report as a table for a terminal.
+
+use super::Report;
+use std::fmt::Write as _;
+
+impl Report {
+    pub fn render_text(&self) -> String {
+        let mut out = String::new();
+        let broken_by_change = self.flows.iter().filter(|f| f.broken_by_2023()).count();
+        let _ = writeln!(
+            out,
+            "{} transactions in {} flows, {} to {}",
+            self.transactions(),
+            self.flows.len(),
+            printable(self.first.as_deref().unwrap_or("?")),
+            printable(self.last.as_deref().unwrap_or("?")),
+        );
+        let _ = writeln!(
+            out,
+            "{} flows refused under exo-2023, {} of them accepted under exo-legacy (broken by \
+             the November 2023 change); {} other log {} skipped",
+            self.breaking_flows(),
+            broken_by_change,
+            self.skipped_lines,
+            if self.skipped_lines == 1 {
+                "line"
+            } else {
+                "lines"
+            },
+        );
+        out.push('\n');
+
+        let header = [
+            "IDENTITY",
+            "P1 (MAIL FROM)",
+            "P2 (From:)",
+            "COUNT",
+            "EXO-2023",
+            "EXO-LEGACY",
+            "FIX",
+        ];
+        let rows: Vec<[String; 7]> = self
+            .flows
+            .iter()
+            .map(|f| {
+                [
+                    printable(&f.identity),
+                    printable(f.p1_display()),
+                    printable(f.p2_display()),
+                    f.count.to_string(),
+                    printable(&f.verdict_2023()),
+                    printable(&f.verdict_legacy()),
+                    printable(f.fix.as_deref().unwrap_or("")),
+                ]
+            })
+            .collect();
+        let mut widths = header.map(|h| h.chars().count());
+        for row in &rows {
+            for (w, cell) in widths.iter_mut().zip(row) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+        let mut line = |cells: [&str; 7]| {
+            let mut l = String::new();
+            for (i, cell) in cells.iter().enumerate() {
+                if i == 3 {
+                    let _ = write!(l, "{cell:>w$}  ", w = widths[i]);
+                } else if i == cells.len() - 1 {
+                    l.push_str(cell);
+                } else {
+                    let _ = write!(l, "{cell:<w$}  ", w = widths[i]);
+                }
+            }
+            out.push_str(l.trim_end());
+            out.push('\n');
+        };
+        line(header);
+        for row in &rows {
+            line(row.each_ref().map(String::as_str));
+        }
+        out
+    }
+}
+
+/// A terminal interprets escape sequences, so a hostile domain must not reach it raw.
+fn printable(s: &str) -> String {
+    if !s.chars().any(char::is_control) {
+        return s.to_owned();
+    }
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
