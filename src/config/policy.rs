@@ -5,33 +5,18 @@ use super::keyword::{self, Keyword};
 use super::tenant::{AcceptedDomainConfig, InboundConnectorConfig};
 use super::values::{domain_name, invalid, quoted};
 use super::ConfigError;
+pub use crate::policy::enforcement::{Mode, RejectStage};
 use crate::policy::{Profile, Tenant};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 
-/// Enforce or only observe.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    Enforce,
-    /// Decide and log, but forward everything.
-    Audit,
-}
-
+// How a decision is enforced belongs to the policy (it owns "what is answered when"); the
+// configuration only spells its words.
 impl Keyword for Mode {
     const ALL: &'static [Self] = &[Mode::Enforce, Mode::Audit];
     fn word(self) -> &'static str {
-        match self {
-            Mode::Enforce => "enforce",
-            Mode::Audit => "audit",
-        }
+        self.as_str()
     }
-}
-
-/// Where 5.7.64 is answered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RejectStage {
-    Rcpt,
-    Data,
 }
 
 impl Keyword for RejectStage {

@@ -6,7 +6,8 @@ use super::keyword;
 use super::values::{domain_name, invalid, quoted};
 use super::ConfigError;
 use crate::policy::{
-    AcceptedDomain, CertificateName, ConnectorType, DomainType, InboundConnector, SenderDomain,
+    is_subdomain_or_equal, normalise_address, AcceptedDomain, CertificateName, ConnectorType,
+    DomainType, InboundConnector, SenderDomain,
 };
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
@@ -102,7 +103,7 @@ impl AcceptedDomainConfig {
                     };
                     let dom = domain_name(&rkey, dom)?;
                     let belongs = dom == domain
-                        || (self.match_subdomains && dom.ends_with(&format!(".{domain}")));
+                        || (self.match_subdomains && is_subdomain_or_equal(&dom, &domain));
                     if local.is_empty() || !belongs {
                         return Err(invalid(
                             rkey,
@@ -110,7 +111,7 @@ impl AcceptedDomainConfig {
                             format!("is not an address in {domain}"),
                         ));
                     }
-                    set.insert(format!("{}@{dom}", local.to_lowercase()));
+                    set.insert(normalise_address(local, &dom));
                 }
                 Some(set)
             }

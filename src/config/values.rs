@@ -51,7 +51,7 @@ pub(super) fn seconds(key: &str, value: u64, min: u64) -> Result<Duration, Confi
 /// A DNS domain name: lower-cased, trailing dot removed, labels of letters, digits and hyphens
 /// (punycode for IDNs), 1 to 63 octets each.
 pub(crate) fn domain_name(key: &str, value: &str) -> Result<String, ConfigError> {
-    let d = value.trim().trim_end_matches('.').to_ascii_lowercase();
+    let d = crate::policy::normalise(value);
     let bad = |why: &str| invalid(key, quoted(value), why.to_string());
     if d.is_empty() {
         return Err(bad("is empty"));

@@ -110,23 +110,6 @@ pub fn refusal<'a>(
 // The configuration's own copies of the two settings. These conversions belong beside them in
 // `config.rs` (the configuration depends on the policy, not the reverse); they are here only
 // until the configuration takes these enums as its own.
-impl From<crate::config::Mode> for Mode {
-    fn from(m: crate::config::Mode) -> Mode {
-        match m {
-            crate::config::Mode::Enforce => Mode::Enforce,
-            crate::config::Mode::Audit => Mode::Audit,
-        }
-    }
-}
-
-impl From<crate::config::RejectStage> for RejectStage {
-    fn from(s: crate::config::RejectStage) -> RejectStage {
-        match s {
-            crate::config::RejectStage::Rcpt => RejectStage::Rcpt,
-            crate::config::RejectStage::Data => RejectStage::Data,
-        }
-    }
-}
 
 #[cfg(test)]
 mod tests {

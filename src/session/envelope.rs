@@ -96,7 +96,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             &txn.relay,
             &address,
         );
-        match answer_rcpt(p.mode.into(), p.reject_stage.into(), &verdict) {
+        match answer_rcpt(p.mode, p.reject_stage, &verdict) {
             RcptAnswer::Refuse(r) => {
                 let line = self.reply_with_suffix(&r.reply());
                 self.note_refused(address, line);

@@ -140,7 +140,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         }
         let p2 = header_sender(headers.header());
         let decision = self.final_decision(p2.as_deref());
-        let enforce = refusals_answered(self.settings.policy.mode.into());
+        let enforce = refusals_answered(self.settings.policy.mode);
         let early_refusal = if headers.too_large() {
             Some(Reply::new(
                 552,

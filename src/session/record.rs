@@ -91,7 +91,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             recipients: record::list_text(&recipients(txn)),
             size,
             profile: p.profile,
-            mode: p.mode.into(),
+            mode: p.mode,
             relay: wording::relay(relay).to_string(),
             branch: wording::relay_branch(relay),
             connector: wording::connector(relay).to_string(),

@@ -262,14 +262,13 @@ impl<'a> Explanation<'a> {
             .recipients
             .get(index)
             .map_or(verdict, |(_, v)| v);
-        let Some((rejection, when)) =
-            enforcement::refusal(policy.reject_stage.into(), at_rcpt, verdict)
+        let Some((rejection, when)) = enforcement::refusal(policy.reject_stage, at_rcpt, verdict)
         else {
             return (wording::recipient_cell(verdict), None);
         };
         let mut reply = rejection.reply();
         reply.text.push_str(&self.suffix);
-        let audit = !enforcement::refusals_answered(policy.mode.into());
+        let audit = !enforcement::refusals_answered(policy.mode);
         (
             wording::refusal_sentence(when, audit),
             Some(reply.to_line()),
