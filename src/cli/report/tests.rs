@@ -2,7 +2,7 @@
 
 use super::aggregate::MAX_BUCKETS;
 use super::read::MAX_LINE;
-use super::time::{civil_from_days, parse_timestamp};
+use super::time::parse_timestamp;
 use super::*;
 use std::path::Path;
 
@@ -403,14 +403,7 @@ fn out_of_order_and_far_apart_events_are_all_counted() {
         state ^= state >> 7;
         state ^= state << 17;
         let secs = 1_767_225_600 + (state % (365 * 86400)) as i64;
-        let (y, m, d) = civil_from_days(secs.div_euclid(86400));
-        let s = secs.rem_euclid(86400);
-        let ts = format!(
-            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-            s / 3600,
-            s / 60 % 60,
-            s % 60
-        );
+        let ts = jiff::Timestamp::from_second(secs).unwrap().to_string();
         let v = if state % 5 == 0 { REFUSED } else { "accepted" };
         let ip = format!("ip 198.51.100.{}", i % 7);
         lines.push(event(&ts, &ip, "a.example", "a.example", v, "accepted"));
