@@ -77,26 +77,22 @@ pub struct Capabilities {
 }
 
 impl Capabilities {
+    /// What an EHLO reply offers, read by smtp-proto's EHLO parser (the one Stalwart uses).
+    /// A reply it cannot read offers nothing: the leg then uses no extension, which is slower
+    /// but never wrong, and `tls = "required"` fails closed.
     fn from_ehlo(reply: &UpstreamReply) -> Capabilities {
-        let mut caps = Capabilities::default();
-        for line in String::from_utf8_lossy(&reply.raw).lines().skip(1) {
-            let kw = line
-                .get(4..)
-                .unwrap_or("")
-                .split_whitespace()
-                .next()
-                .unwrap_or("");
-            match kw.to_ascii_uppercase().as_str() {
-                "STARTTLS" => caps.starttls = true,
-                "PIPELINING" => caps.pipelining = true,
-                "SIZE" => caps.size = true,
-                "8BITMIME" => caps.eight_bit_mime = true,
-                "SMTPUTF8" => caps.smtputf8 = true,
-                "CHUNKING" => caps.chunking = true,
-                _ => {}
-            }
+        let Ok(ehlo) = smtp_proto::EhloResponse::<String>::parse(&mut reply.raw.iter()) else {
+            return Capabilities::default();
+        };
+        let has = |ext: u32| ehlo.capabilities & ext != 0;
+        Capabilities {
+            pipelining: has(smtp_proto::EXT_PIPELINING),
+            starttls: has(smtp_proto::EXT_START_TLS),
+            size: has(smtp_proto::EXT_SIZE),
+            eight_bit_mime: has(smtp_proto::EXT_8BIT_MIME),
+            smtputf8: has(smtp_proto::EXT_SMTP_UTF8),
+            chunking: has(smtp_proto::EXT_CHUNKING),
         }
-        caps
     }
 }
 
@@ -382,6 +378,25 @@ mod tests {
         assert_eq!(valid_code(b"25"), None);
         assert_eq!(valid_code(b"2500 no"), None);
         assert_eq!(valid_code(b"abc"), None);
+    }
+
+    #[test]
+    fn exchange_onlines_ehlo_offers_what_the_leg_uses() {
+        // Exchange Online's MX, as it answers EHLO before STARTTLS.
+        let raw = b"250-DM6PR01CA0001.outlook.office365.com Hello [203.0.113.25]\r\n\
+250-SIZE 157286400\r\n250-PIPELINING\r\n250-DSN\r\n250-ENHANCEDSTATUSCODES\r\n\
+250-STARTTLS\r\n250-8BITMIME\r\n250-BINARYMIME\r\n250-CHUNKING\r\n250 SMTPUTF8\r\n";
+        let caps = Capabilities::from_ehlo(&UpstreamReply {
+            code: 250,
+            raw: raw.to_vec(),
+        });
+        assert!(caps.pipelining && caps.starttls && caps.size && caps.eight_bit_mime);
+        assert!(caps.smtputf8 && caps.chunking);
+        let bare = Capabilities::from_ehlo(&UpstreamReply {
+            code: 250,
+            raw: b"250 upstream.test\r\n".to_vec(),
+        });
+        assert!(!bare.pipelining && !bare.starttls && !bare.chunking);
     }
 
     #[test]
