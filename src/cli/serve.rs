@@ -152,7 +152,7 @@ pub fn run(config: PathBuf) -> ExitCode {
                 health.set_listeners_bound();
                 health.set_config_loaded();
                 tokio::spawn(http::serve(listener, Arc::clone(&health)));
-                tokio::spawn(http::probe_loop(Arc::clone(&health), rx.clone()));
+                tokio::spawn(probe_loop(Arc::clone(&health), rx.clone()));
                 Some(health)
             }
         };
@@ -167,4 +167,22 @@ pub fn run(config: PathBuf) -> ExitCode {
         tracing::info!("relaygate stopped");
         ExitCode::SUCCESS
     })
+}
+
+/// Probe the upstream of the configuration in force, every `probe_interval`, forever, for
+/// `/health/ready`. Wired here, where the upstream and the endpoint meet, so the observation
+/// module does not depend on the upstream leg it observes.
+async fn probe_loop(
+    health: Arc<crate::observe::http::Health>,
+    settings: tokio::sync::watch::Receiver<Arc<Settings>>,
+) {
+    loop {
+        let current = Arc::clone(&settings.borrow());
+        let result = crate::upstream::probe(&current.upstream, &current.server.hostname).await;
+        if let Err(e) = &result {
+            tracing::warn!(error = %e, "upstream probe failed: /health/ready answers 503");
+        }
+        health.record_probe(result);
+        tokio::time::sleep(health.probe_interval()).await;
+    }
 }

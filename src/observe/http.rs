@@ -11,14 +11,13 @@
 //! timeout are all it needs. Requests are parsed by `httparse` (hyper's own parser, without
 //! hyper's tree); the answers are three fixed header lines and a body.
 
-use crate::config::Settings;
 use crate::observe::metrics::metrics;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 /// Largest request head read; anything longer is answered 431.
@@ -46,6 +45,11 @@ pub struct Health {
 }
 
 impl Health {
+    /// How often the upstream is to be probed.
+    pub fn probe_interval(&self) -> Duration {
+        self.probe_interval
+    }
+
     pub fn new(probe_interval: Duration) -> Arc<Health> {
         Arc::new(Health {
             listeners_bound: AtomicBool::new(false),
@@ -69,7 +73,8 @@ impl Health {
         self.draining.store(true, Ordering::Release);
     }
 
-    fn record_probe(&self, result: Result<(), String>) {
+    /// The outcome of an upstream probe (run by whoever wires the gate together).
+    pub fn record_probe(&self, result: Result<(), String>) {
         let mut slot = self.upstream.lock().unwrap_or_else(|e| e.into_inner());
         *slot = Some(ProbeResult {
             at: Instant::now(),
@@ -112,19 +117,6 @@ impl Health {
             }
         }
         (ready, body)
-    }
-}
-
-/// Probe the upstream of the configuration in force, every `probe_interval`, forever.
-pub async fn probe_loop(health: Arc<Health>, settings: watch::Receiver<Arc<Settings>>) {
-    loop {
-        let current = Arc::clone(&settings.borrow());
-        let result = crate::upstream::probe(&current.upstream, &current.server.hostname).await;
-        if let Err(e) = &result {
-            tracing::warn!(error = %e, "upstream probe failed: /health/ready answers 503");
-        }
-        health.record_probe(result);
-        tokio::time::sleep(health.probe_interval).await;
     }
 }
 

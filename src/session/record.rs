@@ -4,12 +4,11 @@
 use super::{Session, Transaction};
 use crate::observe::metrics::metrics;
 use crate::policy::{
-    self, suggest_fix, wording, Comparison, HeaderSender, RecordedVerdict, RelayDecision,
-    ReversePath, SessionFacts,
+    self, domain_of, suggest_fix, wording, Comparison, HeaderSender, RecordedVerdict,
+    RelayDecision, ReversePath, SessionFacts,
 };
 use crate::record::{self, FlowRecord, TransactionRecord};
 use crate::upstream::ClientFacts;
-use crate::wire::header::domain_of;
 use std::borrow::Cow;
 use tokio::io::{AsyncRead, AsyncWrite};
 

@@ -97,8 +97,6 @@ pub fn header_sender(header: &[u8]) -> Option<String> {
     first.contains('@').then_some(first)
 }
 
-pub use crate::policy::domain_of;
-
 #[cfg(test)]
 mod tests {
     use super::*;

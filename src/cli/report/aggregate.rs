@@ -1,9 +1,26 @@
 //! Events grouped into flows, each with a series of counts on one shared time axis.
 
-use super::read::{Event, FlowKey};
 use super::{BucketCount, Flow, Report, ReportError, Timeline};
 use crate::policy::RecordedVerdict;
 use std::collections::HashMap;
+
+/// A transaction event, as the aggregation needs it.
+pub(super) struct Event {
+    pub(super) at: (i64, u32),
+    pub(super) timestamp: String,
+    pub(super) key: FlowKey,
+    pub(super) exo_2023: RecordedVerdict,
+    pub(super) exo_legacy: RecordedVerdict,
+    pub(super) fix: String,
+}
+
+/// What makes a flow: the unit one fix applies to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(super) struct FlowKey {
+    pub(super) identity: String,
+    pub(super) p1_domain: String,
+    pub(super) p2_domain: String,
+}
 
 /// The most buckets a chart shows: beyond that bars get too thin to read or hover.
 pub(super) const MAX_BUCKETS: usize = 48;

@@ -1,10 +1,9 @@
 //! The log as a stream of transaction events: line by line (bounded), each JSON line that is a
 //! transaction event deserialised into a [`FlowRecord`], everything else counted and skipped.
 
-use super::aggregate::Aggregator;
+use super::aggregate::{Aggregator, Event, FlowKey};
 use super::time::parse_timestamp;
 use super::{Report, ReportError};
-use crate::policy::RecordedVerdict;
 use crate::record::{FlowRecord, TARGET};
 use std::io::{self, BufRead};
 use std::path::Path;
@@ -127,24 +126,6 @@ struct LoggedEvent {
     timestamp: String,
     #[serde(flatten)]
     flow: FlowRecord,
-}
-
-/// A transaction event, as the aggregation needs it.
-pub(super) struct Event {
-    pub(super) at: (i64, u32),
-    pub(super) timestamp: String,
-    pub(super) key: FlowKey,
-    pub(super) exo_2023: RecordedVerdict,
-    pub(super) exo_legacy: RecordedVerdict,
-    pub(super) fix: String,
-}
-
-/// What makes a flow: the unit one fix applies to.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub(super) struct FlowKey {
-    pub(super) identity: String,
-    pub(super) p1_domain: String,
-    pub(super) p2_domain: String,
 }
 
 /// A transaction event, or `None` for anything else: another event, or one missing a field
