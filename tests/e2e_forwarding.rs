@@ -497,7 +497,7 @@ async fn directory_upstream_stores_message_and_envelope_and_nothing_for_refusals
         )
         .await;
     assert!(r.starts_with("550 5.7.64"), "{r:?}");
-    let files = eml_files(out.path());
+    let files = stored(out.path());
     assert_eq!(files.len(), 1);
     let eml = std::fs::read(&files[0]).unwrap();
     assert_eq!(strip_received(&eml), b"Subject: stored\r\n\r\n.dot\r\n");
@@ -1011,5 +1011,5 @@ async fn a_failing_directory_upstream_answers_451_without_its_paths() {
         !r.contains("not-a-directory") && !r.contains("/tmp"),
         "{r:?}"
     );
-    assert!(eml_files(&blocker).is_empty());
+    assert!(stored(&blocker).is_empty());
 }
