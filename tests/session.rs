@@ -10,16 +10,17 @@ use relaygate::upstream::{Connector, Dial, Dialing, Transport};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use support::{settings_from, sim, Client};
+use support::{ip_tenant, settings_from, Client};
 use tokio::io::{AsyncWriteExt, DuplexStream};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-/// The simulation's tenant, relaying to an upstream that [`SilentUpstream`] stands in for.
+/// The fault simulation's tenant (127.0.0.1 relays by IP), relaying to an upstream that
+/// [`SilentUpstream`] stands in for.
 fn settings(server_extra: &str, upstream_extra: &str) -> Arc<Settings> {
     Arc::new(settings_from(&format!(
         "[server]\nhostname = \"gate.contoso.com\"\n{server_extra}\n{}\n[upstream]\nkind = \"smtp\"\naddress = \"upstream.test:25\"\ntls = \"none\"\n{upstream_extra}\n",
-        sim::tenant()
+        ip_tenant("127.0.0.0/24")
     )))
 }
 

@@ -9,11 +9,12 @@
 //! - `RELAYGATE_SIM_SEED=N` replays one seed and prints what happened, line by line.
 //! - A seed that found a bug stays below as a named test.
 
+#[path = "support/sim/mod.rs"]
+mod sim;
 mod support;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
-use support::sim;
 
 fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|v| v.trim().parse().ok())

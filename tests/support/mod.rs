@@ -8,7 +8,11 @@
 //! - [`message`]: dot-stuffing, the gate's `Received:` field, stored `.eml` files.
 //! - [`binary`]: the real `relaygate` binary as a child process, and its one-shot commands.
 //! - [`peers`]: the outside programs: swaks, HAProxy, Postfix's smtp-sink, Chromium.
-//! - [`sim`]: the deterministic fault simulation (seeded client and upstream, in memory).
+//!
+//! `sim/` holds the deterministic fault simulation (a seeded client, upstream and RNG, in
+//! memory). It is not a module of `support`: `tests/simulation.rs`, the one test that runs it,
+//! takes it with `#[path]`, so the other test crates do not compile a thousand lines they never
+//! call (each file in `tests/` is a crate of its own, and each compiles all of `support`).
 //!
 //! Not every test uses every helper.
 #![allow(dead_code, unused_imports)]
@@ -20,7 +24,6 @@ pub mod gate;
 pub mod message;
 pub mod peers;
 pub mod pki;
-pub mod sim;
 pub mod upstream;
 
 pub use binary::*;
