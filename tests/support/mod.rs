@@ -39,7 +39,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// How long a test waits for something that takes milliseconds, before it fails: generous, for
-/// a machine busy with other builds. Waiting is always for a condition, never a sleep.
+/// a machine busy with other builds. Tests wait for a condition, never for a fixed time.
 pub const WAIT: Duration = Duration::from_secs(15);
 
 /// The repository: the binary's tests run in it, and the shipped files are read from it.
