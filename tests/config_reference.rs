@@ -3,8 +3,10 @@
 //! every documented key exists. A default changed in code and not in the README (or a key added
 //! without a row) fails here.
 
+mod support;
+
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::Command;
+use support::{relaygate, repo};
 
 /// What a row's "default" cell says.
 #[derive(Debug, Clone, PartialEq)]
@@ -23,8 +25,7 @@ enum Documented {
 type Key = (String, String);
 
 fn readme_reference() -> String {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
-        .expect("README.md");
+    let readme = std::fs::read_to_string(repo().join("README.md")).expect("README.md");
     let start = readme
         .find("\n## Configuration reference\n")
         .expect("README.md has a Configuration reference");
@@ -116,17 +117,9 @@ fn config_show(text: &str) -> toml::Table {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("relaygate.toml");
     std::fs::write(&path, text).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_relaygate"))
-        .args(["config", "show", "--config"])
-        .arg(&path)
-        .output()
-        .expect("relaygate runs");
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (status, stdout, stderr) =
+        relaygate(&["config", "show", "--config", path.to_str().unwrap()]);
+    assert_eq!(status, 0, "{stdout}{stderr}");
     toml::from_str(&stdout).unwrap_or_else(|e| panic!("{e}\n---\n{stdout}"))
 }
 

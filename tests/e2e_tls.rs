@@ -1,6 +1,11 @@
-//! Real STARTTLS with certificates made in the test. 127.0.0.1 matches no IP connector and the
-//! sender is null (an NDR), so only a trusted certificate whose name matches an OnPremises
-//! connector, with that name's domain accepted, can authorise relay (1a + 2 by certificate).
+//! Real STARTTLS with certificates made in the test, on both legs.
+//!
+//! From the client: 127.0.0.1 matches no IP connector and the sender is null (an NDR), so only
+//! a trusted certificate whose name matches an OnPremises connector, with that name's domain
+//! accepted, can authorise relay (1a + 2 by certificate).
+//!
+//! To the upstream: STARTTLS used and verified when required, failing closed (451, nothing
+//! sent in clear text) when it is missing or unverifiable, and skipped when opportunistic.
 
 mod support;
 use rcgen::ExtendedKeyUsagePurpose::{ClientAuth, ServerAuth};
@@ -209,4 +214,115 @@ async fn commands_pipelined_behind_starttls_are_discarded() {
     assert_eq!(r, "250 2.0.0 OK\r\n");
     c.cmd("EHLO x", "250").await;
     c.cmd("RCPT TO:<bob@example.org>", "503 5.5.1").await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// TLS to the upstream.
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn upstream_starttls_is_used_and_verified() {
+    let pki = Pki::new();
+    let up = Upstream::start(Script {
+        starttls: Some(pki.upstream_server_config()),
+        ..Default::default()
+    })
+    .await;
+    let g = start_gate(
+        "",
+        &format!(
+            "{BASELINE_TENANT}\n{}",
+            tls_upstream(up.addr, "required", &pki.path("ca.pem"))
+        ),
+    )
+    .await;
+    let mut c = session(&g).await;
+    let r = c
+        .send_message(
+            "app@contoso.com",
+            &["bob@example.org"],
+            b"Subject: tls\r\n\r\nhi\r\n",
+        )
+        .await;
+    assert!(r.starts_with("250 "), "{r:?}");
+    assert!(
+        up.next_completed().await.tls,
+        "the upstream transaction ran over TLS"
+    );
+}
+
+#[tokio::test]
+async fn required_upstream_tls_fails_closed_without_starttls() {
+    let pki = Pki::new();
+    let up = Upstream::start(Script::default()).await;
+    let g = start_gate(
+        "",
+        &format!(
+            "{BASELINE_TENANT}\n{}",
+            tls_upstream(up.addr, "required", &pki.path("ca.pem"))
+        ),
+    )
+    .await;
+    let mut c = session(&g).await;
+    c.cmd("MAIL FROM:<app@contoso.com>", "250").await;
+    let r = c.cmd("RCPT TO:<bob@example.org>", "451 4.4.3").await;
+    assert_exo_reply(
+        &r,
+        "451 4.4.3 Temporary server error. Please try again later [",
+    );
+    assert!(
+        up.transactions().is_empty(),
+        "nothing was sent in clear text"
+    );
+}
+
+#[tokio::test]
+async fn required_upstream_tls_fails_closed_on_an_unverifiable_certificate() {
+    let pki = Pki::new();
+    let other = Pki::new();
+    let up = Upstream::start(Script {
+        starttls: Some(other.upstream_server_config()),
+        ..Default::default()
+    })
+    .await;
+    let g = start_gate(
+        "",
+        &format!(
+            "{BASELINE_TENANT}\n{}",
+            tls_upstream(up.addr, "required", &pki.path("ca.pem"))
+        ),
+    )
+    .await;
+    let mut c = session(&g).await;
+    c.cmd("MAIL FROM:<app@contoso.com>", "250").await;
+    let r = c.cmd("RCPT TO:<bob@example.org>", "451 4.4.3").await;
+    assert_exo_reply(
+        &r,
+        "451 4.4.3 Temporary server error. Please try again later [",
+    );
+    assert!(up.transactions().is_empty());
+}
+
+#[tokio::test]
+async fn opportunistic_upstream_tls_goes_on_in_clear_text_without_starttls() {
+    let pki = Pki::new();
+    let up = Upstream::start(Script::default()).await;
+    let g = start_gate(
+        "",
+        &format!(
+            "{BASELINE_TENANT}\n{}",
+            tls_upstream(up.addr, "opportunistic", &pki.path("ca.pem"))
+        ),
+    )
+    .await;
+    let mut c = session(&g).await;
+    let r = c
+        .send_message(
+            "app@contoso.com",
+            &["bob@example.org"],
+            b"Subject: plain\r\n\r\nhi\r\n",
+        )
+        .await;
+    assert!(r.starts_with("250 "), "{r:?}");
+    assert!(!up.next_completed().await.tls);
 }

@@ -1,9 +1,9 @@
-//! Faults on either side of the gate, reproduced over real sockets: an upstream that loses a
-//! recipient mid-transaction, says more (or other) than it was asked, or answers with codes no
-//! SMTP server sends; and clients that never read, smuggle NUL bytes, send BDAT to a gate that
-//! does not offer it, or pipeline text past DATA. In every case the client is either told the
-//! truth about its message or told to retry, and nothing the client was not told about is
-//! delivered.
+//! Upstream trouble, reproduced over real sockets: an upstream that cannot be reached, refuses
+//! the session, drops or falls silent at any point, loses a recipient mid-transaction, says more
+//! (or other) than it was asked, or answers with codes no SMTP server sends; and a directory
+//! upstream that cannot write. In every case the client is either told the truth about its
+//! message or told to retry (never a 250 for what the upstream does not hold), and nothing the
+//! client was not told about is delivered.
 //!
 //! A temporary failure the gate makes itself is `451 4.4.x Temporary server error. Please try
 //! again later` with Exchange Online's suffix, and nothing else: internal error text (which
@@ -12,31 +12,10 @@
 mod support;
 use std::sync::atomic::Ordering;
 use support::*;
-use tokio::io::AsyncWriteExt;
 use tokio::time::timeout;
 
 /// What the gate's own temporary failures say, and all they say.
 const TEMPORARY: &str = "Temporary server error. Please try again later";
-
-async fn relay_gate(up: &Upstream, server_extra: &str) -> Gate {
-    start_gate(
-        server_extra,
-        &format!("{BASELINE_TENANT}\n{}", smtp_upstream(up.addr)),
-    )
-    .await
-}
-
-async fn session(g: &Gate) -> Client {
-    let mut c = Client::connect(g.addr).await;
-    c.cmd("EHLO app.contoso.com", "250").await;
-    c
-}
-
-/// Send a command line and return its reply, whatever it is.
-async fn ask(c: &mut Client, line: &str) -> String {
-    c.send(format!("{line}\r\n").as_bytes()).await;
-    c.reply().await
-}
 
 /// A temporary failure of the gate's own: one line, `code` (`"451 4.4.3"`, or `"451 4.4."`
 /// for any 4.4.x), the fixed text, and Exchange Online's suffix. `seen` (what else happened)
@@ -66,29 +45,10 @@ fn assert_temporary(reply: &str, code: &str, seen: &str) {
     assert_exo_reply(reply, code);
 }
 
-/// What the upstream got, readable: each transaction's envelope, whether its message was
-/// completed, and its text.
-fn upstream_view(up: &Upstream) -> String {
-    let t: Vec<String> = up
-        .transactions()
-        .iter()
-        .map(|t| {
-            format!(
-                "[{} {:?} completed={} text={:?}]",
-                t.mail,
-                t.rcpts,
-                t.completed,
-                String::from_utf8_lossy(&t.data)
-            )
-        })
-        .collect();
-    format!("upstream got {}", t.join(" "))
-}
-
 /// DATA, and when it is answered 354 the message and the final dot: every reply the client
 /// got, in order (one, or two after a 354).
 async fn data(c: &mut Client, message: &[u8]) -> Vec<String> {
-    let go = ask(c, "DATA").await;
+    let go = c.ask("DATA").await;
     if !go.starts_with("354") {
         return vec![go];
     }
@@ -98,15 +58,183 @@ async fn data(c: &mut Client, message: &[u8]) -> Vec<String> {
     vec![go, end]
 }
 
-/// QUIT and wait for the gate to close: the session's upstream connection has been closed or
-/// returned to the pool by then.
-async fn quit(mut c: Client) {
-    c.cmd("QUIT", "221").await;
-    assert_eq!(c.reply().await, "", "closed after QUIT");
+// ---------------------------------------------------------------------------------------------
+// 1. No upstream to talk to, or one that goes away: 451, never a 250 for a message the upstream
+// does not hold.
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn unreachable_upstream_is_451_at_rcpt() {
+    // A port nothing listens on.
+    let closed = free_port();
+    let g = start_gate("", &format!("{BASELINE_TENANT}\n{}", smtp_upstream(closed))).await;
+    let mut c = session(&g).await;
+    c.cmd("MAIL FROM:<app@contoso.com>", "250").await;
+    let r = c.cmd("RCPT TO:<bob@example.org>", "451").await;
+    assert_exo_reply(
+        &r,
+        "451 4.4.1 Temporary server error. Please try again later [",
+    );
+}
+
+#[tokio::test]
+async fn an_upstream_that_never_accepts_the_connection_times_out_into_451() {
+    // A listener with a backlog of one, filled: further connection attempts get no answer.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(0).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..8 {
+        let s = tokio::net::TcpSocket::new_v4().unwrap();
+        if let Ok(Ok(c)) =
+            tokio::time::timeout(std::time::Duration::from_millis(300), s.connect(addr)).await
+        {
+            fillers.push(c);
+        }
+    }
+    let g = start_gate("", &format!("{BASELINE_TENANT}\n{}", smtp_upstream(addr))).await;
+    let mut c = session(&g).await;
+    c.cmd("MAIL FROM:<app@contoso.com>", "250").await;
+    // connect_timeout_secs = 3; the greeting never comes either way.
+    let r = c.cmd("RCPT TO:<bob@example.org>", "451 4.4.1").await;
+    assert_exo_reply(
+        &r,
+        "451 4.4.1 Temporary server error. Please try again later [",
+    );
+    drop(listener);
+}
+
+#[tokio::test]
+async fn upstream_refusing_the_session_is_451() {
+    let up = Upstream::start(Script {
+        greeting: Some("554 5.7.1 go away"),
+        ..Default::default()
+    })
+    .await;
+    let g = relay_gate(&up, "").await;
+    let mut c = session(&g).await;
+    c.cmd("MAIL FROM:<app@contoso.com>", "250").await;
+    let r = c.cmd("RCPT TO:<bob@example.org>", "451 4.4.3").await;
+    // The upstream's words go to the log, not to the client.
+    assert_exo_reply(
+        &r,
+        "451 4.4.3 Temporary server error. Please try again later [",
+    );
+}
+
+#[tokio::test]
+async fn upstream_dropping_after_mail_is_451() {
+    let up = Upstream::start(Script {
+        drop_after_mail: true,
+        ..Default::default()
+    })
+    .await;
+    let g = relay_gate(&up, "").await;
+    let mut c = session(&g).await;
+    c.cmd("MAIL FROM:<app@contoso.com>", "250").await;
+    c.cmd("RCPT TO:<bob@example.org>", "451 4.4.2").await;
+}
+
+#[tokio::test]
+async fn upstream_dropping_before_the_final_dot_is_never_a_250() {
+    let up = Upstream::start(Script {
+        drop_during_data_after: Some(100_000),
+        ..Default::default()
+    })
+    .await;
+    let g = relay_gate(&up, "").await;
+    let mut c = session(&g).await;
+    let mut text = b"Subject: x\r\n\r\n".to_vec();
+    while text.len() < 1_000_000 {
+        text.extend_from_slice(b"a line of text to fill the message up\r\n");
+    }
+    let r = c
+        .send_message("app@contoso.com", &["bob@example.org"], &text)
+        .await;
+    assert!(r.starts_with("451 4.4."), "{r:?}");
+    assert_eq!(up.completed(), 0);
+}
+
+#[tokio::test]
+async fn upstream_dropping_after_the_final_dot_without_a_reply_is_451() {
+    let up = Upstream::start(Script {
+        drop_after_dot: true,
+        ..Default::default()
+    })
+    .await;
+    let g = relay_gate(&up, "").await;
+    let mut c = session(&g).await;
+    let r = c
+        .send_message(
+            "app@contoso.com",
+            &["bob@example.org"],
+            b"Subject: x\r\n\r\nhi\r\n",
+        )
+        .await;
+    assert_exo_reply(
+        &r,
+        "451 4.4.2 Temporary server error. Please try again later [",
+    );
+}
+
+#[tokio::test]
+async fn silent_upstream_times_out_into_451() {
+    let up = Upstream::start(Script {
+        silent_after_dot: true,
+        ..Default::default()
+    })
+    .await;
+    let g = relay_gate(&up, "").await;
+    let mut c = session(&g).await;
+    // data_end_timeout_secs = 3 in smtp_upstream().
+    let r = c
+        .send_message(
+            "app@contoso.com",
+            &["bob@example.org"],
+            b"Subject: x\r\n\r\nhi\r\n",
+        )
+        .await;
+    assert_exo_reply(
+        &r,
+        "451 4.4.2 Temporary server error. Please try again later [",
+    );
+}
+
+#[tokio::test]
+async fn a_failing_directory_upstream_answers_451_without_its_paths() {
+    // The directory is a file: creating the message fails with an error naming the path.
+    let dir = tempfile::tempdir().unwrap();
+    let blocker = dir.path().join("not-a-directory");
+    std::fs::write(&blocker, b"").unwrap();
+    let g = start_gate(
+        "",
+        &format!("{BASELINE_TENANT}\n{}", directory_upstream(&blocker)),
+    )
+    .await;
+    let mut c = session(&g).await;
+    let r = c
+        .send_message(
+            "app@contoso.com",
+            &["bob@example.org"],
+            b"Subject: x\r\n\r\nhi\r\n",
+        )
+        .await;
+    // The client learns that it should retry, and the session id to quote; the path and the
+    // OS error are for the log.
+    assert_exo_reply(
+        &r,
+        "451 4.4.3 Temporary server error. Please try again later [",
+    );
+    assert!(
+        !r.contains("not-a-directory") && !r.contains("/tmp"),
+        "{r:?}"
+    );
+    assert!(stored(&blocker).is_empty());
 }
 
 // ---------------------------------------------------------------------------------------------
-// 1. A recipient lost upstream in the middle of a transaction. The upstream transaction holds
+// 2. A recipient lost upstream in the middle of a transaction. The upstream transaction holds
 // alice; when bob's RCPT fails, that transaction is gone with its connection. carol must not
 // start a new one (the message would go to carol alone, and alice, told 250, would never get
 // it), and DATA must not be answered 354 for a transaction that no longer exists upstream.
@@ -121,14 +249,14 @@ async fn a_recipient_lost_at_the_second_rcpt(fault: Fault, bob_code: &str) {
     let g = relay_gate(&up, "").await;
     let mut c = session(&g).await;
     c.cmd("MAIL FROM:<app@contoso.com>", "250").await;
-    let alice = ask(&mut c, "RCPT TO:<alice@example.org>").await;
-    let bob = ask(&mut c, "RCPT TO:<bob@example.org>").await;
-    let carol = ask(&mut c, "RCPT TO:<carol@example.org>").await;
+    let alice = c.ask("RCPT TO:<alice@example.org>").await;
+    let bob = c.ask("RCPT TO:<bob@example.org>").await;
+    let carol = c.ask("RCPT TO:<carol@example.org>").await;
     let replies = data(&mut c, b"Subject: lost\r\n\r\nfor alice, bob and carol\r\n").await;
     // Everything the client saw and the upstream got, for every assertion below.
     let seen = format!(
         "alice {alice:?}, bob {bob:?}, carol {carol:?}, DATA {replies:?}; {}",
-        upstream_view(&up)
+        up.view()
     );
     assert!(alice.starts_with("250 "), "{seen}");
     assert_temporary(&bob, bob_code, &seen);
@@ -138,7 +266,7 @@ async fn a_recipient_lost_at_the_second_rcpt(fault: Fault, bob_code: &str) {
     assert_temporary(&replies[0], "451 4.4.", &seen);
     // The session goes on.
     c.cmd("NOOP", "250").await;
-    quit(c).await;
+    c.quit().await;
     assert_eq!(up.completed(), 0, "a message was delivered: {seen}");
     assert_eq!(
         up.transactions().len(),
@@ -165,7 +293,7 @@ async fn upstream_silent_at_the_second_rcpt_never_leaves_a_recipient_behind() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// 2. Reply desync: a reply to no command shifts every later reply by one, so each command
+// 3. Reply desync: a reply to no command shifts every later reply by one, so each command
 // would be answered with its predecessor's reply, and a message could be "accepted" with the
 // reply to RCPT. Once the gate cannot tell which reply answers what, the only safe answer is a
 // temporary failure, and the connection must go.
@@ -181,7 +309,7 @@ async fn a_stray_line_after_the_ehlo_reply_is_451_at_the_first_rcpt_and_nothing_
     let g = relay_gate(&up, "").await;
     let mut c = session(&g).await;
     c.cmd("MAIL FROM:<app@contoso.com>", "250").await;
-    let rcpt = ask(&mut c, "RCPT TO:<bob@example.org>").await;
+    let rcpt = c.ask("RCPT TO:<bob@example.org>").await;
     let replies = data(&mut c, b"Subject: x\r\n\r\nhi\r\n").await;
     let seen = format!("RCPT {rcpt:?}, DATA {replies:?}");
     assert_temporary(&rcpt, "451 4.4.3", &seen);
@@ -189,7 +317,7 @@ async fn a_stray_line_after_the_ehlo_reply_is_451_at_the_first_rcpt_and_nothing_
         !replies.iter().any(|r| r.starts_with("250")),
         "the message was acknowledged: {replies:?}"
     );
-    quit(c).await;
+    c.quit().await;
     assert_eq!(up.completed(), 0);
 }
 
@@ -211,7 +339,7 @@ async fn upstream_answering_250_to_data_is_451_never_an_acceptance() {
         )
         .await;
     assert_temporary(&r, "451 4.4.3", "");
-    quit(c).await;
+    c.quit().await;
     assert_eq!(up.completed(), 0);
 }
 
@@ -229,7 +357,7 @@ async fn a_stray_line_after_a_bdat_rcpt_reply_never_turns_a_refusal_into_250() {
     let g = relay_gate(&up, "").await;
     let mut c = session(&g).await;
     c.cmd("MAIL FROM:<app@contoso.com>", "250").await;
-    let rcpt = ask(&mut c, "RCPT TO:<bob@example.org>").await;
+    let rcpt = c.ask("RCPT TO:<bob@example.org>").await;
     let replies = data(&mut c, b"Subject: x\r\n\r\nhi\r\n").await;
     let seen = format!("RCPT {rcpt:?}, DATA {replies:?}");
     if rcpt.starts_with("451") {
@@ -242,7 +370,7 @@ async fn a_stray_line_after_a_bdat_rcpt_reply_never_turns_a_refusal_into_250() {
         assert_eq!(replies.len(), 2, "{seen}");
         assert_temporary(&replies[1], "451 4.4.3", &seen);
     }
-    quit(c).await;
+    c.quit().await;
     // The upstream answers every LAST with 554: a completed message there is a refused one.
     // Either way, the client was never told 250 for it (above).
     assert!(
@@ -275,13 +403,13 @@ async fn a_stray_line_after_a_delivered_message_does_not_make_the_next_message_a
         .await
         .expect("the upstream wrote its stray line");
     // QUIT: the connection goes back to the pool (with the stray line behind it).
-    quit(c).await;
+    c.quit().await;
 
     let mut c = session(&g).await;
     c.cmd("MAIL FROM:<app@contoso.com>", "250").await;
-    let rcpt = ask(&mut c, "RCPT TO:<carol@example.org>").await;
+    let rcpt = c.ask("RCPT TO:<carol@example.org>").await;
     let replies = data(&mut c, second).await;
-    let seen = format!("RCPT {rcpt:?}, DATA {replies:?}; {}", upstream_view(&up));
+    let seen = format!("RCPT {rcpt:?}, DATA {replies:?}; {}", up.view());
     assert!(rcpt.starts_with("250 "), "{seen}");
     assert_eq!(replies.len(), 2, "{seen}");
     assert!(replies[1].starts_with("250 "), "{seen}");
@@ -295,11 +423,11 @@ async fn a_stray_line_after_a_delivered_message_does_not_make_the_next_message_a
     assert_eq!(strip_received(&done[0].data), first.as_slice());
     assert_eq!(strip_received(&done[1].data), second.as_slice());
     assert_eq!(done[1].rcpts, ["RCPT TO:<carol@example.org>"]);
-    quit(c).await;
+    c.quit().await;
 }
 
 // ---------------------------------------------------------------------------------------------
-// 3. Codes no SMTP server sends at that point: 3xx or 1xx to the final dot, codes outside
+// 4. Codes no SMTP server sends at that point: 3xx or 1xx to the final dot, codes outside
 // 2xx-5xx, a multi-line reply whose lines disagree. None of them is a verdict; each is 451, and
 // a connection that said such a thing is never used again.
 // ---------------------------------------------------------------------------------------------
@@ -321,7 +449,7 @@ async fn odd_reply_then_a_fresh_connection(script: Script, at: OddAt) {
     let mut c = session(&g).await;
     c.cmd("MAIL FROM:<app@contoso.com>", "250").await;
     if at == OddAt::Rcpt {
-        let r = ask(&mut c, "RCPT TO:<odd@example.org>").await;
+        let r = c.ask("RCPT TO:<odd@example.org>").await;
         assert_temporary(&r, "451 4.4.3", "");
         c.cmd("RSET", "250").await;
     } else {
@@ -331,7 +459,7 @@ async fn odd_reply_then_a_fresh_connection(script: Script, at: OddAt) {
         assert_eq!(replies.len(), 2, "{seen}");
         assert_temporary(&replies[1], "451 4.4.3", &seen);
     }
-    quit(c).await;
+    c.quit().await;
     assert_eq!(up.connections.load(Ordering::SeqCst), 1);
 
     let next = b"Subject: next\r\n\r\nthe next message\r\n";
@@ -350,7 +478,7 @@ async fn odd_reply_then_a_fresh_connection(script: Script, at: OddAt) {
         strip_received(&delivered.expect("delivered").data),
         next.as_slice()
     );
-    quit(c).await;
+    c.quit().await;
 }
 
 fn odd_end(reply: &'static str) -> Script {
@@ -395,139 +523,4 @@ async fn a_999_to_rcpt_is_451_and_its_connection_is_not_reused() {
         OddAt::Rcpt,
     )
     .await;
-}
-
-// ---------------------------------------------------------------------------------------------
-// 4. Client-side holes.
-// ---------------------------------------------------------------------------------------------
-
-#[tokio::test]
-async fn a_client_that_never_reads_its_replies_is_disconnected() {
-    // A client that pipelines commands and never reads: the gate's replies fill its tiny
-    // receive buffer and the gate's send buffer, and a gate that waits on that write without a
-    // deadline is held forever (and so is its slot under max_connections).
-    let up = Upstream::start(Script::default()).await;
-    let g = relay_gate(&up, "session_timeout_secs = 2\ncommand_timeout_secs = 1").await;
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(1024).unwrap();
-    let mut s = socket.connect(g.addr).await.unwrap();
-    let noops = b"NOOP\r\n".repeat(64 * 1024 / 6);
-    // Well past the session's 2 s: the bound on waiting, not an expected duration.
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
-    let mut written = 0usize;
-    let closed = loop {
-        match tokio::time::timeout_at(deadline, s.write(&noops)).await {
-            Err(_) => break false,
-            Ok(Err(_)) | Ok(Ok(0)) => break true,
-            Ok(Ok(n)) => written += n,
-        }
-        assert!(
-            written < 64 << 20,
-            "64 MiB written and the gate still reads: its replies go nowhere"
-        );
-    };
-    assert!(
-        closed,
-        "after 30 s the session is still open ({written} bytes written, the last write blocked)"
-    );
-}
-
-#[tokio::test]
-async fn a_nul_byte_in_a_message_without_binarymime_is_refused_with_550_5_6_0() {
-    let up = Upstream::start(Script::default()).await;
-    let g = relay_gate(&up, "").await;
-    let mut c = session(&g).await;
-    let r = c
-        .send_message(
-            "app@contoso.com",
-            &["bob@example.org"],
-            b"Subject: nul\r\n\r\nbefore\0after\r\n",
-        )
-        .await;
-    assert_exo_reply(&r, "550 5.6.0");
-    // The session goes on.
-    c.cmd("NOOP", "250").await;
-    quit(c).await;
-    assert_eq!(up.completed(), 0);
-}
-
-/// A BDAT payload of exactly `BDAT_SIZE` bytes made of command lines: run as commands, it
-/// would start a transaction of its own.
-const BDAT_SIZE: usize = 60;
-
-fn bdat_payload() -> Vec<u8> {
-    let p = b"RSET\r\nMAIL FROM:<e@contoso.com>\r\nRCPT TO:<xy@fabrikam.com>\r\n".to_vec();
-    assert_eq!(p.len(), BDAT_SIZE);
-    p
-}
-
-#[tokio::test]
-async fn a_bdat_payload_is_skipped_never_run_as_commands() {
-    let up = Upstream::start(Script::default()).await;
-    let g = relay_gate(&up, "").await;
-    let mut c = session(&g).await;
-    let mut wire = format!("BDAT {BDAT_SIZE} LAST\r\n").into_bytes();
-    wire.extend_from_slice(&bdat_payload());
-    wire.extend_from_slice(b"NOOP\r\n");
-    c.send(&wire).await;
-    let bdat = c.reply().await;
-    assert!(bdat.starts_with("502 5.5.1"), "{bdat:?}");
-    let noop = c.reply().await;
-    assert!(noop.starts_with("250"), "{noop:?}");
-    // Nothing else is pending: QUIT's is the very next reply.
-    let q = ask(&mut c, "QUIT").await;
-    assert!(
-        q.starts_with("221"),
-        "a reply to a command inside the payload: {q:?}"
-    );
-    assert!(up.transactions().is_empty(), "{}", upstream_view(&up));
-}
-
-/// A BDAT whose payload the gate cannot skip: one refusal, then the connection closes.
-async fn an_unskippable_bdat_ends_the_session(command: &str) {
-    let up = Upstream::start(Script::default()).await;
-    let g = relay_gate(&up, "").await;
-    let mut c = session(&g).await;
-    let mut wire = format!("{command}\r\n").into_bytes();
-    wire.extend_from_slice(&bdat_payload());
-    c.send(&wire).await;
-    let r = c.reply().await;
-    assert!(r.starts_with('5') || r.starts_with('4'), "{r:?}");
-    let next = c.reply().await;
-    assert_eq!(
-        next, "",
-        "the session went on after {r:?} (the payload read as commands)"
-    );
-    assert!(up.transactions().is_empty(), "{}", upstream_view(&up));
-}
-
-#[tokio::test]
-async fn a_bdat_larger_than_the_message_size_limit_ends_the_session() {
-    an_unskippable_bdat_ends_the_session("BDAT 999999999999 LAST").await;
-}
-
-#[tokio::test]
-async fn a_bdat_with_an_unparseable_size_ends_the_session() {
-    an_unskippable_bdat_ends_the_session("BDAT abc").await;
-}
-
-#[tokio::test]
-async fn message_text_sent_before_the_354_is_a_protocol_synchronization_error() {
-    // RFC 2920 3.1: DATA ends a pipelined batch; the text may only follow the 354. A client
-    // that sends it anyway does not wait for replies, so cannot be trusted with the rest.
-    let up = Upstream::start(Script::default()).await;
-    let g = relay_gate(&up, "").await;
-    let mut c = session(&g).await;
-    c.cmd("MAIL FROM:<app@contoso.com>", "250").await;
-    c.cmd("RCPT TO:<bob@example.org>", "250").await;
-    c.send(b"DATA\r\nSubject: x\r\n\r\nbody\r\n.\r\nQUIT\r\n")
-        .await;
-    let r = c.reply().await;
-    assert!(
-        r.starts_with("554 5.5.0 Error: SMTP protocol synchronization"),
-        "{r:?}"
-    );
-    let next = c.reply().await;
-    assert_eq!(next, "", "the session went on after {r:?}");
-    assert_eq!(up.completed(), 0);
 }

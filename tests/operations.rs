@@ -1,137 +1,37 @@
 //! Operations over real sockets: connection limits, graceful shutdown, reload, PROXY protocol.
 
-use relaygate::config::{Config, Settings};
-use std::net::SocketAddr;
+mod support;
+
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
+use support::*;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
-use tokio::sync::{oneshot, watch};
-use tokio::task::JoinHandle;
 use tokio::time::timeout;
 
-const WAIT: Duration = Duration::from_secs(10);
-
-fn settings(out: &Path, server_extra: &str) -> Settings {
-    let text = format!(
-        r#"
-[server]
-hostname = "gate.contoso.com"
-{server_extra}
-
-[[accepted_domains]]
-domain = "contoso.com"
-
-[[inbound_connectors]]
-name = "OnPrem by IP"
-connector_type = "OnPremises"
-sender_ip_addresses = ["203.0.113.0/24"]
-
-[upstream]
-kind = "directory"
-path = "{}"
-"#,
-        out.display()
-    );
-    Config::parse(&text)
-        .expect("parses")
-        .validate()
-        .expect("valid")
-}
-
-struct Gate {
-    addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<()>,
-    settings_tx: watch::Sender<Arc<Settings>>,
-}
-
-async fn start(settings: Settings) -> Gate {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let (settings_tx, rx) = watch::channel(Arc::new(settings));
-    let task = tokio::spawn(relaygate::server::run_reloadable(
-        vec![listener],
-        rx,
-        async {
-            let _ = stopped.await;
-        },
-    ));
-    Gate {
-        addr,
-        stop: Some(stop),
-        task,
-        settings_tx,
-    }
-}
-
-struct Client {
-    reader: BufReader<tokio::io::ReadHalf<TcpStream>>,
-    writer: tokio::io::WriteHalf<TcpStream>,
-}
-
-impl Client {
-    async fn connect(addr: SocketAddr) -> Client {
-        let s = TcpStream::connect(addr).await.unwrap();
-        let (r, w) = tokio::io::split(s);
-        Client {
-            reader: BufReader::new(r),
-            writer: w,
-        }
-    }
-
-    /// One whole reply (all lines); empty string when the connection is closed.
-    async fn reply(&mut self) -> String {
-        let mut all = String::new();
-        loop {
-            let mut line = String::new();
-            let n = timeout(WAIT, self.reader.read_line(&mut line))
-                .await
-                .expect("reply in time")
-                .unwrap_or(0);
-            if n == 0 {
-                return all;
-            }
-            all.push_str(&line);
-            if line.as_bytes().get(3) != Some(&b'-') {
-                return all;
-            }
-        }
-    }
-
-    async fn send(&mut self, bytes: &[u8]) {
-        self.writer.write_all(bytes).await.unwrap();
-    }
-
-    async fn cmd(&mut self, line: &str, code: &str) -> String {
-        self.send(format!("{line}\r\n").as_bytes()).await;
-        let r = self.reply().await;
-        assert!(r.starts_with(code), "{line} -> {r:?}, wanted {code}");
-        r
-    }
-}
-
-fn stored(out: &Path) -> usize {
-    std::fs::read_dir(out)
-        .map(|d| {
-            d.filter_map(Result::ok)
-                .filter(|e| e.path().extension().is_some_and(|x| x == "eml"))
-                .count()
-        })
-        .unwrap_or(0)
+/// A gate whose one connector relays for 203.0.113.0/24, storing messages in `out`. 127.0.0.1
+/// is in no connector: a client relays only when a PROXY header says it is at 203.0.113.x.
+async fn directory_gate(out: &Path, server_extra: &str) -> Gate {
+    start_gate(
+        server_extra,
+        &format!(
+            "{}\n{}",
+            ip_tenant("203.0.113.0/24"),
+            directory_upstream(out)
+        ),
+    )
+    .await
 }
 
 #[tokio::test]
 async fn connections_over_max_connections_get_421_at_once() {
     let out = tempfile::tempdir().unwrap();
-    let gate = start(settings(out.path(), "max_connections = 2")).await;
-    let mut a = Client::connect(gate.addr).await;
+    let gate = directory_gate(out.path(), "max_connections = 2").await;
+    let mut a = Client::open(gate.addr).await;
     assert!(a.reply().await.starts_with("220 "));
-    let mut b = Client::connect(gate.addr).await;
+    let mut b = Client::open(gate.addr).await;
     assert!(b.reply().await.starts_with("220 "));
-    let mut c = Client::connect(gate.addr).await;
+    let mut c = Client::open(gate.addr).await;
     let r = c.reply().await;
     assert!(
         r.starts_with("421 4.7.0 gate.contoso.com Too many connections"),
@@ -143,7 +43,7 @@ async fn connections_over_max_connections_get_421_at_once() {
     assert_eq!(a.reply().await, "");
     let mut d = None;
     for _ in 0..50 {
-        let mut client = Client::connect(gate.addr).await;
+        let mut client = Client::open(gate.addr).await;
         if client.reply().await.starts_with("220 ") {
             d = Some(client);
             break;
@@ -157,10 +57,10 @@ async fn connections_over_max_connections_get_421_at_once() {
 #[tokio::test]
 async fn connections_over_max_connections_per_ip_get_421() {
     let out = tempfile::tempdir().unwrap();
-    let gate = start(settings(out.path(), "max_connections_per_ip = 1")).await;
-    let mut a = Client::connect(gate.addr).await;
+    let gate = directory_gate(out.path(), "max_connections_per_ip = 1").await;
+    let mut a = Client::open(gate.addr).await;
     assert!(a.reply().await.starts_with("220 "));
-    let mut b = Client::connect(gate.addr).await;
+    let mut b = Client::open(gate.addr).await;
     let r = b.reply().await;
     assert!(
         r.starts_with("421 4.7.0 gate.contoso.com Too many connections from your address"),
@@ -172,13 +72,13 @@ async fn connections_over_max_connections_per_ip_get_421() {
 #[tokio::test]
 async fn shutdown_lets_a_transaction_in_flight_finish_and_turns_idle_sessions_away() {
     let out = tempfile::tempdir().unwrap();
-    let mut gate = start(settings(
+    let mut gate = directory_gate(
         out.path(),
         "shutdown_grace_secs = 20\nproxy_protocol = true",
-    ))
+    )
     .await;
     // Busy: in the middle of DATA when the shutdown starts.
-    let mut busy = Client::connect(gate.addr).await;
+    let mut busy = Client::open(gate.addr).await;
     busy.send(b"PROXY TCP4 203.0.113.10 192.0.2.1 40000 25\r\n")
         .await;
     busy.reply().await;
@@ -188,13 +88,13 @@ async fn shutdown_lets_a_transaction_in_flight_finish_and_turns_idle_sessions_aw
     busy.cmd("DATA", "354").await;
     busy.send(b"Subject: in flight\r\n\r\nfirst half\r\n").await;
     // Idle: between transactions.
-    let mut idle = Client::connect(gate.addr).await;
+    let mut idle = Client::open(gate.addr).await;
     idle.send(b"PROXY TCP4 203.0.113.11 192.0.2.1 40001 25\r\n")
         .await;
     idle.reply().await;
     idle.cmd("EHLO idle.contoso.com", "250").await;
 
-    gate.stop.take().unwrap().send(()).unwrap();
+    gate.shut_down();
     let r = idle.reply().await;
     assert!(
         r.starts_with("421 4.3.2 gate.contoso.com Service shutting down"),
@@ -220,25 +120,19 @@ async fn shutdown_lets_a_transaction_in_flight_finish_and_turns_idle_sessions_aw
         r.starts_with("250 2.6.0"),
         "the transaction in flight must complete: {r:?}"
     );
-    assert_eq!(stored(out.path()), 1);
+    assert_eq!(stored(out.path()).len(), 1);
     busy.send(b"MAIL FROM:<app@contoso.com>\r\n").await;
     let r = busy.reply().await;
     assert!(r.starts_with("421 4.3.2"), "{r:?}");
-    timeout(WAIT, gate.task)
-        .await
-        .expect("run returns once sessions are done")
-        .unwrap();
+    gate.ended("run returns once sessions are done").await;
 }
 
 #[tokio::test]
 async fn after_the_grace_period_an_unfinished_message_is_dropped_not_delivered() {
     let out = tempfile::tempdir().unwrap();
-    let mut gate = start(settings(
-        out.path(),
-        "shutdown_grace_secs = 1\nproxy_protocol = true",
-    ))
-    .await;
-    let mut c = Client::connect(gate.addr).await;
+    let mut gate =
+        directory_gate(out.path(), "shutdown_grace_secs = 1\nproxy_protocol = true").await;
+    let mut c = Client::open(gate.addr).await;
     c.send(b"PROXY TCP4 203.0.113.10 192.0.2.1 40000 25\r\n")
         .await;
     c.reply().await;
@@ -247,17 +141,14 @@ async fn after_the_grace_period_an_unfinished_message_is_dropped_not_delivered()
     c.cmd("RCPT TO:<bob@example.org>", "250").await;
     c.cmd("DATA", "354").await;
     c.send(b"Subject: never finished\r\n\r\nhalf\r\n").await;
-    gate.stop.take().unwrap().send(()).unwrap();
-    timeout(WAIT, gate.task)
-        .await
-        .expect("run returns after the grace period")
-        .unwrap();
+    gate.shut_down();
+    gate.ended("run returns after the grace period").await;
     let r = c.reply().await;
     assert!(
         !r.contains("250"),
         "no 250 for an unfinished message: {r:?}"
     );
-    assert_eq!(stored(out.path()), 0);
+    assert_eq!(stored(out.path()).len(), 0);
     let leftovers = std::fs::read_dir(out.path().join(".tmp"))
         .map(|d| d.count())
         .unwrap_or(0);
@@ -267,9 +158,9 @@ async fn after_the_grace_period_an_unfinished_message_is_dropped_not_delivered()
 #[tokio::test]
 async fn proxy_header_address_is_the_peer_the_policy_sees() {
     let out = tempfile::tempdir().unwrap();
-    let gate = start(settings(out.path(), "proxy_protocol = true")).await;
+    let gate = directory_gate(out.path(), "proxy_protocol = true").await;
     // 127.0.0.1 is in no connector; the PROXY header says 203.0.113.10, which is.
-    let mut c = Client::connect(gate.addr).await;
+    let mut c = Client::open(gate.addr).await;
     c.send(b"PROXY TCP4 203.0.113.10 192.0.2.1 40000 25\r\n")
         .await;
     assert!(c.reply().await.starts_with("220 "));
@@ -281,12 +172,8 @@ async fn proxy_header_address_is_the_peer_the_policy_sees() {
     c.send(b"Subject: via HAProxy\r\n\r\nhi\r\n.\r\n").await;
     let r = c.reply().await;
     assert!(r.starts_with("250 2.6.0"), "{r:?}");
-    let eml = std::fs::read_dir(out.path())
-        .unwrap()
-        .filter_map(Result::ok)
-        .find(|e| e.path().extension().is_some_and(|x| x == "eml"))
-        .unwrap();
-    let text = std::fs::read_to_string(eml.path()).unwrap();
+    let eml = stored(out.path());
+    let text = std::fs::read_to_string(&eml[0]).unwrap();
     assert!(
         text.contains("([203.0.113.10])"),
         "Received: names the real client: {text}"
@@ -296,12 +183,12 @@ async fn proxy_header_address_is_the_peer_the_policy_sees() {
 #[tokio::test]
 async fn proxy_v2_header_is_understood() {
     let out = tempfile::tempdir().unwrap();
-    let gate = start(settings(out.path(), "proxy_protocol = true")).await;
+    let gate = directory_gate(out.path(), "proxy_protocol = true").await;
     let mut h = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
     h.extend_from_slice(&[
         0x21, 0x11, 0, 12, 203, 0, 113, 10, 192, 0, 2, 1, 0x9c, 0x40, 0, 25,
     ]);
-    let mut c = Client::connect(gate.addr).await;
+    let mut c = Client::open(gate.addr).await;
     c.send(&h).await;
     assert!(c.reply().await.starts_with("220 "));
     let r = c.cmd("EHLO app.contoso.com", "250").await;
@@ -311,25 +198,25 @@ async fn proxy_v2_header_is_understood() {
 #[tokio::test]
 async fn missing_malformed_or_untrusted_proxy_headers_close_the_connection() {
     let out = tempfile::tempdir().unwrap();
-    let gate = start(settings(
+    let gate = directory_gate(
         out.path(),
         "proxy_protocol = true\nproxy_header_timeout_secs = 1",
-    ))
+    )
     .await;
     // No header: the gate waits (no banner), then closes.
-    let mut silent = Client::connect(gate.addr).await;
+    let mut silent = Client::open(gate.addr).await;
     assert_eq!(silent.reply().await, "", "no banner without a PROXY header");
     // Garbage instead of a header.
-    let mut garbage = Client::connect(gate.addr).await;
+    let mut garbage = Client::open(gate.addr).await;
     garbage.send(b"EHLO client.example\r\n").await;
     assert_eq!(garbage.reply().await, "");
 
-    let untrusted = start(settings(
+    let untrusted = directory_gate(
         out.path(),
         "proxy_protocol = true\nproxy_trusted_networks = [\"192.0.2.0/24\"]",
-    ))
+    )
     .await;
-    let mut c = Client::connect(untrusted.addr).await;
+    let mut c = Client::open(untrusted.addr).await;
     c.send(b"PROXY TCP4 203.0.113.10 192.0.2.1 40000 25\r\n")
         .await;
     assert_eq!(
@@ -342,18 +229,16 @@ async fn missing_malformed_or_untrusted_proxy_headers_close_the_connection() {
 #[tokio::test]
 async fn reload_changes_new_sessions_and_keeps_running_ones() {
     let out = tempfile::tempdir().unwrap();
-    let gate = start(settings(out.path(), "")).await;
-    let mut old = Client::connect(gate.addr).await;
+    let gate = directory_gate(out.path(), "").await;
+    let mut old = Client::open(gate.addr).await;
     assert!(old.reply().await.starts_with("220 gate.contoso.com "));
 
-    let text = format!(
-        "[server]\nhostname = \"gate2.contoso.com\"\n[upstream]\nkind = \"directory\"\npath = \"{}\"\n",
-        out.path().display()
-    );
-    let new = Config::parse(&text).unwrap().validate().unwrap();
-    gate.settings_tx.send(Arc::new(new)).unwrap();
+    gate.reload(settings_from(&format!(
+        "[server]\nhostname = \"gate2.contoso.com\"\n{}",
+        directory_upstream(out.path())
+    )));
 
-    let mut fresh = Client::connect(gate.addr).await;
+    let mut fresh = Client::open(gate.addr).await;
     assert!(fresh.reply().await.starts_with("220 gate2.contoso.com "));
     let r = old.cmd("EHLO client.example", "250").await;
     assert!(
@@ -365,12 +250,9 @@ async fn reload_changes_new_sessions_and_keeps_running_ones() {
 #[tokio::test]
 async fn a_client_dribbling_a_byte_at_a_time_is_cut_off_by_the_session_timeout() {
     let out = tempfile::tempdir().unwrap();
-    let gate = start(settings(out.path(), "session_timeout_secs = 2")).await;
-    let c = Client::connect(gate.addr).await;
-    let Client {
-        mut reader,
-        mut writer,
-    } = c;
+    let gate = directory_gate(out.path(), "session_timeout_secs = 2").await;
+    let (reader, mut writer) = TcpStream::connect(gate.addr).await.unwrap().into_split();
+    let mut reader = BufReader::new(reader);
     let mut banner = String::new();
     reader.read_line(&mut banner).await.unwrap();
     // Slowloris: every byte resets the per-read command timeout, never completes a line.
@@ -405,15 +287,13 @@ async fn a_client_dribbling_a_byte_at_a_time_is_cut_off_by_the_session_timeout()
 
 #[tokio::test]
 async fn a_client_that_never_starts_the_tls_handshake_is_closed() {
-    let pki_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("certs");
     let out = tempfile::tempdir().unwrap();
-    let text = format!(
-        "[server]\nhostname = \"gate.contoso.com\"\ntls_handshake_timeout_secs = 1\n[tls]\ncertificate = \"{d}/gate.pem\"\nprivate_key = \"{d}/gate.key\"\n[upstream]\nkind = \"directory\"\npath = \"{}\"\n",
-        out.path().display(),
-        d = pki_dir.display()
-    );
-    let gate = start(Config::parse(&text).unwrap().validate().unwrap()).await;
-    let mut c = Client::connect(gate.addr).await;
+    let gate = start_gate(
+        "tls_handshake_timeout_secs = 1",
+        &format!("{}{}", dev_tls(), directory_upstream(out.path())),
+    )
+    .await;
+    let mut c = Client::open(gate.addr).await;
     assert!(c.reply().await.starts_with("220 "));
     c.cmd("EHLO x", "250").await;
     c.cmd("STARTTLS", "220").await;

@@ -2,16 +2,13 @@
 //! in a real headless browser (Debian's chromium), so escaping, layout and the inline SVG
 //! charts are checked by what a browser builds, not by string matching alone.
 
-use std::fmt::Write as _;
-use std::fs::File;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+mod support;
 
 use relaygate::cli::report;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use support::{run_chromium, CHROMIUM};
 
-const CHROMIUM: &str = "/usr/bin/chromium";
-const BROWSER_TIMEOUT: Duration = Duration::from_secs(60);
 /// In a P2 domain, where a hostile sender controls it; the report must show it as text.
 const HOSTILE: &str = "<script>alert('p2')</script>.example";
 const HOSTILE_IDENTITY: &str = "ip 192.0.2.66\"><img src=x onerror=alert(1)>";
@@ -133,53 +130,6 @@ fn rfc3339(t: i64, micros: i64) -> String {
         s / 60 % 60,
         s % 60
     )
-}
-
-/// Runs chromium with `args`, stdout to `stdout`, killing it after [`BROWSER_TIMEOUT`].
-fn run_chromium(work: &Path, args: &[String], stdout: &Path) {
-    let profile = tempfile::tempdir_in(work).unwrap();
-    let stderr_path = work.join(format!(
-        "chromium-stderr-{}.txt",
-        stdout.file_stem().unwrap().to_string_lossy()
-    ));
-    let mut child = Command::new(CHROMIUM)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(File::create(stdout).unwrap())
-        .stderr(File::create(&stderr_path).unwrap())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {CHROMIUM}: {e}"));
-    let deadline = Instant::now() + BROWSER_TIMEOUT;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "chromium {args:?} did not finish within {BROWSER_TIMEOUT:?}; stderr:\n{}",
-                std::fs::read_to_string(&stderr_path).unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert!(
-        status.success(),
-        "chromium {args:?} failed ({status}); stderr:\n{}",
-        std::fs::read_to_string(&stderr_path).unwrap_or_default()
-    );
 }
 
 /// The report's own checks, which need no browser.

@@ -2,29 +2,26 @@
 //! clock, so the deadlines are tested in virtual time (a five-minute command timeout costs
 //! milliseconds) and a hang is a failure, not a stuck test.
 
-mod sim;
+mod support;
 
-use relaygate::config::{Config, Settings};
+use relaygate::config::Settings;
 use relaygate::session::{run_session, Peer, Phase};
 use relaygate::upstream::{Connector, Dial, Dialing, Transport};
-use sim::TENANT;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+use support::{ip_tenant, settings_from, Client};
+use tokio::io::{AsyncWriteExt, DuplexStream};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+/// The fault simulation's tenant (127.0.0.1 relays by IP), relaying to an upstream that
+/// [`SilentUpstream`] stands in for.
 fn settings(server_extra: &str, upstream_extra: &str) -> Arc<Settings> {
-    let text = format!(
-        "[server]\nhostname = \"gate.contoso.com\"\n{server_extra}\n{TENANT}\n[upstream]\nkind = \"smtp\"\naddress = \"upstream.test:25\"\ntls = \"none\"\n{upstream_extra}\n"
-    );
-    Arc::new(
-        Config::parse(&text)
-            .unwrap_or_else(|e| panic!("{e}"))
-            .validate()
-            .unwrap_or_else(|e| panic!("{e}")),
-    )
+    Arc::new(settings_from(&format!(
+        "[server]\nhostname = \"gate.contoso.com\"\n{server_extra}\n{}\n[upstream]\nkind = \"smtp\"\naddress = \"upstream.test:25\"\ntls = \"none\"\n{upstream_extra}\n",
+        ip_tenant("127.0.0.0/24")
+    )))
 }
 
 /// An upstream that accepts the connection and then never says a word. The far ends are
@@ -71,39 +68,6 @@ fn start(settings: Arc<Settings>, window: usize) -> (DuplexStream, JoinHandle<()
     (client, session)
 }
 
-/// Read until a final reply line (code and space); empty at end of stream.
-async fn reply(io: &mut DuplexStream) -> String {
-    let mut all = Vec::new();
-    let mut byte = [0u8; 1];
-    loop {
-        match io.read(&mut byte).await {
-            Ok(0) | Err(_) => return String::from_utf8_lossy(&all).into_owned(),
-            Ok(_) => all.push(byte[0]),
-        }
-        if all.ends_with(b"\r\n") {
-            let line_start = all[..all.len() - 2]
-                .iter()
-                .rposition(|b| *b == b'\n')
-                .map_or(0, |i| i + 1);
-            if all.get(line_start + 3) == Some(&b' ') {
-                return String::from_utf8_lossy(&all).into_owned();
-            }
-        }
-    }
-}
-
-async fn cmd(io: &mut DuplexStream, line: &str, expect: &str) -> String {
-    io.write_all(format!("{line}\r\n").as_bytes())
-        .await
-        .unwrap();
-    let r = reply(io).await;
-    assert!(
-        r.starts_with(expect),
-        "{line:?} got {r:?}, expected {expect}"
-    );
-    r
-}
-
 #[tokio::test(start_paused = true)]
 async fn a_client_that_never_reads_is_cut_off_within_its_deadlines() {
     let settings = settings("command_timeout_secs = 5\nsession_timeout_secs = 20", "");
@@ -138,28 +102,30 @@ async fn an_upstream_slower_than_the_session_deadline_gets_421_at_the_deadline()
         "session_timeout_secs = 20",
         "connect_timeout_secs = 30\nreply_timeout_secs = 300",
     );
-    let (mut c, session) = start(settings, 64 * 1024);
+    let (pipe, session) = start(settings, 64 * 1024);
+    let mut c = Client::over(pipe);
     let started = Instant::now();
-    assert!(reply(&mut c).await.starts_with("220 "));
-    cmd(&mut c, "EHLO client.contoso.com", "250").await;
-    cmd(&mut c, "MAIL FROM:<app@contoso.com>", "250").await;
-    let r = cmd(&mut c, "RCPT TO:<bob@example.org>", "421 4.4.2").await;
+    assert!(c.reply().await.starts_with("220 "));
+    c.cmd("EHLO client.contoso.com", "250").await;
+    c.cmd("MAIL FROM:<app@contoso.com>", "250").await;
+    let r = c.cmd("RCPT TO:<bob@example.org>", "421 4.4.2").await;
     assert!(r.contains("Timeout exceeded"), "{r:?}");
     let took = started.elapsed();
     assert!(
         took >= Duration::from_secs(20) && took < Duration::from_secs(21),
         "answered after {took:?}"
     );
-    assert_eq!(reply(&mut c).await, "", "the session ends after the 421");
+    assert_eq!(c.reply().await, "", "the session ends after the 421");
     session.await.unwrap();
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_silent_client_gets_421_after_the_five_minute_command_timeout() {
-    let (mut c, session) = start(settings("", ""), 64 * 1024);
+    let (pipe, session) = start(settings("", ""), 64 * 1024);
+    let mut c = Client::over(pipe);
     let started = Instant::now();
-    assert!(reply(&mut c).await.starts_with("220 "));
-    let r = reply(&mut c).await;
+    assert!(c.reply().await.starts_with("220 "));
+    let r = c.reply().await;
     assert!(r.starts_with("421 4.4.2"), "{r:?}");
     // RFC 5321 4.5.3.2.7's five minutes, in virtual time.
     assert_eq!(started.elapsed().as_secs(), 300);

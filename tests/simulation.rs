@@ -9,7 +9,11 @@
 //! - `RELAYGATE_SIM_SEED=N` replays one seed and prints what happened, line by line.
 //! - A seed that found a bug stays below as a named test.
 
+// The simulation lives with the shared helpers but is compiled here only (support/mod.rs says
+// why).
+#[path = "support/sim/mod.rs"]
 mod sim;
+mod support;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;

@@ -4,6 +4,7 @@
 
 use super::rng::Rng;
 use super::Trace;
+use crate::support::message::stuff;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
 /// One message as the client saw it.
@@ -235,18 +236,4 @@ impl Client {
         }
         t
     }
-}
-
-/// Dot-stuff message text for DATA.
-fn stuff(text: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(text.len() + 64);
-    let mut at_line_start = true;
-    for &b in text {
-        if at_line_start && b == b'.' {
-            out.push(b'.');
-        }
-        out.push(b);
-        at_line_start = b == b'\n';
-    }
-    out
 }
