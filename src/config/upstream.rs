@@ -175,10 +175,9 @@ impl fmt::Debug for UpstreamSettings {
 }
 
 impl UpstreamConfig {
-    pub(super) fn validate(&self) -> Result<UpstreamSettings, ConfigError> {
-        // Bounded whatever the kind, so that no value in the file is left to overflow later;
-        // the lower bounds apply to kind smtp only, below.
-        for (key, v) in [
+    /// Every timeout of the section with its key, for the checks on all of them.
+    fn timeouts(&self) -> [(&'static str, u64); 4] {
+        [
             ("upstream.connect_timeout_secs", self.connect_timeout_secs),
             ("upstream.reply_timeout_secs", self.reply_timeout_secs),
             ("upstream.data_end_timeout_secs", self.data_end_timeout_secs),
@@ -186,7 +185,13 @@ impl UpstreamConfig {
                 "upstream.pool_idle_timeout_secs",
                 self.pool_idle_timeout_secs,
             ),
-        ] {
+        ]
+    }
+
+    pub(super) fn validate(&self) -> Result<UpstreamSettings, ConfigError> {
+        // Bounded whatever the kind, so that no value in the file is left to overflow later;
+        // the lower bounds apply to kind smtp only, below.
+        for (key, v) in self.timeouts() {
             seconds(key, v, 0)?;
         }
         match self.kind {
@@ -264,15 +269,7 @@ impl UpstreamConfig {
                 .map_err(tls_error)?,
             )
         };
-        for (key, v) in [
-            ("upstream.connect_timeout_secs", self.connect_timeout_secs),
-            ("upstream.reply_timeout_secs", self.reply_timeout_secs),
-            ("upstream.data_end_timeout_secs", self.data_end_timeout_secs),
-            (
-                "upstream.pool_idle_timeout_secs",
-                self.pool_idle_timeout_secs,
-            ),
-        ] {
+        for (key, v) in self.timeouts() {
             if v == 0 {
                 return Err(invalid(key, v, "must be at least 1 second"));
             }

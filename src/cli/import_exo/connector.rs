@@ -111,19 +111,33 @@ fn sender_ip_addresses(
     object: &str,
     notes: &mut Vec<Note>,
 ) -> Vec<String> {
-    let mut ips = Vec::new();
-    for entry in printed.map_or(&[][..], |m| m.0.as_slice()) {
-        let reason = match &entry.value {
-            Some(IpRange(text)) => match sender_ip(text) {
-                Ok(ip) => {
-                    ips.push(ip);
-                    continue;
-                }
-                Err(reason) => reason,
-            },
-            None => "not an address in a form relaygate reads; the entry is left out".into(),
+    let entries = printed.map_or(&[][..], |m| m.0.as_slice());
+    let form = "not an address in a form relaygate reads; the entry is left out";
+    taken(entries, "SenderIPAddresses", form, object, notes, |r| {
+        sender_ip(&r.0)
+    })
+}
+
+/// The entries of a multi-valued property that `take` accepts; for each other one (unreadable,
+/// `form`, or refused with a reason) a note, so nothing is dropped silently.
+fn taken<T>(
+    entries: &[Printed<T>],
+    property: &str,
+    form: &str,
+    object: &str,
+    notes: &mut Vec<Note>,
+    take: impl Fn(&T) -> Result<String, String>,
+) -> Vec<String> {
+    let mut kept = Vec::new();
+    for entry in entries {
+        let reason = match entry.value.as_ref().map(&take) {
+            Some(Ok(value)) => {
+                kept.push(value);
+                continue;
+            }
+            Some(Err(reason)) => reason,
+            None => form.to_string(),
         };
-        let property = "SenderIPAddresses";
         notes.push(note(
             object,
             property,
@@ -132,7 +146,7 @@ fn sender_ip_addresses(
             reason,
         ));
     }
-    ips
+    kept
 }
 
 /// `TlsSenderCertificateName`: the certificate name the gate takes, if any; a note when it is
@@ -188,28 +202,10 @@ fn sender_domains(
     object: &str,
     notes: &mut Vec<Note>,
 ) -> Vec<String> {
-    let mut domains = Vec::new();
-    for entry in &printed.0 {
-        let reason = match &entry.value {
-            Some(AddressSpace(text)) => match sender_domain(text) {
-                Ok(d) => {
-                    domains.push(d);
-                    continue;
-                }
-                Err(reason) => reason,
-            },
-            None => "not an address space in a form relaygate reads; the entry is left out".into(),
-        };
-        let property = "SenderDomains";
-        notes.push(note(
-            object,
-            property,
-            &entry.json,
-            NoteKind::Unsupported,
-            reason,
-        ));
-    }
-    domains
+    let form = "not an address space in a form relaygate reads; the entry is left out";
+    taken(&printed.0, "SenderDomains", form, object, notes, |a| {
+        sender_domain(&a.0)
+    })
 }
 
 /// The settings Exchange Online and the gate apply differently: a note for each, and the
