@@ -2,16 +2,17 @@
 //!
 //! Parsing is smtp-proto's; this is the seam the session and the fuzzer share.
 
+use super::dsn;
 use super::reply::Reply;
 use smtp_proto::Request;
 
 /// Parse a complete command line (ending in LF). Lines the gate will not act on get the 5xx
-/// that says why.
+/// that says why, also DSN parameters it could not forward exactly ([`dsn::check`]).
 pub fn parse_command(line: &[u8]) -> Result<Request<String>, Reply> {
     if line.contains(&0) {
         return Err(Reply::new(500, "5.5.2", "NUL character in command"));
     }
-    Request::parse(&mut line.iter())
+    let request = Request::parse(&mut line.iter())
         .map(Request::into_owned)
         .map_err(|e| match e {
             smtp_proto::Error::UnknownCommand => Reply::new(500, "5.5.1", "Command unrecognized"),
@@ -31,7 +32,9 @@ pub fn parse_command(line: &[u8]) -> Result<Request<String>, Reply> {
                 Reply::new(555, "5.5.4", format!("Unsupported parameter {param}"))
             }
             _ => Reply::new(500, "5.5.2", "Syntax error"),
-        })
+        })?;
+    dsn::check(line, &request)?;
+    Ok(request)
 }
 
 #[cfg(test)]
