@@ -1,14 +1,64 @@
-//! EHLO, HELO and STARTTLS: what the client learns about the gate, and the TLS upgrade that
-//! may give the session a client-certificate identity.
+//! The banner, EHLO, HELO and STARTTLS: what the client learns about the gate, in Exchange
+//! Online's words (`docs/exo-relay-rules.md`, "The front door"), and the TLS upgrade that may
+//! give the session a client-certificate identity.
 
 use super::{End, Session};
 use crate::observe::metrics::metrics;
 use crate::stream::MaybeTls;
-use crate::wire::reply::Reply;
+use crate::wire::reply::{rfc5322_date, Reply};
+use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::SystemTime;
 use tokio::io::{AsyncRead, AsyncWrite};
 
+/// Whether EHLO offers `BINARYMIME` and `CHUNKING` (RFC 3030), as Exchange Online's does. Off
+/// until the session takes BDAT from clients: the gate never offers what it does not do.
+const OFFER_CHUNKING: bool = false;
+
+/// The lines of the EHLO reply, in the order Exchange Online's MX gives them. `STARTTLS` only
+/// when TLS is configured and not yet active; no `HELP` (the command still answers 214).
+fn ehlo_lines(
+    host: &str,
+    client: IpAddr,
+    max_message_size: u64,
+    starttls: bool,
+    chunking: bool,
+) -> Vec<String> {
+    let mut lines = vec![
+        format!("{host} Hello [{client}]"),
+        format!("SIZE {max_message_size}"),
+        "PIPELINING".into(),
+        "DSN".into(),
+        "ENHANCEDSTATUSCODES".into(),
+    ];
+    if starttls {
+        lines.push("STARTTLS".into());
+    }
+    lines.push("8BITMIME".into());
+    if chunking {
+        lines.push("BINARYMIME".into());
+        lines.push("CHUNKING".into());
+    }
+    lines.push("SMTPUTF8".into());
+    lines
+}
+
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
+    /// `220 <host> Microsoft ESMTP MAIL Service ready at <date> [<session id>]`: Exchange
+    /// Online's greeting, the id being the one every refusal's suffix carries.
+    pub(super) fn banner(&self) -> Reply {
+        Reply::new(
+            220,
+            "",
+            format!(
+                "{} Microsoft ESMTP MAIL Service ready at {} [{}]",
+                self.settings.server.hostname,
+                rfc5322_date(SystemTime::now()),
+                self.id
+            ),
+        )
+    }
+
     pub(super) async fn hello(&mut self, host: String, esmtp: bool) {
         if host.trim().is_empty() {
             self.error_reply(Reply::new(501, "5.5.4", "Syntax: EHLO hostname"));
@@ -16,22 +66,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         }
         self.end_transaction("EHLO/HELO").await;
         let name = &self.settings.server.hostname;
-        let greeting = format!("{name} Hello [{}]", self.peer.addr.ip());
         if !esmtp {
+            let greeting = format!("{name} Hello [{}]", self.peer.addr.ip());
             self.reply(&Reply::new(250, "", greeting));
         } else {
-            let mut lines = vec![
-                greeting,
-                "PIPELINING".to_string(),
-                format!("SIZE {}", self.settings.server.max_message_size),
-                "8BITMIME".into(),
-                "SMTPUTF8".into(),
-                "ENHANCEDSTATUSCODES".into(),
-            ];
-            if self.settings.tls.is_some() && self.tls_description.is_none() {
-                lines.push("STARTTLS".into());
-            }
-            lines.push("HELP".into());
+            let lines = ehlo_lines(
+                name,
+                self.peer.addr.ip(),
+                self.settings.server.max_message_size,
+                self.settings.tls.is_some() && self.tls_description.is_none(),
+                OFFER_CHUNKING,
+            );
             let last = lines.len() - 1;
             for (i, l) in lines.iter().enumerate() {
                 let sep = if i == last { ' ' } else { '-' };
@@ -124,5 +169,44 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         self.helo = None;
         self.esmtp = false;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ehlo_offers_exchange_onlines_list_in_its_order() {
+        let ip: IpAddr = "203.0.113.25".parse().unwrap();
+        let all = ehlo_lines("gate.contoso.com", ip, 36_700_160, true, true);
+        assert_eq!(
+            all,
+            [
+                "gate.contoso.com Hello [203.0.113.25]",
+                "SIZE 36700160",
+                "PIPELINING",
+                "DSN",
+                "ENHANCEDSTATUSCODES",
+                "STARTTLS",
+                "8BITMIME",
+                "BINARYMIME",
+                "CHUNKING",
+                "SMTPUTF8",
+            ]
+        );
+        let after_tls = ehlo_lines("gate.contoso.com", ip, 1000, false, false);
+        assert_eq!(
+            after_tls,
+            [
+                "gate.contoso.com Hello [203.0.113.25]",
+                "SIZE 1000",
+                "PIPELINING",
+                "DSN",
+                "ENHANCEDSTATUSCODES",
+                "8BITMIME",
+                "SMTPUTF8",
+            ]
+        );
     }
 }

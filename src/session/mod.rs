@@ -180,15 +180,7 @@ struct Session<S> {
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     async fn serve(&mut self) -> End {
-        let banner = Reply::new(
-            220,
-            "",
-            format!(
-                "{} Microsoft ESMTP MAIL Service ready (relaygate)",
-                self.settings.server.hostname
-            ),
-        );
-        self.reply(&banner);
+        self.reply(&self.banner());
         loop {
             let len = match self.next_line().await {
                 io::Input::Line(_)
