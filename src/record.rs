@@ -47,6 +47,11 @@ pub struct TransactionRecord {
     pub reply: String,
     /// In audit mode, what enforce mode would have answered instead; else empty.
     pub enforce_would_reply: String,
+    /// The DSN parameters the upstream got the transaction without, because it does not offer
+    /// DSN ([`crate::wire::dsn::Dropped`]: `RET=HDRS ENVID NOTIFY ORCPT`); else empty. Absent
+    /// from older logs, so optional when read.
+    #[serde(default)]
+    pub dsn_dropped: String,
     #[serde(flatten)]
     pub flow: FlowRecord,
 }
@@ -97,6 +102,7 @@ impl TransactionRecord {
             connector = %self.connector,
             reply = %self.reply,
             enforce_would_reply = self.enforce_would_reply.as_str(),
+            dsn_dropped = %self.dsn_dropped,
             identity = %f.identity,
             p1_domain = f.p1_domain.as_str(),
             p2_domain = f.p2_domain.as_str(),
@@ -175,6 +181,7 @@ mod tests {
             connector: "OnPrem by IP".into(),
             reply: "250 2.6.0 Message accepted".into(),
             enforce_would_reply: "550 5.7.64 TenantAttribution; Relay Access Denied".into(),
+            dsn_dropped: "RET=HDRS ENVID NOTIFY".into(),
             flow: FlowRecord {
                 identity: "certificate mail.contoso.com".into(),
                 p1_domain: "example.net".into(),
@@ -207,6 +214,7 @@ mod tests {
         assert_eq!(event["exo_2023"], "refused 550 5.7.64");
         assert_eq!(event["mode"], "audit");
         assert_eq!(event["profile"], "exo-2023");
+        assert_eq!(event["dsn_dropped"], "RET=HDRS ENVID NOTIFY");
         let read: TransactionRecord = serde_json::from_str(&line).unwrap();
         assert_eq!(read, sent);
     }

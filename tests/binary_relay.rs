@@ -1,13 +1,11 @@
 //! The real `relaygate` binary relaying mail: swaks (the tool admins test with) against it on
 //! the shipped development certificates (relayed, refused, relayed by certificate, refused with
 //! an untrusted certificate), its JSON decision log, HAProxy in front of it on the shipped
-//! configuration, Postfix's smtp-sink behind it, and `scripts/swaks-load.sh`.
+//! configuration, Postfix's smtp-sink behind it (also for DSN parameters), and
+//! `scripts/swaks-load.sh`.
 
 mod support;
-use std::io::Write;
-use std::net::TcpStream;
 use std::process::Command;
-use std::time::Duration;
 use support::*;
 
 #[test]
@@ -115,15 +113,7 @@ fn each_transaction_is_one_json_decision_event() {
         .and_then(|l| l.rsplit(' ').next())
         .expect("reply with suffix")
         .to_string();
-    let mut event = None;
-    eventually("the transaction event", || {
-        event = gate
-            .events()
-            .into_iter()
-            .find(|v| v["message"] == "transaction" && v["p1"] == "app@example.net");
-        event.is_some()
-    });
-    let e = event.unwrap();
+    let e = gate.transaction("app@example.net");
     let events = gate
         .log()
         .lines()
@@ -163,28 +153,16 @@ fn each_transaction_is_one_json_decision_event() {
 #[test]
 fn a_transaction_that_ends_before_its_header_has_no_legacy_verdict() {
     let gate = start_with("127.0.0.0/24", "\n[policy]\nmode = \"audit\"\n");
-    let mut s = TcpStream::connect(gate.addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut r = std::io::BufReader::new(s.try_clone().unwrap());
-    let mut line = String::new();
-    let mut expect = |r: &mut std::io::BufReader<TcpStream>, code: &str| loop {
-        use std::io::BufRead;
-        line.clear();
-        r.read_line(&mut line).unwrap();
-        assert!(line.starts_with(code), "{line}");
-        if line.as_bytes().get(3) == Some(&b' ') {
-            break;
-        }
-    };
-    expect(&mut r, "220");
+    let mut c = LineClient::connect(gate.addr);
+    c.expect("220");
     for (cmd, code) in [
         ("EHLO app.example.net", "250"),
         ("MAIL FROM:<app@example.net>", "250"),
         ("RCPT TO:<bob@example.org>", "250"),
         ("RSET", "250"),
     ] {
-        write!(s, "{cmd}\r\n").unwrap();
-        expect(&mut r, code);
+        c.send(cmd);
+        c.expect(code);
     }
     let mut event = None;
     eventually("the transaction event", || {
@@ -254,12 +232,7 @@ fn haproxy_with_the_shipped_config_passes_the_client_address_by_proxy_protocol()
 )]
 fn a_real_upstream_smtp_server_gets_the_message_intact() {
     let sink = smtp_sink();
-    let upstream = format!("{}\n[log]", plain_smtp_upstream(sink.addr));
-    let gate = start_edited("127.0.0.0/24", "", |c| {
-        let start = c.find("[upstream]").unwrap();
-        let end = c.find("[log]").unwrap();
-        format!("{}{upstream}{}", &c[..start], &c[end + "[log]".len()..])
-    });
+    let gate = in_front_of(&sink);
     // 8-bit text, a line that starts with a dot, and a lone dot inside a line.
     let body = "first line\n.a line starting with a dot\n..two dots\nété . déjà\nlast";
     let out = swaks_at(
@@ -295,6 +268,98 @@ fn a_real_upstream_smtp_server_gets_the_message_intact() {
         dump.contains("Received: from "),
         "the gate adds its trace header:\n{dump}"
     );
+}
+
+/// The gate with Postfix's smtp-sink as its upstream instead of a directory.
+fn in_front_of(sink: &SmtpSink) -> Binary {
+    let upstream = format!("{}\n[log]", plain_smtp_upstream(sink.addr));
+    start_edited("127.0.0.0/24", "", |c| {
+        let start = c.find("[upstream]").unwrap();
+        let end = c.find("[log]").unwrap();
+        format!("{}{upstream}{}", &c[..start], &c[end + "[log]".len()..])
+    })
+}
+
+#[test]
+#[cfg_attr(
+    not(feature = "peers"),
+    ignore = "needs swaks and Postfix's smtp-sink: cargo test --features peers (scripts/test.sh)"
+)]
+fn swaks_dsn_parameters_reach_a_dsn_upstream_rebuilt() {
+    // smtp-sink offers DSN and dumps each command's parameters (X-Mail-Args, X-Rcpt-Args).
+    let sink = smtp_sink();
+    let gate = in_front_of(&sink);
+    // swaks (20201014, and its current source) has no DSN options, but writes `--from` and
+    // `--to` into MAIL and RCPT as they are: the parameters go there, and swaks's own closing
+    // `>` ends up in the last one's xtext, where `>` stands for itself. `--to` splits at
+    // commas, so NOTIFY gets one keyword.
+    let out = swaks_at(
+        &gate.addr.to_string(),
+        &[
+            "--from",
+            "app@contoso.com> ret=hdrs ENVID=QQ+2B314159",
+            "--to",
+            "bob@example.org> notify=failure ORCPT=RFC822;bob@example.org",
+            "--header-From",
+            "<app@contoso.com>",
+            "--header-To",
+            "<bob@example.org>",
+        ],
+    );
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    let mut dump = String::new();
+    eventually("the sink's dump file", || {
+        dump = std::fs::read_dir(sink.dumps.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+            .find(|d| d.contains("X-Rcpt-Args"))
+            .unwrap_or_default();
+        !dump.is_empty()
+    });
+    assert!(
+        dump.contains("\nX-Mail-Args: <app@contoso.com> RET=HDRS ENVID=QQ+2B314159>\n"),
+        "{dump}"
+    );
+    assert!(
+        dump.contains(
+            "\nX-Rcpt-Args: <bob@example.org> NOTIFY=FAILURE ORCPT=rfc822;bob@example.org>\n"
+        ),
+        "{dump}"
+    );
+    assert_eq!(gate.transaction("app@contoso.com")["dsn_dropped"], "");
+}
+
+#[test]
+fn dsn_parameters_an_upstream_without_dsn_did_not_get_are_logged() {
+    // The directory upstream sends no notifications: it keeps no DSN request.
+    let gate = start("127.0.0.0/24");
+    let mut c = LineClient::connect(gate.addr);
+    c.expect("220");
+    for (cmd, code) in [
+        ("EHLO app.contoso.com", "250"),
+        ("MAIL FROM:<app@contoso.com> RET=HDRS ENVID=QQ314159", "250"),
+        ("RCPT TO:<bob@example.org> NOTIFY=SUCCESS,FAILURE", "250"),
+        (
+            "RCPT TO:<carol@example.org> ORCPT=rfc822;carol@example.org",
+            "250",
+        ),
+        ("DATA", "354"),
+        ("Subject: dsn\r\n\r\nbody\r\n.", "250"),
+        ("MAIL FROM:<plain@contoso.com>", "250"),
+        ("RCPT TO:<bob@example.org>", "250"),
+        ("DATA", "354"),
+        ("Subject: none\r\n\r\nbody\r\n.", "250"),
+    ] {
+        c.send(cmd);
+        c.expect(code);
+    }
+    let e = gate.transaction("app@contoso.com");
+    assert_eq!(e["dsn_dropped"], "RET=HDRS ENVID NOTIFY ORCPT", "{e}");
+    let e = gate.transaction("plain@contoso.com");
+    assert_eq!(e["dsn_dropped"], "", "{e}");
 }
 
 #[test]

@@ -10,6 +10,7 @@ use super::{End, Recipient, Session, Transaction};
 use crate::policy::enforcement::{answer_rcpt, RcptAnswer};
 use crate::policy::{self, HeaderSender, RecipientVerdict, ReversePath, SessionFacts};
 use crate::upstream::{Envelope, Stage, UpstreamError, UpstreamReply};
+use crate::wire::dsn::{Dropped, MailDsn, RcptDsn};
 use crate::wire::reply::Reply;
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -46,11 +47,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             self.error_reply(Reply::new(555, "5.5.4", "SMTPUTF8 needs EHLO"));
             return;
         }
+        let dsn = MailDsn::of(&from);
         let envelope = Envelope {
             mail_from: from.address,
             size: (from.size > 0).then_some(from.size as u64),
             eight_bit: from.flags & smtp_proto::MAIL_BODY_8BITMIME != 0,
             smtputf8,
+            dsn,
         };
         let p = &self.settings.policy;
         let relay = policy::authorize_relay(
@@ -68,6 +71,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             refused_unlisted: 0,
             upstream_open: false,
             upstream_lost: false,
+            dsn_dropped: Dropped::default(),
             started: Instant::now(),
         });
         self.reply(&Reply::new(250, "2.1.0", "Sender OK"));
@@ -82,6 +86,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             self.reply_with_suffix(&Reply::new(452, "4.5.3", "Too many recipients"));
             return Ok(());
         }
+        let dsn = RcptDsn::of(&to);
         let address = to.address;
         if address.is_empty() {
             self.error_reply(Reply::new(501, "5.1.3", "Bad recipient address syntax"));
@@ -102,7 +107,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 self.note_refused(address, line);
             }
             RcptAnswer::Hold => self.accept_recipient(address, verdict, false),
-            RcptAnswer::Forward => match self.forward_rcpt(&address).await? {
+            RcptAnswer::Forward => match self.forward_rcpt(&address, &dsn).await? {
                 Ok(reply) if reply.is_positive() => {
                     self.reply_upstream(&reply);
                     self.accept_recipient(address, verdict, true);
@@ -146,25 +151,30 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     async fn forward_rcpt(
         &mut self,
         address: &str,
+        dsn: &RcptDsn,
     ) -> Result<Result<UpstreamReply, UpstreamError>, End> {
         let txn = self.txn.as_ref().expect("txn");
         if txn.upstream_lost {
             return Ok(Err(UpstreamError::Dropped(Stage::Rcpt)));
         }
         let result = if txn.upstream_open {
-            within_deadline!(self, self.upstream.rcpt(address))
+            within_deadline!(self, self.upstream.rcpt(address, dsn))
         } else {
             let env = txn.envelope.clone();
-            match within_deadline!(self, self.upstream.mail_rcpt(&env, address)) {
+            match within_deadline!(self, self.upstream.mail_rcpt(&env, address, dsn)) {
                 // MAIL refused: its reply is the answer to this RCPT.
                 Ok((mail, None)) => Ok(mail),
                 Ok((_, Some(rcpt))) => {
                     self.txn.as_mut().expect("txn").upstream_open = true;
+                    self.note_dsn_dropped(None);
                     Ok(rcpt)
                 }
                 Err(e) => Err(e),
             }
         };
+        if matches!(&result, Ok(reply) if reply.is_positive()) {
+            self.note_dsn_dropped(Some(dsn));
+        }
         if let Err(e) = &result {
             tracing::warn!(session = %self.id, error = %e, "upstream MAIL/RCPT failed");
             // Any upstream error drops its connection, and the upstream transaction with it.
@@ -173,6 +183,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             txn.upstream_lost = txn.has_forwarded();
         }
         Ok(result)
+    }
+
+    /// Note the DSN parameters the upstream now holds the transaction without (it does not
+    /// offer DSN): MAIL's once it accepted MAIL, a recipient's once it accepted that recipient.
+    fn note_dsn_dropped(&mut self, rcpt: Option<&RcptDsn>) {
+        if self.upstream.offers_dsn() {
+            return;
+        }
+        let txn = self.txn.as_mut().expect("txn");
+        match rcpt {
+            None => txn.dsn_dropped.mail(&txn.envelope.dsn),
+            Some(dsn) => txn.dsn_dropped.rcpt(dsn),
+        }
     }
 
     /// End a transaction that never reached the end of DATA (RSET, EHLO, QUIT, a lost client):

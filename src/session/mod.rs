@@ -148,6 +148,8 @@ struct Transaction {
     /// (a drop, a 421, silence, a reply out of step). A new upstream transaction would carry
     /// only the recipients named from now on, so the rest of this one is answered 4xx.
     upstream_lost: bool,
+    /// DSN parameters the upstream holds this transaction without (it does not offer DSN).
+    dsn_dropped: crate::wire::dsn::Dropped,
     /// When MAIL FROM was accepted, for the transaction latency histogram.
     started: Instant,
 }

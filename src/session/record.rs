@@ -96,6 +96,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             connector: wording::connector(relay).to_string(),
             reply: outcome.reply.clone(),
             enforce_would_reply: outcome.enforce_reply.clone().unwrap_or_default(),
+            dsn_dropped: txn.dsn_dropped.to_string(),
             flow: self.flow(txn, header, p2),
         }
     }

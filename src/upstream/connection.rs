@@ -74,6 +74,8 @@ pub struct Capabilities {
     pub eight_bit_mime: bool,
     pub smtputf8: bool,
     pub chunking: bool,
+    /// RFC 3461: the DSN parameters of MAIL and RCPT are passed on only then.
+    pub dsn: bool,
 }
 
 impl Capabilities {
@@ -92,6 +94,7 @@ impl Capabilities {
             eight_bit_mime: has(smtp_proto::EXT_8BIT_MIME),
             smtputf8: has(smtp_proto::EXT_SMTP_UTF8),
             chunking: has(smtp_proto::EXT_CHUNKING),
+            dsn: has(smtp_proto::EXT_DSN),
         }
     }
 }
@@ -391,12 +394,12 @@ mod tests {
             raw: raw.to_vec(),
         });
         assert!(caps.pipelining && caps.starttls && caps.size && caps.eight_bit_mime);
-        assert!(caps.smtputf8 && caps.chunking);
+        assert!(caps.smtputf8 && caps.chunking && caps.dsn);
         let bare = Capabilities::from_ehlo(&UpstreamReply {
             code: 250,
             raw: b"250 upstream.test\r\n".to_vec(),
         });
-        assert!(!bare.pipelining && !bare.starttls && !bare.chunking);
+        assert!(!bare.pipelining && !bare.starttls && !bare.chunking && !bare.dsn);
     }
 
     #[test]

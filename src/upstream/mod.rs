@@ -26,6 +26,7 @@ pub use smtp::SmtpLeg;
 
 use crate::config::UpstreamSettings;
 use crate::observe::metrics::metrics;
+use crate::wire::dsn::{MailDsn, RcptDsn};
 use std::sync::Arc;
 
 /// What the session tells the upstream about the transaction.
@@ -39,6 +40,8 @@ pub struct Envelope {
     pub eight_bit: bool,
     /// `SMTPUTF8`.
     pub smtputf8: bool,
+    /// `RET` and `ENVID`, passed on when the upstream offers DSN.
+    pub dsn: MailDsn,
 }
 
 /// An upstream reply, kept verbatim (every line) so the client sees exactly what the upstream said.
@@ -91,14 +94,15 @@ pub struct ClientFacts {
 
 impl Upstream {
     /// Open the upstream transaction with its first recipient (connecting first if needed):
-    /// MAIL's reply, and RCPT's when MAIL was accepted.
+    /// MAIL's reply, and RCPT's when MAIL was accepted. `dsn` is the recipient's DSN request.
     pub async fn mail_rcpt(
         &mut self,
         env: &Envelope,
         path: &str,
+        dsn: &RcptDsn,
     ) -> Result<(UpstreamReply, Option<UpstreamReply>), UpstreamError> {
         let r = match self {
-            Upstream::Smtp(l) => l.mail_rcpt(env, path).await,
+            Upstream::Smtp(l) => l.mail_rcpt(env, path, dsn).await,
             Upstream::Directory(l) => {
                 let mail = l.mail(env);
                 let rcpt = l.rcpt(path);
@@ -117,9 +121,13 @@ impl Upstream {
         r
     }
 
-    pub async fn rcpt(&mut self, path: &str) -> Result<UpstreamReply, UpstreamError> {
+    pub async fn rcpt(
+        &mut self,
+        path: &str,
+        dsn: &RcptDsn,
+    ) -> Result<UpstreamReply, UpstreamError> {
         let r = match self {
-            Upstream::Smtp(l) => l.rcpt(path).await,
+            Upstream::Smtp(l) => l.rcpt(path, dsn).await,
             Upstream::Directory(l) => Ok(l.rcpt(path)),
         };
         count(&r.as_ref());
@@ -138,6 +146,12 @@ impl Upstream {
             count(&r.as_ref());
         }
         r
+    }
+
+    /// Whether the DSN parameters reach the upstream: an SMTP upstream that offered DSN on the
+    /// connection in use. A directory keeps no DSN request (nothing there sends notifications).
+    pub fn offers_dsn(&self) -> bool {
+        matches!(self, Upstream::Smtp(l) if l.offers_dsn())
     }
 
     /// Whether `data` needs the client's facts (only the directory kind records them).

@@ -13,6 +13,7 @@ use super::{format_path, Envelope, Stage, TlsFailure, UpstreamError, UpstreamRep
 use crate::config::{SmtpUpstreamSettings, UpstreamTls};
 use crate::stream::MaybeTls;
 use crate::wire::data::DotStuffer;
+use crate::wire::dsn::RcptDsn;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::timeout;
@@ -220,6 +221,7 @@ impl SmtpLeg {
         &mut self,
         env: &Envelope,
         address: &str,
+        dsn: &RcptDsn,
     ) -> Result<(UpstreamReply, Option<UpstreamReply>), UpstreamError> {
         let caps = self.conn().await?.caps;
         if env.smtputf8 && !caps.smtputf8 {
@@ -238,7 +240,11 @@ impl SmtpLeg {
         if env.smtputf8 {
             mail.push_str(" SMTPUTF8");
         }
-        let rcpt = format!("RCPT TO:{}", format_path(address));
+        // Without DSN upstream the parameters are dropped (the session logs which).
+        if caps.dsn {
+            mail.push_str(&env.dsn.parameters());
+        }
+        let rcpt = rcpt_command(address, dsn, caps.dsn);
         let lines = if caps.pipelining {
             vec![mail, rcpt.clone()]
         } else {
@@ -271,14 +277,23 @@ impl SmtpLeg {
         Ok((mail_reply, Some(rcpt_reply)))
     }
 
-    pub async fn rcpt(&mut self, address: &str) -> Result<UpstreamReply, UpstreamError> {
+    pub async fn rcpt(
+        &mut self,
+        address: &str,
+        dsn: &RcptDsn,
+    ) -> Result<UpstreamReply, UpstreamError> {
         if !self.in_transaction {
             // The upstream transaction this recipient would join is gone: a new MAIL here
             // would carry only the recipients from now on.
             return Err(UpstreamError::Dropped(Stage::Rcpt));
         }
-        self.exchange_one(format!("RCPT TO:{}", format_path(address)), Stage::Rcpt)
-            .await
+        let line = rcpt_command(address, dsn, self.offers_dsn());
+        self.exchange_one(line, Stage::Rcpt).await
+    }
+
+    /// Whether the connection in use offered DSN.
+    pub fn offers_dsn(&self) -> bool {
+        self.conn.as_ref().is_some_and(|c| c.caps.dsn)
     }
 
     /// Start the message. With CHUNKING there is nothing to ask: the text goes as BDAT chunks
@@ -535,4 +550,13 @@ impl SmtpLeg {
             c.close().await;
         }
     }
+}
+
+/// `RCPT TO:<path>`, with the recipient's DSN parameters when the upstream offers DSN.
+fn rcpt_command(address: &str, dsn: &RcptDsn, offers_dsn: bool) -> String {
+    let mut line = format!("RCPT TO:{}", format_path(address));
+    if offers_dsn {
+        line.push_str(&dsn.parameters());
+    }
+    line
 }

@@ -43,6 +43,19 @@ impl Binary {
             .filter_map(|l| serde_json::from_str(l).ok())
             .collect()
     }
+
+    /// The event of the transaction whose P1 is `p1`, waiting (bounded) until it is logged.
+    pub fn transaction(&self, p1: &str) -> serde_json::Value {
+        let mut event = None;
+        eventually(&format!("the transaction event of {p1}"), || {
+            event = self
+                .events()
+                .into_iter()
+                .find(|v| v["message"] == "transaction" && v["p1"] == p1);
+            event.is_some()
+        });
+        event.unwrap()
+    }
 }
 
 impl Drop for Binary {
@@ -137,6 +150,42 @@ pub fn eventually(what: &str, mut f: impl FnMut() -> bool) {
     while !f() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Blocking SMTP to the binary, a line at a time, every reply checked by its code.
+pub struct LineClient {
+    writer: TcpStream,
+    reader: std::io::BufReader<TcpStream>,
+}
+
+impl LineClient {
+    /// Connect; nothing is read yet (not even the banner).
+    pub fn connect(addr: SocketAddr) -> LineClient {
+        let s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        LineClient {
+            reader: std::io::BufReader::new(s.try_clone().unwrap()),
+            writer: s,
+        }
+    }
+
+    /// Send `line` and CRLF.
+    pub fn send(&mut self, line: &str) {
+        write!(self.writer, "{line}\r\n").unwrap();
+    }
+
+    /// Read one reply (every line of it); each line must start with `code`.
+    pub fn expect(&mut self, code: &str) {
+        use std::io::BufRead;
+        loop {
+            let mut line = String::new();
+            self.reader.read_line(&mut line).unwrap();
+            assert!(line.starts_with(code), "expected {code}, got {line:?}");
+            if line.as_bytes().get(3) != Some(&b'-') {
+                break;
+            }
+        }
     }
 }
 

@@ -1,6 +1,6 @@
 //! The recording upstream: an SMTP server on a loopback port that answers as its [`Script`]
-//! says (refusals, drops, silence, stray lines, odd codes, STARTTLS, CHUNKING) and records every
-//! transaction as it arrived, so a test can check what the gate forwarded, byte for byte.
+//! says (refusals, drops, silence, stray lines, odd codes, STARTTLS, CHUNKING, DSN) and records
+//! every transaction as it arrived, so a test can check what the gate forwarded, byte for byte.
 
 mod serve;
 
@@ -39,6 +39,8 @@ pub struct Script {
     pub refuse_chunk: Option<(usize, &'static str)>,
     /// Do not offer PIPELINING.
     pub no_pipelining: bool,
+    /// Offer DSN (RFC 3461), so the gate passes the DSN parameters on.
+    pub offer_dsn: bool,
     /// At the RCPT with this number on a connection (1-based, counted per connection), fail
     /// instead of answering: a recipient the gate must not lose track of.
     pub rcpt_fault: Option<(usize, Fault)>,

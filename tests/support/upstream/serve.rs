@@ -75,11 +75,12 @@ pub(super) async fn session(
             } else {
                 "250-PIPELINING\r\n"
             };
+            let dsn = if script.offer_dsn { "250-DSN\r\n" } else { "" };
             let trailer = script
                 .ehlo_trailer
                 .map(|t| format!("\r\n{t}"))
                 .unwrap_or_default();
-            format!("250-upstream.test\r\n{pipelining}{starttls}{chunking}250-8BITMIME\r\n250-SMTPUTF8\r\n250 SIZE 100000000{trailer}")
+            format!("250-upstream.test\r\n{pipelining}{starttls}{chunking}{dsn}250-8BITMIME\r\n250-SMTPUTF8\r\n250 SIZE 100000000{trailer}")
         } else if upper == "STARTTLS" && script.starttls.is_some() && !tls {
             if s.write_all(b"220 2.0.0 ready\r\n").await.is_err() {
                 return;
