@@ -409,6 +409,67 @@ fn import_exo_reads_what_windows_powershell_out_file_writes() {
 }
 
 #[test]
+fn require_tls_on_a_partner_connector_is_imported_then_explained_by_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("connectors.json");
+    let partner = r#"{"Name": "Woodgrove", "ConnectorType": "Partner", "RequireTls": true,
+                      "SenderDomains": ["smtp:woodgrovebank.com;1"]}"#;
+    std::fs::write(&json, partner).unwrap();
+    let (status, toml, notes) =
+        relaygate(&["import-exo", "--inbound-connectors", json.to_str().unwrap()]);
+    assert_eq!(
+        status, 0,
+        "enforced as in Exchange Online, nothing to report:\n{notes}"
+    );
+    assert!(!notes.contains("RequireTls"), "{notes}");
+    assert!(toml.contains("require_tls = true"), "{toml}");
+    let config = write_config(dir.path(), &format!("\n{toml}"));
+    let check = |extra: &[&str]| {
+        let args = ["check", "--config", &config, "--ip", "198.51.100.9"];
+        let envelope = [
+            "--mail-from",
+            "ap@woodgrovebank.com",
+            "--rcpt",
+            "alice@contoso.com",
+        ];
+        relaygate(&[&args[..], &envelope, extra].concat())
+    };
+    let (status, out, err) = check(&["--no-tls"]);
+    assert_eq!(status, 1, "{out}{err}");
+    assert!(
+        out.contains("  TLS              no TLS: given with --no-tls"),
+        "{out}"
+    );
+    assert!(
+        out.contains("Woodgrove (Partner): Partner: never authorises relay; RequireTls: NOT met"),
+        "{out}"
+    );
+    assert!(out.contains("refused at RCPT TO"), "{out}");
+    assert!(
+        out.contains("454 4.7.0 Failed to establish appropriate TLS channel: Access Denied [gate.contoso.com "),
+        "{out}"
+    );
+    assert!(
+        out.contains("Fix (exo-2023): Partner connector \"Woodgrove\" requires TLS"),
+        "{out}"
+    );
+    let (_, out, _) = check(&["--no-tls", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("--json prints JSON");
+    assert_eq!(v["tls"], false);
+    assert_eq!(v["profiles"]["exo-legacy"]["verdict"], "refused 454 4.7.0");
+    // The gate offers STARTTLS ([tls]): without --no-tls the sender is taken to use it.
+    let (status, out, _) = check(&[]);
+    assert_eq!(status, 0, "{out}");
+    assert!(
+        out.contains("  TLS              under TLS (STARTTLS): assumed"),
+        "{out}"
+    );
+    // A certificate comes only with STARTTLS.
+    let (status, _, err) = check(&["--no-tls", "--cert-name", "mx.woodgrovebank.com"]);
+    assert_eq!(status, 2, "{err}");
+}
+
+#[test]
 #[cfg_attr(
     not(feature = "peers"),
     ignore = "needs swaks: cargo test --features peers (scripts/test.sh)"

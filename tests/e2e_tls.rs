@@ -4,6 +4,9 @@
 //! a trusted certificate whose name matches an OnPremises connector, with that name's domain
 //! accepted, can authorise relay (1a + 2 by certificate).
 //!
+//! A Partner connector with `RequireTls`: mail from its sender domains without STARTTLS gets
+//! 454 4.7.0 at RCPT; under STARTTLS it goes on.
+//!
 //! To the upstream: STARTTLS used and verified when required, failing closed (451, nothing
 //! sent in clear text) when it is missing or unverifiable, and skipped when opportunistic.
 
@@ -214,6 +217,80 @@ async fn commands_pipelined_behind_starttls_are_discarded() {
     assert_eq!(r, "250 2.0.0 OK\r\n");
     c.cmd("EHLO x", "250").await;
     c.cmd("RCPT TO:<bob@example.org>", "503 5.5.1").await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// RequireTls on a Partner connector: mail from its sender domains must come under TLS.
+// ---------------------------------------------------------------------------------------------
+
+const PARTNER_MAIL: &[u8] = b"From: x@partner.example\r\nSubject: invoice\r\n\r\nhi\r\n";
+
+/// The baseline tenant and a Partner connector requiring TLS from partner.example; `policy` is
+/// the `[policy]` section's body.
+async fn require_tls_gate(policy: &str) -> (Pki, Upstream, Gate) {
+    let pki = Pki::new();
+    let up = Upstream::start(Script::default()).await;
+    let partner = "[[inbound_connectors]]\nname = \"P-TLS\"\nconnector_type = \"Partner\"\nsender_domains = [\"partner.example\"]\nrequire_tls = true\n";
+    let g = start_gate(
+        "",
+        &format!(
+            "{}\n[policy]\n{policy}\n{BASELINE_TENANT}\n{partner}\n{}",
+            pki.tls_section(),
+            smtp_upstream(up.addr)
+        ),
+    )
+    .await;
+    (pki, up, g)
+}
+
+#[tokio::test]
+async fn partner_mail_without_starttls_gets_454_at_rcpt_even_with_reject_stage_data() {
+    let (_pki, up, g) = require_tls_gate("reject_stage = \"data\"").await;
+    let mut c = session(&g).await;
+    c.cmd("MAIL FROM:<x@partner.example>", "250").await;
+    let r = c.ask("RCPT TO:<alice@contoso.com>").await;
+    assert_exo_reply(
+        &r,
+        "454 4.7.0 Failed to establish appropriate TLS channel: Access Denied",
+    );
+    c.cmd("DATA", "554 5.5.1").await;
+    // A sender domain the connector does not cover is not asked for TLS.
+    c.cmd("RSET", "250").await;
+    let r = c
+        .send_message("x@other.example", &["alice@contoso.com"], PARTNER_MAIL)
+        .await;
+    assert!(r.starts_with("250 "), "{r:?}");
+    let t = up.next_completed().await;
+    assert_eq!(t.mail, "MAIL FROM:<x@other.example>", "{}", up.view());
+    assert_eq!(up.transactions().len(), 1, "{}", up.view());
+}
+
+#[tokio::test]
+async fn partner_mail_under_starttls_goes_on() {
+    let (pki, up, g) = require_tls_gate("").await;
+    let mut c = Client::connect(g.addr).await;
+    c.cmd("EHLO mx.partner.example", "250").await;
+    let mut c = c.starttls(&pki, None).await;
+    let r = c
+        .send_message("x@partner.example", &["alice@contoso.com"], PARTNER_MAIL)
+        .await;
+    assert!(r.starts_with("250 "), "{r:?}");
+    let t = up.next_completed().await;
+    assert_eq!(t.mail, "MAIL FROM:<x@partner.example>");
+    assert_eq!(t.rcpts, ["RCPT TO:<alice@contoso.com>"]);
+    assert_eq!(strip_received(&t.data), PARTNER_MAIL);
+}
+
+#[tokio::test]
+async fn audit_mode_forwards_partner_mail_without_starttls() {
+    let (_pki, up, g) = require_tls_gate("mode = \"audit\"").await;
+    let mut c = session(&g).await;
+    let r = c
+        .send_message("x@partner.example", &["alice@contoso.com"], PARTNER_MAIL)
+        .await;
+    assert!(r.starts_with("250 "), "{r:?}");
+    let t = up.next_completed().await;
+    assert_eq!(t.mail, "MAIL FROM:<x@partner.example>");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -145,6 +145,13 @@ pub fn warnings(config: &Config, settings: &Settings) -> Vec<Finding> {
             continue;
         }
         if c.connector_type == ConnectorType::Partner {
+            if c.require_tls && settings.tls.is_none() {
+                warn(
+                    subject.clone(),
+                    "require_tls = true, but the gate offers no STARTTLS (no [tls] section): every sender its sender_domains cover gets 454 4.7.0 for recipients in accepted domains".into(),
+                    "add [tls] with the gate's certificate and private key, so that the partner can send under TLS".into(),
+                );
+            }
             continue;
         }
         // OnPremises from here on.
@@ -297,5 +304,47 @@ pub fn run(config: PathBuf) -> ExitCode {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The warnings for a configuration with one Partner connector requiring TLS.
+    fn partner_warnings(tls: &str) -> Vec<Finding> {
+        let text = format!(
+            r#"
+[server]
+hostname = "gate.test"
+{tls}
+[upstream]
+kind = "directory"
+path = "/tmp/relaygate-config-check-test"
+[[inbound_connectors]]
+name = "Woodgrove"
+connector_type = "Partner"
+sender_domains = ["woodgrovebank.com"]
+require_tls = true
+"#
+        );
+        let config = Config::parse(&text).expect("parses");
+        let settings = config.validate().expect("validates");
+        warnings(&config, &settings)
+    }
+
+    #[test]
+    fn require_tls_without_starttls_to_offer_is_warned_about() {
+        let warned = |findings: &[Finding]| {
+            findings
+                .iter()
+                .any(|f| f.subject.contains("Woodgrove") && f.problem.contains("454 4.7.0"))
+        };
+        assert!(warned(&partner_warnings("")));
+        let dir = env!("CARGO_MANIFEST_DIR");
+        let tls = format!(
+            "[tls]\ncertificate = \"{dir}/certs/gate.pem\"\nprivate_key = \"{dir}/certs/gate.key\"\n"
+        );
+        assert!(!warned(&partner_warnings(&tls)));
     }
 }

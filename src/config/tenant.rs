@@ -76,8 +76,9 @@ pub struct InboundConnectorConfig {
     /// `RestrictDomainsToCertificate` (Partner only). Default false.
     #[serde(default)]
     pub restrict_domains_to_certificate: bool,
-    /// `RequireTls`: accepted for completeness; Exchange Online enforces it on Partner
-    /// connectors only, and the gate does not enforce it. Default false.
+    /// `RequireTls`. Partner: mail whose P1 domain `sender_domains` covers must come under TLS
+    /// (454 4.7.0 otherwise). OnPremises: informational, as in Exchange Online (the Hybrid
+    /// Configuration Wizard sets it there). Default false.
     #[serde(default)]
     pub require_tls: bool,
 }
@@ -249,6 +250,7 @@ impl InboundConnectorConfig {
             sender_domains,
             restrict_domains_to_ip_addresses: self.restrict_domains_to_ip_addresses,
             restrict_domains_to_certificate: self.restrict_domains_to_certificate,
+            require_tls: self.require_tls,
         })
     }
 }

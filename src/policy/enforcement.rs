@@ -57,8 +57,10 @@ pub enum RcptAnswer {
 /// block, so `AwaitingHeaderSender` under `exo-legacy`).
 ///
 /// Only relay refusals (5.7.64) wait for `reject_stage = "data"`: the others are about the
-/// recipient itself (5.4.1) or the sender's own connector (5.7.51, 5.7.68), and Exchange Online
-/// answers them at RCPT whatever a relay refusal does.
+/// recipient itself (5.4.1) or the sender's own connector (4.7.0, 5.7.51, 5.7.68), and Exchange
+/// Online answers them at RCPT whatever a relay refusal does. The one temporary refusal, 454
+/// 4.7.0 (`RequireTls`), is answered like the others: the sender keeps the recipient and tries
+/// again later, which it can do under TLS.
 pub fn answer_rcpt(mode: Mode, stage: RejectStage, verdict: &RecipientVerdict) -> RcptAnswer {
     match verdict {
         RecipientVerdict::Accept(_) | RecipientVerdict::AwaitingHeaderSender => RcptAnswer::Forward,
@@ -151,6 +153,25 @@ mod tests {
             refusal(RejectStage::Data, &v, &v).map(|(_, w)| w),
             Some(RefusedWhen::AtRcpt)
         );
+    }
+
+    #[test]
+    fn a_missing_tls_channel_is_answered_at_rcpt_whatever_the_stage() {
+        let v = RecipientVerdict::Reject(Rejection::RequireTls {
+            connector: "P".into(),
+        });
+        for stage in [RejectStage::Rcpt, RejectStage::Data] {
+            assert!(matches!(
+                answer_rcpt(Mode::Enforce, stage, &v),
+                RcptAnswer::Refuse(Rejection::RequireTls { .. })
+            ));
+            assert_eq!(
+                refusal(stage, &v, &v).map(|(_, w)| w),
+                Some(RefusedWhen::AtRcpt)
+            );
+            assert_eq!(answer_rcpt(Mode::Audit, stage, &v), RcptAnswer::Forward);
+        }
+        assert_eq!(refusal_at_end_of_data(&v), None);
     }
 
     #[test]

@@ -79,6 +79,10 @@ pub enum AcceptReason {
 /// A refusal, each mirroring one Exchange Online reply.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Rejection {
+    /// 4.7.0, temporary: a Partner connector covering the P1 domain has `RequireTls`, and the
+    /// session is not under TLS. Temporary so that the sender keeps the message and can try
+    /// again with STARTTLS.
+    RequireTls { connector: String },
     /// 5.7.51: a Partner connector covering the P1 domain restricts it to its IPs or certificate.
     PartnerConnectorRestriction { connector: String },
     /// 5.7.68: RejectDirectSend is on and the P1 domain is ours, from an unattributed source.
@@ -162,7 +166,7 @@ impl InboundConnector {
 
     /// `SenderDomains` covers this P1 (Partner connectors). `*` covers every P1, the null
     /// sender included; a named domain never covers the null sender.
-    fn covers_sender(&self, reverse_path: ReversePath<'_>) -> bool {
+    pub fn covers_sender(&self, reverse_path: ReversePath<'_>) -> bool {
         self.sender_domains.iter().any(|s| match (s, reverse_path) {
             (SenderDomain::Any, _) => true,
             (_, ReversePath::Null) => false,
@@ -321,14 +325,22 @@ pub fn judge_recipient(
     }
     let domain = recipient.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
     if let Some(accepted) = tenant.accepted_domain(domain) {
-        // Inbound mail to this tenant.
-        let restricted = tenant.inbound_connectors.iter().find(|c| {
-            c.enabled
-                && c.connector_type == ConnectorType::Partner
-                && c.covers_sender(reverse_path)
-                && ((c.restrict_domains_to_ip_addresses && !c.matches_ip(session.peer_ip))
-                    || (c.restrict_domains_to_certificate
-                        && !c.matches_certificate(session.certificate_names)))
+        // Inbound mail to this tenant: the Partner connectors that cover the P1 domain apply,
+        // RequireTls first (Exchange Online asks for TLS before it looks at who is sending).
+        let mut partners = tenant.inbound_connectors.iter().filter(|c| {
+            c.enabled && c.connector_type == ConnectorType::Partner && c.covers_sender(reverse_path)
+        });
+        if !session.tls {
+            if let Some(c) = partners.clone().find(|c| c.require_tls) {
+                return RecipientVerdict::Reject(Rejection::RequireTls {
+                    connector: c.name.clone(),
+                });
+            }
+        }
+        let restricted = partners.find(|c| {
+            (c.restrict_domains_to_ip_addresses && !c.matches_ip(session.peer_ip))
+                || (c.restrict_domains_to_certificate
+                    && !c.matches_certificate(session.certificate_names))
         });
         if let Some(c) = restricted {
             return RecipientVerdict::Reject(Rejection::PartnerConnectorRestriction {
@@ -373,6 +385,11 @@ impl Rejection {
     /// adds it).
     pub fn reply(&self) -> Reply {
         let (code, enhanced, text) = match self {
+            Rejection::RequireTls { .. } => (
+                454,
+                "4.7.0",
+                "Failed to establish appropriate TLS channel: Access Denied",
+            ),
             Rejection::PartnerConnectorRestriction { .. } => (
                 550,
                 "5.7.51",

@@ -167,6 +167,9 @@ pub fn suggest_fix(
         Rejection::PartnerConnectorRestriction { connector } => format!(
             "Partner connector \"{connector}\" restricts this sender domain to its IP addresses or certificate: send from one of them, or narrow its SenderDomains"
         ),
+        Rejection::RequireTls { connector } => format!(
+            "Partner connector \"{connector}\" requires TLS (RequireTls) from this sender domain: have the sending server use STARTTLS, or narrow the connector's SenderDomains if this sender is not that partner"
+        ),
         Rejection::DirectSendNotAllowed => "RejectDirectSend is on and this source is not attributed to the tenant: add an OnPremises connector for it (by IP or certificate)".to_string(),
     })
 }

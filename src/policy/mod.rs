@@ -69,6 +69,9 @@ pub struct SessionFacts<'a> {
     /// certificate chained to a trust anchor and was within its validity period. An untrusted
     /// certificate gives an empty slice: it is no identity at all.
     pub certificate_names: &'a [String],
+    /// The session is under TLS (STARTTLS completed), whatever certificate came with it, if any.
+    /// A Partner connector with `RequireTls` refuses mail without it (454 4.7.0).
+    pub tls: bool,
 }
 
 /// The envelope sender (P1), `MAIL FROM:<...>`.

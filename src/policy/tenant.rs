@@ -83,6 +83,10 @@ pub struct InboundConnector {
     pub restrict_domains_to_ip_addresses: bool,
     /// Partner only.
     pub restrict_domains_to_certificate: bool,
+    /// `RequireTls`. On a Partner connector: mail whose P1 domain its `SenderDomains` cover must
+    /// arrive under TLS (454 4.7.0 otherwise). On an OnPremises connector it is informational:
+    /// Exchange Online does not enforce it there (the Hybrid Configuration Wizard sets it).
+    pub require_tls: bool,
 }
 
 /// Everything the policy needs to know about the tenant.

@@ -162,6 +162,37 @@ pub fn condition2_sentence(c: Option<&Condition2>) -> String {
 }
 
 // ---------------------------------------------------------------------------------------------
+// TLS and RequireTls
+// ---------------------------------------------------------------------------------------------
+
+/// Whether the session is under TLS, as `check` states the fact.
+pub fn tls(tls: bool) -> &'static str {
+    if tls {
+        "under TLS (STARTTLS)"
+    } else {
+        "no TLS"
+    }
+}
+
+/// A Partner connector's `RequireTls` against this session, for `check`'s list of connectors:
+/// whether it applies to the P1 and whether the session meets it.
+pub fn require_tls_sentence(connector: &str, covers_p1: bool, tls: bool) -> String {
+    if !covers_p1 {
+        return "RequireTls: its SenderDomains do not cover this P1".into();
+    }
+    if tls {
+        return "RequireTls: met, the session is under TLS".into();
+    }
+    let refusal = Rejection::RequireTls {
+        connector: connector.into(),
+    };
+    format!(
+        "RequireTls: NOT met, no TLS: recipients in accepted domains get {} at RCPT TO",
+        rejection_codes(&refusal)
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
 // Recipients
 // ---------------------------------------------------------------------------------------------
 
@@ -371,5 +402,24 @@ mod tests {
         }
         let refused = Verdict::Refused(Rejection::RecipientNotFound);
         assert_eq!(refused.to_string(), "refused 550 5.4.1");
+    }
+
+    #[test]
+    fn a_temporary_refusal_is_recorded_and_read_back_with_its_4xx_code() {
+        let v = Verdict::Refused(Rejection::RequireTls {
+            connector: "P".into(),
+        });
+        assert_eq!(v.to_string(), "refused 454 4.7.0");
+        let recorded = RecordedVerdict::from(&v);
+        assert_eq!(
+            recorded.to_string().parse::<RecordedVerdict>(),
+            Ok(recorded)
+        );
+        assert_eq!(
+            recipient_token(&RecipientVerdict::Reject(Rejection::RequireTls {
+                connector: "P".into()
+            })),
+            "454 4.7.0"
+        );
     }
 }

@@ -21,6 +21,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         SessionFacts {
             peer_ip: self.peer.addr.ip(),
             certificate_names: self.identity.policy_names(),
+            tls: self.tls_description.is_some(),
         }
     }
 

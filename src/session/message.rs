@@ -298,6 +298,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let facts = crate::policy::SessionFacts {
             peer_ip: self.peer.addr.ip(),
             certificate_names: self.identity.policy_names(),
+            tls: self.tls_description.is_some(),
         };
         let txn = self.txn.as_mut().expect("txn");
         let header = HeaderSender::of_address(p2);

@@ -108,6 +108,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let facts = SessionFacts {
             peer_ip: self.peer.addr.ip(),
             certificate_names: self.identity.policy_names(),
+            tls: self.tls_description.is_some(),
         };
         let p1 = ReversePath::of_address(&txn.envelope.mail_from);
         let named: Vec<&str> = txn

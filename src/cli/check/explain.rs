@@ -37,6 +37,7 @@ impl<'a> Explanation<'a> {
         let session = SessionFacts {
             peer_ip: facts.peer_ip,
             certificate_names: &facts.certificate_names,
+            tls: facts.tls,
         };
         let p1 = ReversePath::of_address(&facts.mail_from);
         let p2 = HeaderSender::of_address(facts.header_from.as_deref());
@@ -105,7 +106,17 @@ impl<'a> Explanation<'a> {
                 let what = if !c.enabled {
                     "disabled: matches nothing".to_string()
                 } else if c.connector_type == ConnectorType::Partner {
-                    "Partner: never authorises relay".to_string()
+                    let mut what = "Partner: never authorises relay".to_string();
+                    if c.require_tls {
+                        let p1 = ReversePath::of_address(&self.facts.mail_from);
+                        what.push_str("; ");
+                        what.push_str(&wording::require_tls_sentence(
+                            &c.name,
+                            c.covers_sender(p1),
+                            self.facts.tls,
+                        ));
+                    }
+                    what
                 } else {
                     let mut parts = Vec::new();
                     if !c.sender_ip_addresses.is_empty() {
@@ -153,6 +164,7 @@ impl<'a> Explanation<'a> {
         let session = SessionFacts {
             peer_ip: self.facts.peer_ip,
             certificate_names: &self.facts.certificate_names,
+            tls: self.facts.tls,
         };
         policy::condition1(
             self.tenant(),

@@ -28,6 +28,10 @@ pub struct Facts {
     pub certificate_names: Vec<String>,
     /// How the certificate came about, for the report: `None` when no certificate was given.
     pub certificate_note: Option<String>,
+    /// The session is under TLS (a Partner connector's `RequireTls` asks for it).
+    pub tls: bool,
+    /// Why `tls` is what it is: given, implied by a certificate, or the gate's default.
+    pub tls_note: String,
     /// The `MAIL FROM` address; empty for the null sender `<>`.
     pub mail_from: String,
     /// The `From:` header address, if any.
@@ -98,6 +102,34 @@ pub fn certificate_identity(
     }
 }
 
+/// Whether the sending server is taken to use STARTTLS, and why: `asked` is `--tls` (`Some(true)`)
+/// or `--no-tls` (`Some(false)`). Without either, a client certificate implies TLS (it is only
+/// presented in STARTTLS); else a sender is taken to use STARTTLS exactly when the gate offers
+/// it, as mail servers do.
+pub fn tls_fact(asked: Option<bool>, certificate: bool, offered: bool) -> (bool, String) {
+    match asked {
+        Some(true) if offered => (true, "given with --tls".into()),
+        Some(true) => (
+            true,
+            "given with --tls, but the gate offers no STARTTLS (no [tls] section), so no real session is".into(),
+        ),
+        Some(false) => (false, "given with --no-tls".into()),
+        None if certificate => (
+            true,
+            "a client certificate is only presented in STARTTLS".into(),
+        ),
+        None if offered => (
+            true,
+            "assumed, since the gate offers STARTTLS; --no-tls for a sender that does not use it"
+                .into(),
+        ),
+        None => (
+            false,
+            "the gate offers no STARTTLS (no [tls] section)".into(),
+        ),
+    }
+}
+
 /// `relaygate check`'s arguments.
 #[derive(clap::Args)]
 pub struct CheckArgs {
@@ -113,6 +145,13 @@ pub struct CheckArgs {
     /// real handshake: its names count only when it is trusted.
     #[arg(long = "cert", conflicts_with = "cert_names")]
     pub cert: Option<PathBuf>,
+    /// The server sends under TLS (STARTTLS). Default: when the gate offers STARTTLS ([tls])
+    /// or a certificate is given.
+    #[arg(long, conflicts_with = "no_tls")]
+    pub tls: bool,
+    /// The server sends without TLS (and so without a certificate).
+    #[arg(long = "no-tls", conflicts_with_all = ["cert_names", "cert"])]
+    pub no_tls: bool,
     /// MAIL FROM address; `<>` or empty for the null sender.
     #[arg(long, allow_hyphen_values = true)]
     pub mail_from: String,
@@ -175,10 +214,18 @@ pub fn run(args: CheckArgs) -> ExitCode {
             (names, Some(note))
         }
     };
+    let asked = match (args.tls, args.no_tls) {
+        (true, _) => Some(true),
+        (_, true) => Some(false),
+        _ => None,
+    };
+    let (tls, tls_note) = tls_fact(asked, certificate_note.is_some(), settings.tls.is_some());
     let facts = Facts {
         peer_ip: args.ip,
         certificate_names,
         certificate_note,
+        tls,
+        tls_note,
         mail_from: bare_address(&args.mail_from),
         header_from: args.header_from.as_deref().map(bare_address),
         recipients: args.rcpts.iter().map(|r| bare_address(r)).collect(),
@@ -190,4 +237,21 @@ pub fn run(args: CheckArgs) -> ExitCode {
         print!("{}", explanation.render_text());
     }
     ExitCode::from(explanation.exit_status())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tls_fact;
+
+    #[test]
+    fn tls_is_what_was_asked_else_implied_by_a_certificate_else_what_the_gate_offers() {
+        let tls = |asked, certificate, offered| tls_fact(asked, certificate, offered).0;
+        assert!(tls(Some(true), false, false));
+        assert!(!tls(Some(false), false, true));
+        assert!(tls(None, true, false), "a certificate comes with STARTTLS");
+        assert!(tls(None, false, true));
+        assert!(!tls(None, false, false));
+        let (_, note) = tls_fact(Some(true), false, false);
+        assert!(note.contains("offers no STARTTLS"), "{note}");
+    }
 }

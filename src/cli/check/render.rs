@@ -17,6 +17,12 @@ impl Explanation<'_> {
             "  certificate      {}",
             f.certificate_note.as_deref().unwrap_or("none")
         );
+        let _ = writeln!(
+            out,
+            "  TLS              {}: {}",
+            wording::tls(f.tls),
+            f.tls_note
+        );
         let p1 = if f.mail_from.is_empty() {
             "<> (null sender: no domain)".to_string()
         } else {
@@ -144,6 +150,8 @@ impl Explanation<'_> {
             "peer_ip": f.peer_ip.to_string(),
             "certificate_names": f.certificate_names,
             "certificate": f.certificate_note,
+            "tls": f.tls,
+            "tls_note": f.tls_note,
             "mail_from": f.mail_from,
             "header_from": f.header_from,
             "connectors": self.connectors().into_iter().map(|(n, w)| json!({"connector": n, "match": w})).collect::<Vec<_>>(),

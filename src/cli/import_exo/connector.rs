@@ -264,12 +264,8 @@ fn settings_that_differ(
         );
         t.restrict_domains_to_certificate = false;
     }
-    if t.require_tls && t.connector_type == ConnectorType::Partner {
-        unsupported(
-            "RequireTls",
-            "Exchange Online rejects mail that arrives on this Partner connector without TLS; \
-             relaygate keeps the setting but does not enforce it",
-        );
-    }
+    // RequireTls needs no note: on a Partner connector the gate enforces it as Exchange Online
+    // does (454 4.7.0 without TLS), and on an OnPremises connector both treat it as
+    // informational (the Hybrid Configuration Wizard sets it there).
     t
 }

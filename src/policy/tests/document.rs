@@ -151,6 +151,9 @@ fn document_reply_lines_are_the_engines() {
         },
         Rejection::DirectSendNotAllowed,
         Rejection::RecipientNotFound,
+        Rejection::RequireTls {
+            connector: "P".into(),
+        },
     ]
     .iter()
     .map(reply_line)

@@ -47,6 +47,7 @@ const ANY: &str = "anything@example.com";
 const NO_CONNECTOR: &str = "5.7.64 (no connector)";
 const IP_UNATTRIBUTED: &str = "5.7.64 (IP, unattributed)";
 const INBOUND: &str = "inbound (contoso.com)";
+const TLS_REFUSED: &str = "4.7.0 (P-RESTRICT)";
 
 // A table: one example a line, aligned by column, so rustfmt keeps its hands off.
 #[rustfmt::skip]
@@ -88,6 +89,16 @@ pub(super) const EXAMPLES: &[Example] = &[
     ex("partner-cert-missing",          "partner-cert",        "198.51.100.7",         "none",                       "<>",                      "none",                   ALICE,                 "5.7.51 (P-RESTRICT)",              "5.7.51 (P-RESTRICT)"),
     ex("partner-cert-presented",        "partner-cert",        "198.51.100.7",         "mx.partner.example",         "<>",                      "none",                   ALICE,                 INBOUND,                            INBOUND),
     ex("partner-cert-subdomain-sender", "partner-cert-sub",    "198.51.100.7",         "none",                       "x@eu.partner.example",    "none",                   ALICE,                 "5.7.51 (P-RESTRICT)",              "5.7.51 (P-RESTRICT)"),
+    ex("partner-tls-missing",           "partner-tls",         "192.0.2.5",            NO_TLS,                       "x@partner.example",       "none",                   ALICE,                 TLS_REFUSED,                        TLS_REFUSED),
+    ex("partner-tls-present",           "partner-tls",         "192.0.2.5",            "none",                       "x@partner.example",       "none",                   ALICE,                 INBOUND,                            INBOUND),
+    ex("partner-tls-before-restriction","partner-tls",         "198.51.100.7",         NO_TLS,                       "x@partner.example",       "none",                   ALICE,                 TLS_REFUSED,                        TLS_REFUSED),
+    ex("partner-tls-then-restriction",  "partner-tls",         "198.51.100.7",         "none",                       "x@partner.example",       "none",                   ALICE,                 "5.7.51 (P-RESTRICT)",              "5.7.51 (P-RESTRICT)"),
+    ex("partner-tls-untrusted-cert",    "partner-tls",         "192.0.2.5",            "untrusted mx.partner.example", "x@partner.example",     "none",                   ALICE,                 INBOUND,                            INBOUND),
+    ex("partner-tls-other-sender",      "partner-tls",         "198.51.100.7",         NO_TLS,                       "x@other.example",         "none",                   ALICE,                 INBOUND,                            INBOUND),
+    ex("partner-tls-null-sender",       "partner-tls",         "192.0.2.5",            NO_TLS,                       "<>",                      "none",                   ALICE,                 INBOUND,                            INBOUND),
+    ex("partner-tls-relay-recipient",   "partner-tls",         "198.51.100.7",         NO_TLS,                       "x@partner.example",       "none",                   EXT,                   NO_CONNECTOR,                       NO_CONNECTOR),
+    ex("onprem-tls-without-tls",        "onprem-tls",          "203.0.113.10",         NO_TLS,                       "app@contoso.com",         "none",                   EXT,                   "relayed (1b, IP)",                 "relayed (1b, IP)"),
+    ex("onprem-tls-inbound",            "onprem-tls",          "198.51.100.7",         NO_TLS,                       "app@contoso.com",         "none",                   ALICE,                 INBOUND,                            INBOUND),
     ex("direct-send-own-domain",        "reject-direct-send",  "198.51.100.7",         "none",                       "spoof@contoso.com",       "none",                   ALICE,                 "5.7.68",                           "5.7.68"),
     ex("direct-send-foreign-domain",    "reject-direct-send",  "198.51.100.7",         "none",                       "x@example.net",           "none",                   ALICE,                 INBOUND,                            INBOUND),
     ex("direct-send-attributed",        "reject-direct-send",  "203.0.113.10",         "none",                       "app@contoso.com",         "none",                   ALICE,                 "relayed (1b, IP)",                 "relayed (1b, IP)"),
@@ -170,9 +181,8 @@ fn outcome(relay: &RelayDecision, verdict: &RecipientVerdict) -> String {
                 Rejection::RelayAccessDenied(RelayDenial::SenderNotAttributed { condition2 }) => {
                     format!("{code} ({}, unattributed)", how(condition2))
                 }
-                Rejection::PartnerConnectorRestriction { connector } => {
-                    format!("{code} ({connector})")
-                }
+                Rejection::PartnerConnectorRestriction { connector }
+                | Rejection::RequireTls { connector } => format!("{code} ({connector})"),
                 Rejection::DirectSendNotAllowed | Rejection::RecipientNotFound => code,
             }
         }

@@ -204,3 +204,29 @@ fn a_transaction_without_its_header_is_undecided_under_exo_legacy_only() {
     assert_eq!(c.exo_legacy.verdict(), Verdict::Undecided);
     assert!(!c.broken_by_november_2023());
 }
+
+#[test]
+fn a_partner_sending_without_tls_is_told_to_use_starttls_under_both_profiles() {
+    let tenant = tenant("partner-tls").expect("a documented variant");
+    let (c, fix) = compare_on(
+        &tenant,
+        "192.0.2.5",
+        NO_TLS,
+        "x@partner.example",
+        "none",
+        &[ALICE],
+    );
+    for profile in [Profile::Exo2023, Profile::ExoLegacy] {
+        assert_eq!(c.get(profile).verdict().to_string(), "refused 454 4.7.0");
+    }
+    assert!(
+        !c.broken_by_november_2023(),
+        "RequireTls is older than that"
+    );
+    let fix = fix.expect("a refused flow gets a fix");
+    assert!(
+        fix.starts_with("Partner connector \"P-RESTRICT\" requires TLS (RequireTls)")
+            && fix.contains("STARTTLS"),
+        "{fix}"
+    );
+}

@@ -21,6 +21,8 @@ mod rules;
 const EXT: &str = "bob@example.org";
 /// A recipient in the accepted domain `contoso.com`.
 const ALICE: &str = "alice@contoso.com";
+/// The certificate column of a session that never did STARTTLS.
+const NO_TLS: &str = "no TLS";
 
 fn accepted(domain: &str, domain_type: DomainType, match_subdomains: bool) -> AcceptedDomain {
     AcceptedDomain {
@@ -41,6 +43,7 @@ fn on_premises(name: &str, ips: &[&str], cert: Option<CertificateName>) -> Inbou
         sender_domains: vec![SenderDomain::Any],
         restrict_domains_to_ip_addresses: false,
         restrict_domains_to_certificate: false,
+        require_tls: false,
     }
 }
 
@@ -59,6 +62,7 @@ fn partner(
         sender_domains,
         restrict_domains_to_ip_addresses: restrict_ip,
         restrict_domains_to_certificate: restrict_cert,
+        require_tls: false,
     }
 }
 
@@ -92,6 +96,8 @@ const VARIANTS: &[&str] = &[
     "partner-ip",
     "partner-cert",
     "partner-cert-sub",
+    "partner-tls",
+    "onprem-tls",
     "reject-direct-send",
     "recipient-list",
     "internal-relay-list",
@@ -137,6 +143,19 @@ fn tenant(variant: &str) -> Option<Tenant> {
             true,
             vec![SenderDomain::WithSubdomains("partner.example".into())],
         )),
+        "partner-tls" => {
+            let mut p = partner(
+                true,
+                false,
+                vec![SenderDomain::Exact("partner.example".into())],
+            );
+            p.require_tls = true;
+            t.inbound_connectors.push(p);
+        }
+        "onprem-tls" => t
+            .inbound_connectors
+            .iter_mut()
+            .for_each(|c| c.require_tls = true),
         "reject-direct-send" => t.reject_direct_send = true,
         "recipient-list" => {
             t.accepted_domains[0].recipients = Some(HashSet::from([ALICE.to_string()]));
@@ -150,17 +169,20 @@ fn tenant(variant: &str) -> Option<Tenant> {
     Some(t)
 }
 
-/// Who is speaking: the peer address and the names of a trusted certificate.
+/// Who is speaking: the peer address, whether under TLS, and the names of a trusted certificate.
 struct Client {
     peer_ip: std::net::IpAddr,
+    tls: bool,
     names: Vec<String>,
 }
 
 impl Client {
-    /// `certificate` as the document writes it: `none`, `untrusted <name>` (no identity), or
-    /// the comma-separated names of a trusted certificate.
+    /// `certificate` as the document writes it: `no TLS` (no STARTTLS, so no certificate
+    /// either); under TLS, `none`, `untrusted <name>` (no identity), or the comma-separated
+    /// names of a trusted certificate.
     fn new(peer: &str, certificate: &str) -> Client {
-        let names = if certificate == "none" || certificate.starts_with("untrusted ") {
+        let tls = certificate != NO_TLS;
+        let names = if !tls || certificate == "none" || certificate.starts_with("untrusted ") {
             Vec::new()
         } else {
             certificate
@@ -172,6 +194,7 @@ impl Client {
             peer_ip: peer
                 .parse()
                 .unwrap_or_else(|_| panic!("{peer}: not an IP address")),
+            tls,
             names,
         }
     }
@@ -180,6 +203,7 @@ impl Client {
         SessionFacts {
             peer_ip: self.peer_ip,
             certificate_names: &self.names,
+            tls: self.tls,
         }
     }
 }

@@ -221,4 +221,103 @@ fn reply_texts_are_exchange_onlines() {
         partner.ends_with("RestrictDomainsToIPAddresses or RestrictDomainsToCertificate set"),
         "{partner}"
     );
+    assert_eq!(
+        reply_line(&Rejection::RequireTls {
+            connector: "P".into()
+        }),
+        "454 4.7.0 Failed to establish appropriate TLS channel: Access Denied"
+    );
+}
+
+/// The verdict for `alice@contoso.com` under both profiles, which must agree: Partner
+/// connectors judge inbound mail, where the profiles do not differ.
+fn inbound_verdict(tenant: &Tenant, peer: &str, certificate: &str, p1s: &str) -> RecipientVerdict {
+    let client = Client::new(peer, certificate);
+    let [new, legacy] = [Profile::Exo2023, Profile::ExoLegacy].map(|profile| {
+        judge(tenant, profile, &client, p1s, "none", &[ALICE]).recipients[0]
+            .1
+            .clone()
+    });
+    assert_eq!(new, legacy, "{peer} {certificate} {p1s}");
+    new
+}
+
+fn require_tls_refusal(connector: &str) -> RecipientVerdict {
+    RecipientVerdict::Reject(Rejection::RequireTls {
+        connector: connector.into(),
+    })
+}
+
+#[test]
+fn require_tls_is_checked_before_the_partner_restriction_under_both_profiles() {
+    let t = tenant("partner-tls").expect("a documented variant");
+    // Neither TLS nor the partner's address: TLS is what the sender is told about.
+    assert_eq!(
+        inbound_verdict(&t, "198.51.100.7", NO_TLS, "x@partner.example"),
+        require_tls_refusal("P-RESTRICT")
+    );
+    // Under TLS, the restriction to its addresses still applies.
+    assert_eq!(
+        inbound_verdict(&t, "198.51.100.7", "none", "x@partner.example"),
+        RecipientVerdict::Reject(Rejection::PartnerConnectorRestriction {
+            connector: "P-RESTRICT".into()
+        })
+    );
+    // Its subdomains are not covered by a named SenderDomains entry.
+    assert!(matches!(
+        inbound_verdict(&t, "192.0.2.5", NO_TLS, "x@eu.partner.example"),
+        RecipientVerdict::Accept(AcceptReason::Inbound { .. })
+    ));
+}
+
+#[test]
+fn require_tls_binds_only_enabled_partner_connectors() {
+    let mut t = baseline();
+    let mut p = on_premises("P-TLS", &["192.0.2.0/24"], None);
+    p.connector_type = ConnectorType::Partner;
+    p.require_tls = true;
+    t.inbound_connectors.push(p);
+    // SenderDomains `*`: every P1, the null sender included.
+    for p1s in ["x@partner.example", "<>"] {
+        assert_eq!(
+            inbound_verdict(&t, "192.0.2.5", NO_TLS, p1s),
+            require_tls_refusal("P-TLS"),
+            "{p1s}"
+        );
+    }
+    let inbound = |t: &Tenant| {
+        matches!(
+            inbound_verdict(t, "192.0.2.5", NO_TLS, "x@partner.example"),
+            RecipientVerdict::Accept(AcceptReason::Inbound { .. })
+        )
+    };
+    let mut disabled = t.clone();
+    disabled.inbound_connectors[2].enabled = false;
+    assert!(inbound(&disabled), "a disabled connector binds nothing");
+    let mut on_prem = t.clone();
+    on_prem.inbound_connectors[2].connector_type = ConnectorType::OnPremises;
+    assert!(
+        inbound(&on_prem),
+        "RequireTls is informational on OnPremises"
+    );
+}
+
+#[test]
+fn require_tls_does_not_touch_relayed_mail() {
+    let mut t = tenant("partner-tls").expect("a documented variant");
+    t.inbound_connectors[2].sender_domains = vec![SenderDomain::Any];
+    // Authorised relay is the tenant's own mail: Partner connectors do not judge it, even for
+    // a recipient in an accepted domain.
+    let inside = Client::new("203.0.113.10", NO_TLS);
+    for profile in [Profile::Exo2023, Profile::ExoLegacy] {
+        let e = judge(
+            &t,
+            profile,
+            &inside,
+            "app@contoso.com",
+            "none",
+            &[ALICE, EXT],
+        );
+        assert_eq!(e.verdict(), Verdict::Accepted, "{}", profile.as_str());
+    }
 }

@@ -203,3 +203,24 @@ fn duplicate_connector_names_are_left_out_with_a_note() {
     assert_eq!(load(&import).policy.tenant.inbound_connectors.len(), 1);
     unsupported(&import, "relay", "Name");
 }
+
+#[test]
+fn require_tls_is_imported_without_a_note_on_either_connector_type() {
+    let import = connectors(
+        r#"[{"Name": "partner", "ConnectorType": "Partner", "RequireTls": true,
+             "SenderDomains": ["smtp:partner.example;1"]},
+            {"Name": "hybrid", "ConnectorType": "OnPremises", "RequireTls": true,
+             "SenderIPAddresses": ["192.0.2.1"]}]"#,
+    );
+    let c = load(&import).policy.tenant.inbound_connectors;
+    // Enforced on the Partner connector, informational on the OnPremises one: in both cases
+    // what Exchange Online does, so nothing for the admin to look at.
+    assert!(c[0].require_tls && c[1].require_tls);
+    for connector in ["partner", "hybrid"] {
+        assert!(
+            find(&import, connector, "RequireTls").is_empty(),
+            "{connector}"
+        );
+    }
+    assert!(!import.has_unsupported(), "{:#?}", import.notes);
+}

@@ -95,7 +95,6 @@ fn shipped_examples_import_and_load() {
                 "SenderIPAddresses",
                 "\"2001:db8:25::25\""
             ),
-            ("Woodgrove Bank partner", "RequireTls", "true"),
         ]
     );
     assert!(import.has_unsupported());
@@ -125,11 +124,11 @@ fn shipped_examples_import_and_load() {
         (NoteKind::Ignored, METADATA)
     );
     // Every property is accounted for: each connector prints 40, 9 translated and 31 noted,
-    // plus the two notes about values (RequireTls, the IPv6 entry); each domain prints 39,
-    // 3 translated and 36 noted.
+    // plus the note about a value (the IPv6 entry); each domain prints 39, 3 translated and 36
+    // noted.
     assert_eq!(
         import.notes.len(),
-        4 * 31 + 2 + 3 * 36,
+        4 * 31 + 1 + 3 * 36,
         "{:#?}",
         import.notes
     );
