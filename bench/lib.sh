@@ -14,3 +14,72 @@ domain = "contoso.com"
 name = "bench"
 connector_type = "OnPremises"
 sender_ip_addresses = ["127.0.0.0/24"]'
+
+# postfix_start DIR LISTEN [main.cf line...]: a private Postfix instance, all of it in DIR (its
+# main.cf and master.cf in DIR/etc, queue in DIR/spool, data in DIR/data, log in DIR/maillog),
+# its smtpd on LISTEN (127.0.0.1:PORT), started with `postfix -c DIR/etc start` and ready when
+# this returns. The system's /etc/postfix is only read (by `postfix check`), never changed, and
+# nothing the machine's own Postfix uses is shared. Needs root, as any Postfix does; the
+# `postfix` user must be able to reach DIR (its parents searchable: mktemp -d makes them 0700).
+postfix_start() {
+  local dir=$1 listen=$2; shift 2
+  mkdir -p "$dir/etc" "$dir/spool"
+  chmod 755 "$dir"
+  {
+    echo "compatibility_level = 3.6"
+    echo "config_directory = $dir/etc"
+    echo "queue_directory = $dir/spool"
+    echo "data_directory = $dir/data"
+    echo "maillog_file = $dir/maillog"
+    echo "maillog_file_prefixes = $dir"
+    echo "inet_interfaces = 127.0.0.1"
+    echo "inet_protocols = ipv4"
+    echo "mydestination ="
+    echo "alias_maps ="
+    echo "alias_database ="
+    printf '%s\n' "$@"
+  } > "$dir/etc/main.cf"
+  # Debian's services for mail in and out over SMTP, none chrooted (a chroot would need copies
+  # of system files in the queue directory).
+  cat > "$dir/etc/master.cf" <<CF
+$listen inet n - n - - smtpd
+cleanup   unix  n - n -    0 cleanup
+qmgr      unix  n - n 300  1 qmgr
+tlsmgr    unix  - - n 1000? 1 tlsmgr
+rewrite   unix  - - n -    - trivial-rewrite
+bounce    unix  - - n -    0 bounce
+defer     unix  - - n -    0 bounce
+trace     unix  - - n -    0 bounce
+verify    unix  - - n -    1 verify
+flush     unix  n - n 1000? 0 flush
+proxymap  unix  - - n -    - proxymap
+smtp      unix  - - n -    - smtp
+relay     unix  - - n -    - smtp
+showq     unix  n - n -    - showq
+error     unix  - - n -    - error
+retry     unix  - - n -    - error
+discard   unix  - - n -    - discard
+anvil     unix  - - n -    1 anvil
+scache    unix  - - n -    1 scache
+postlog   unix-dgram n - n - 1 postlogd
+CF
+  # check creates the queue's subdirectories and the data directory with their owners.
+  if ! postfix -c "$dir/etc" check || ! postfix -c "$dir/etc" start; then
+    echo "postfix in $dir did not start; its log:" >&2
+    cat "$dir/maillog" >&2 2>/dev/null || true
+    return 1
+  fi
+  wait_port "$listen"
+}
+
+# postfix_pids DIR: the processes of the instance in DIR (its master's process group).
+postfix_pids() {
+  local master
+  master=$(sed 1q "$1/spool/pid/master.pid" 2>/dev/null | tr -d ' ') || return 0
+  [ -n "$master" ] && pgrep -g "$master" || true
+}
+
+# postfix_stop DIR: stop the instance in DIR, if it runs (postfix stop waits for it, bounded).
+postfix_stop() {
+  [ -e "$1/etc/main.cf" ] && postfix -c "$1/etc" stop >/dev/null 2>&1 || true
+}

@@ -8,7 +8,8 @@
 # and for each path runs smtp-source with 20 parallel sessions, bounded message counts:
 #   direct   smtp-source -> smtp-sink                       (the tools' ceiling here)
 #   relaygate smtp-source -> relaygate -> smtp-sink
-#   postfix  smtp-source -> Postfix relay -> smtp-sink     (counted when the queue is empty)
+#   postfix  smtp-source -> Postfix relay -> smtp-sink     (counted when the queue is empty;
+#            a private instance in the work directory, never the system's /etc/postfix)
 #   nginx    smtp-source -> nginx mail proxy -> smtp-sink
 # Timings are noisy: each figure is the median of the repeats, and ratios are taken within the
 # same run. Nothing here is asserted by a test.
@@ -33,7 +34,7 @@ pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" -s stop 2>/dev/null || true
-  [ -e "$work/main.cf.orig" ] && restore_postfix
+  postfix_stop "$work/postfix"
 }
 trap cleanup EXIT
 
@@ -65,25 +66,14 @@ sed -e "s/$GATE/$NOPOOL/" -e 's/^tls = "none"/tls = "none"\npool_max_idle = 0/' 
 wait_port "$NOPOOL"
 
 # --- Postfix as a relay -----------------------------------------------------------------
-# Postfix runs from /etc/postfix (an instance in another directory needs more set-up than a
-# benchmark should do); the original main.cf and master.cf are restored on exit.
-cp /etc/postfix/main.cf "$work/main.cf.orig"
-cp /etc/postfix/master.cf "$work/master.cf.orig"
-restore_postfix() {
-  postfix stop >/dev/null 2>&1 || true
-  cp "$work/main.cf.orig" /etc/postfix/main.cf
-  cp "$work/master.cf.orig" /etc/postfix/master.cf
-}
-postfix stop >/dev/null 2>&1 || true
-postconf -e \
-  "myhostname = postfix.bench" "mydestination =" "inet_interfaces = loopback-only" \
-  "inet_protocols = ipv4" "mynetworks = 127.0.0.0/8" "relayhost = [${SINK%:*}]:${SINK#*:}" \
+# A private instance of the benchmark's own (bench/lib.sh, postfix_start): the system's
+# /etc/postfix is left alone. Its daemons run as `postfix`: they must reach the work directory.
+chmod 755 "$work"
+postfix_start "$work/postfix" "$POSTFIX" \
+  "myhostname = postfix.bench" "mynetworks = 127.0.0.0/8" "relayhost = [${SINK%:*}]:${SINK#*:}" \
   "smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination" \
   "smtp_destination_concurrency_limit = 20" "default_process_limit = 200" \
   "smtpd_client_connection_rate_limit = 0" "anvil_rate_time_unit = 60s"
-sed -i "s/^smtp      inet .*/${POSTFIX} inet n - y - - smtpd/" /etc/postfix/master.cf
-postfix start >/dev/null
-wait_port "$POSTFIX"
 
 # --- nginx mail proxy -------------------------------------------------------------------
 mkdir -p "$work/nginx/logs"
@@ -118,7 +108,7 @@ nginx -p "$work/nginx" -c "$work/nginx/nginx.conf"
 wait_port "$NGINX"
 
 # --- measurements -----------------------------------------------------------------------
-queue_empty() { postqueue -p 2>/dev/null | grep -q "Mail queue is empty"; }
+queue_empty() { postqueue -c "$work/postfix/etc" -p 2>/dev/null | grep -q "Mail queue is empty"; }
 
 # one PATH ADDR MESSAGES SIZE [extra smtp-source flags]: messages per second, one run.
 one() {
@@ -180,7 +170,7 @@ measure() {
   # keeps up with them, not how much of the tools' CPU it takes away.
   if [ "$(nproc)" -ge 2 ]; then
     taskset -a -p -c 0 "${pids[0]}" >/dev/null                   # smtp-sink
-    for p in "${pids[@]:1}" $(pgrep -f /usr/lib/postfix) $(pgrep nginx); do
+    for p in "${pids[@]:1}" $(postfix_pids "$work/postfix") $(pgrep nginx); do
       taskset -a -p -c 1 "$p" >/dev/null
     done
     SOURCE_PREFIX="taskset -c 0" measure "Pinned: smtp-source and smtp-sink on core 0, the relay on core 1"

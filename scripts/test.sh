@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: unit tests, end-to-end tests over real sockets and TLS, swaks against
-# the real binary, HAProxy (PROXY protocol) in front of it, Postfix's smtp-sink behind it,
-# and the HTML report in headless Chromium. Installs the peers first when they are missing
-# (Debian/Ubuntu, as root).
+# the real binary, HAProxy (PROXY protocol) in front of it, Postfix's smtp-sink and a private
+# Postfix instance (never the machine's /etc/postfix) behind it, and the HTML report in headless
+# Chromium. Installs the peers first when they are missing (Debian/Ubuntu, as root).
 # Ends with one line "tests: N passed, N failed" summing every test binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,7 +10,8 @@ missing=()
 command -v swaks >/dev/null 2>&1 || missing+=(swaks libio-socket-ssl-perl libnet-ssleay-perl)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
-[ -x /usr/sbin/smtp-sink ] || missing+=(postfix)      # smtp-sink, a real upstream SMTP server
+# smtp-sink and postfix itself: real upstream SMTP servers (the tests need root for postfix).
+{ [ -x /usr/sbin/smtp-sink ] && [ -x /usr/sbin/postfix ]; } || missing+=(postfix)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     export DEBIAN_FRONTEND=noninteractive

@@ -8,6 +8,7 @@
 //! - [`message`]: dot-stuffing, the gate's `Received:` field, stored `.eml` files.
 //! - [`binary`]: the real `relaygate` binary as a child process, and its one-shot commands.
 //! - [`peers`]: the outside programs: swaks, HAProxy, Postfix's smtp-sink, Chromium.
+//! - [`postfix`]: a private Postfix instance (its own configuration and queue) as the upstream.
 //!
 //! `sim/` holds the deterministic fault simulation (a seeded client, upstream and RNG, in
 //! memory). It is not a module of `support`: `tests/simulation.rs`, the one test that runs it,
@@ -24,6 +25,7 @@ pub mod gate;
 pub mod message;
 pub mod peers;
 pub mod pki;
+pub mod postfix;
 pub mod upstream;
 
 pub use binary::*;
@@ -33,6 +35,7 @@ pub use gate::*;
 pub use message::*;
 pub use peers::*;
 pub use pki::*;
+pub use postfix::*;
 pub use upstream::*;
 
 use std::path::PathBuf;

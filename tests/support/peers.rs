@@ -1,5 +1,6 @@
 //! The outside programs the tests put around the gate, as an admin would: swaks as the client,
-//! HAProxy in front (PROXY protocol), Postfix's smtp-sink behind, Chromium to open the report.
+//! HAProxy in front (PROXY protocol), Postfix's smtp-sink behind (and a whole private Postfix:
+//! [`super::postfix`]), Chromium to open the report.
 //! Tests that need one are marked `#[cfg_attr(not(feature = "peers"), ignore = ...)]`:
 //! `cargo test` alone stays hermetic, `scripts/test.sh` installs the peers and runs them all.
 
@@ -40,7 +41,7 @@ pub fn swaks_tls(gate: &Binary, name: &str, args: &[&str]) -> (bool, String) {
 }
 
 /// The first of `paths` that exists: where Debian puts a peer's program.
-fn installed(paths: &[&'static str], install: &str) -> &'static str {
+pub(super) fn installed(paths: &[&'static str], install: &str) -> &'static str {
     paths
         .iter()
         .copied()

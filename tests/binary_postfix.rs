@@ -1,0 +1,178 @@
+//! The real `relaygate` binary in front of a real Postfix (a private instance: its own
+//! configuration and queue, see `support/postfix.rs`), as on premises: the message arrives byte
+//! for byte, as BDAT chunks because Postfix offers CHUNKING and as DATA when it does not, over
+//! STARTTLS when Postfix offers it, and Postfix's own refusal of a recipient reaches the client
+//! word for word.
+
+mod support;
+use support::*;
+
+/// 8-bit text, lines that start with one and two dots, a line that is a lone dot, and a line
+/// starting with "From " (which an mbox would quote and a maildir must not).
+const MESSAGE: &str = "From: App <app@contoso.com>\r
+To: bob@example.org, carol@example.org\r
+Subject: byte for byte\r
+Date: Mon, 30 Nov 2026 12:00:00 +0000\r
+Message-ID: <postfix-upstream@app.contoso.com>\r
+MIME-Version: 1.0\r
+Content-Type: text/plain; charset=utf-8\r
+Content-Transfer-Encoding: 8bit\r
+\r
+first line\r
+.a line starting with a dot\r
+..two dots\r
+.\r
+été . déjà\r
+From the start of a line\r
+last\r
+";
+
+/// The gate on the standard test configuration, its `[upstream]` replaced by `upstream`.
+fn gate_in_front_of(upstream: String) -> Binary {
+    start_edited("127.0.0.0/24", "", |c| {
+        let start = c.find("[upstream]").expect("an [upstream] section");
+        let end = c.find("[log]").expect("a [log] section");
+        format!("{}{upstream}\n{}", &c[..start], &c[end..])
+    })
+}
+
+/// Relay [`MESSAGE`] from app@contoso.com to bob and carol through the gate; returns the
+/// gate's final reply.
+async fn relay_message(gate: &Binary) -> String {
+    let mut c = Client::connect(gate.addr).await;
+    c.cmd("EHLO app.contoso.com", "250").await;
+    c.cmd("MAIL FROM:<app@contoso.com> BODY=8BITMIME", "250")
+        .await;
+    c.cmd("RCPT TO:<bob@example.org>", "250").await;
+    c.cmd("RCPT TO:<carol@example.org>", "250").await;
+    c.cmd("DATA", "354").await;
+    c.send(&stuff(MESSAGE.as_bytes())).await;
+    c.send(b".\r\n").await;
+    let reply = c.reply().await;
+    c.quit().await;
+    reply
+}
+
+/// Each recipient's copy is [`MESSAGE`] after the gate's `Received:`, with the envelope the
+/// client gave; returns the copies.
+fn assert_delivered_intact(postfix: &Postfix) -> Vec<Delivery> {
+    let lf = MESSAGE.replace("\r\n", "\n");
+    MAILBOXES
+        .iter()
+        .map(|mailbox| {
+            let d = postfix.wait_for_delivery(mailbox);
+            assert_eq!(d.return_path, "<app@contoso.com>");
+            assert_eq!(d.recipient, format!("{mailbox}@example.org"));
+            assert!(
+                d.message.starts_with(b"Received: from app.contoso.com "),
+                "the gate's trace field first:\n{}",
+                String::from_utf8_lossy(&d.message)
+            );
+            assert_eq!(
+                String::from_utf8_lossy(strip_received(&d.message)),
+                lf,
+                "{mailbox}'s copy"
+            );
+            assert_eq!(postfix.delivered(mailbox).len(), 1, "{mailbox}: one copy");
+            d
+        })
+        .collect()
+}
+
+#[tokio::test]
+#[cfg_attr(
+    not(feature = "peers"),
+    ignore = "needs Postfix: cargo test --features peers (scripts/test.sh)"
+)]
+async fn postfix_gets_the_message_byte_for_byte_in_bdat_chunks() {
+    let postfix = Postfix::start("");
+    let gate = gate_in_front_of(plain_smtp_upstream(postfix.addr));
+    let reply = relay_message(&gate).await;
+    let copies = assert_delivered_intact(&postfix);
+    assert!(copies[0].received.contains(" with ESMTP id "), "{copies:?}");
+    // Postfix's own final reply, passed through. To `BDAT ... LAST` it says how many bytes
+    // the chunks held: every byte the gate sent, its `Received:` field and the message.
+    let sent = copies[0].message.len() + copies[0].message.iter().filter(|b| **b == b'\n').count();
+    let expected = format!("250 2.0.0 Ok: {sent} bytes queued as ");
+    assert!(
+        reply.starts_with(&expected),
+        "{reply:?}, expected {expected:?}"
+    );
+    // Postfix counts the session's commands when it ends: the gate's upstream connection
+    // ends with the gate.
+    drop(gate);
+    let session = postfix.wait_for_disconnect();
+    assert!(session.contains(" rcpt=2 bdat="), "{session}");
+    assert!(!session.contains(" data="), "{session}");
+}
+
+#[tokio::test]
+#[cfg_attr(
+    not(feature = "peers"),
+    ignore = "needs Postfix: cargo test --features peers (scripts/test.sh)"
+)]
+async fn postfix_without_chunking_gets_the_message_byte_for_byte_after_data() {
+    let postfix = Postfix::start(NO_CHUNKING);
+    let gate = gate_in_front_of(plain_smtp_upstream(postfix.addr));
+    let reply = relay_message(&gate).await;
+    assert!(reply.starts_with("250 2.0.0 Ok: queued as "), "{reply:?}");
+    assert_delivered_intact(&postfix);
+    drop(gate);
+    let session = postfix.wait_for_disconnect();
+    assert!(session.contains(" rcpt=2 data=1"), "{session}");
+    assert!(!session.contains("bdat"), "{session}");
+}
+
+#[tokio::test]
+#[cfg_attr(
+    not(feature = "peers"),
+    ignore = "needs Postfix: cargo test --features peers (scripts/test.sh)"
+)]
+async fn postfix_offering_starttls_gets_the_message_over_tls() {
+    let postfix = Postfix::start(&starttls());
+    let ca = std::path::PathBuf::from(cert("ca.pem"));
+    let gate = gate_in_front_of(tls_upstream(postfix.addr, "required", &ca));
+    let reply = relay_message(&gate).await;
+    assert!(reply.starts_with("250 2.0.0 Ok: "), "{reply:?}");
+    let copies = assert_delivered_intact(&postfix);
+    // ESMTPS: Postfix received it over TLS (RFC 3848).
+    assert!(
+        copies[0].received.contains(" with ESMTPS id "),
+        "{copies:?}"
+    );
+}
+
+#[tokio::test]
+#[cfg_attr(
+    not(feature = "peers"),
+    ignore = "needs Postfix: cargo test --features peers (scripts/test.sh)"
+)]
+async fn postfix_refusing_a_recipient_reaches_the_client_verbatim() {
+    let postfix = Postfix::start("");
+    let gate = gate_in_front_of(plain_smtp_upstream(postfix.addr));
+    let mut c = Client::connect(gate.addr).await;
+    c.cmd("EHLO app.contoso.com", "250").await;
+    c.cmd("MAIL FROM:<app@contoso.com>", "250").await;
+    let refused = c.cmd("RCPT TO:<nobody@example.org>", "550").await;
+    assert_eq!(
+        refused,
+        "550 5.1.1 <nobody@example.org>: Recipient address rejected: User unknown in virtual mailbox table\r\n"
+    );
+    // The rest of the transaction goes on, to the recipient Postfix accepted.
+    c.cmd("RCPT TO:<bob@example.org>", "250").await;
+    c.cmd("DATA", "354").await;
+    c.send(b"Subject: one of two\r\n\r\nhi\r\n.\r\n").await;
+    let reply = c.reply().await;
+    assert!(reply.starts_with("250 2.0.0 Ok: "), "{reply:?}");
+    c.quit().await;
+    let d = postfix.wait_for_delivery("bob");
+    assert_eq!(strip_received(&d.message), b"Subject: one of two\n\nhi\n");
+    assert!(postfix.delivered("carol").is_empty());
+    assert!(
+        postfix.log().contains(
+            "NOQUEUE: reject: RCPT from localhost[127.0.0.1]: 550 5.1.1 <nobody@example.org>"
+        ),
+        "{}",
+        postfix.log()
+    );
+}
