@@ -25,6 +25,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 "PIPELINING".to_string(),
                 format!("SIZE {}", self.settings.server.max_message_size),
                 "8BITMIME".into(),
+                "CHUNKING".into(),
+                "BINARYMIME".into(),
                 "SMTPUTF8".into(),
                 "ENHANCEDSTATUSCODES".into(),
             ];

@@ -74,6 +74,8 @@ pub struct Capabilities {
     pub eight_bit_mime: bool,
     pub smtputf8: bool,
     pub chunking: bool,
+    /// BINARYMIME (RFC 3030): it takes `BODY=BINARYMIME` messages (with BDAT).
+    pub binarymime: bool,
 }
 
 impl Capabilities {
@@ -92,6 +94,7 @@ impl Capabilities {
             eight_bit_mime: has(smtp_proto::EXT_8BIT_MIME),
             smtputf8: has(smtp_proto::EXT_SMTP_UTF8),
             chunking: has(smtp_proto::EXT_CHUNKING),
+            binarymime: has(smtp_proto::EXT_BINARY_MIME),
         }
     }
 }
@@ -391,12 +394,12 @@ mod tests {
             raw: raw.to_vec(),
         });
         assert!(caps.pipelining && caps.starttls && caps.size && caps.eight_bit_mime);
-        assert!(caps.smtputf8 && caps.chunking);
+        assert!(caps.smtputf8 && caps.chunking && caps.binarymime);
         let bare = Capabilities::from_ehlo(&UpstreamReply {
             code: 250,
             raw: b"250 upstream.test\r\n".to_vec(),
         });
-        assert!(!bare.pipelining && !bare.starttls && !bare.chunking);
+        assert!(!bare.pipelining && !bare.starttls && !bare.chunking && !bare.binarymime);
     }
 
     #[test]
