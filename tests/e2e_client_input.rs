@@ -1,7 +1,7 @@
 //! What a client sends that it should not: bare line feeds (SMTP smuggling), oversized
 //! messages and lines, too many recipients, commands out of sequence, garbage, silence, a
-//! client that never reads, NUL bytes, BDAT to a gate that does not offer it, text pipelined
-//! past DATA. Each gets a clear reply (or the connection closes), and none of it reaches the
+//! client that never reads, NUL bytes, BDAT out of place or of a size it cannot have, text
+//! pipelined past DATA. (BDAT itself: `e2e_client_bdat.rs`.) Each gets a clear reply (or the connection closes), and none of it reaches the
 //! upstream.
 
 mod support;
@@ -180,9 +180,9 @@ async fn the_small_commands_answer() {
     c.cmd("HELP", "214 2.0.0").await;
     c.cmd("HELO x", "250 gate.contoso.com").await;
     c.cmd("AUTH PLAIN AGZvbwBiYXI=", "502 5.5.1").await;
-    // BDAT is not offered: its payload is skipped, never read as commands.
+    // BDAT outside a transaction: its payload is skipped, never read as commands.
     c.send(b"BDAT 6 LAST\r\nQUIT\r\n").await;
-    assert!(c.reply().await.starts_with("502 5.5.1"));
+    assert!(c.reply().await.starts_with("503 5.5.1"));
     c.cmd("FOO bar", "500 5.5.1").await;
     c.cmd("QUIT", "221 2.0.0").await;
 }
@@ -288,7 +288,8 @@ async fn a_client_that_never_reads_its_replies_is_disconnected() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// BDAT to a gate that does not offer CHUNKING: the payload is skipped, never run as commands.
+// BDAT out of place: the payload is skipped, never run as commands; one that cannot be skipped
+// ends the session.
 // ---------------------------------------------------------------------------------------------
 
 /// A BDAT payload of exactly `BDAT_SIZE` bytes made of command lines: run as commands, it
@@ -302,7 +303,7 @@ fn bdat_payload() -> Vec<u8> {
 }
 
 #[tokio::test]
-async fn a_bdat_payload_is_skipped_never_run_as_commands() {
+async fn a_bdat_outside_a_transaction_is_refused_and_its_payload_never_run_as_commands() {
     let up = Upstream::start(Script::default()).await;
     let g = relay_gate(&up, "").await;
     let mut c = session(&g).await;
@@ -311,7 +312,7 @@ async fn a_bdat_payload_is_skipped_never_run_as_commands() {
     wire.extend_from_slice(b"NOOP\r\n");
     c.send(&wire).await;
     let bdat = c.reply().await;
-    assert!(bdat.starts_with("502 5.5.1"), "{bdat:?}");
+    assert!(bdat.starts_with("503 5.5.1 Need MAIL"), "{bdat:?}");
     let noop = c.reply().await;
     assert!(noop.starts_with("250"), "{noop:?}");
     // Nothing else is pending: QUIT's is the very next reply.
@@ -323,8 +324,9 @@ async fn a_bdat_payload_is_skipped_never_run_as_commands() {
     assert!(up.transactions().is_empty(), "{}", up.view());
 }
 
-/// A BDAT whose payload the gate cannot skip: one refusal, then the connection closes.
-async fn an_unskippable_bdat_ends_the_session(command: &str) {
+/// A BDAT whose payload the gate cannot skip: one refusal (`expected`), then the connection
+/// closes.
+async fn an_unskippable_bdat_ends_the_session(command: &str, expected: &str) {
     let up = Upstream::start(Script::default()).await;
     let g = relay_gate(&up, "").await;
     let mut c = session(&g).await;
@@ -332,7 +334,7 @@ async fn an_unskippable_bdat_ends_the_session(command: &str) {
     wire.extend_from_slice(&bdat_payload());
     c.send(&wire).await;
     let r = c.reply().await;
-    assert!(r.starts_with('5') || r.starts_with('4'), "{r:?}");
+    assert!(r.starts_with(expected), "{r:?}");
     let next = c.reply().await;
     assert_eq!(
         next, "",
@@ -343,10 +345,10 @@ async fn an_unskippable_bdat_ends_the_session(command: &str) {
 
 #[tokio::test]
 async fn a_bdat_larger_than_the_message_size_limit_ends_the_session() {
-    an_unskippable_bdat_ends_the_session("BDAT 999999999999 LAST").await;
+    an_unskippable_bdat_ends_the_session("BDAT 999999999999 LAST", "552 5.3.4").await;
 }
 
 #[tokio::test]
 async fn a_bdat_with_an_unparseable_size_ends_the_session() {
-    an_unskippable_bdat_ends_the_session("BDAT abc").await;
+    an_unskippable_bdat_ends_the_session("BDAT abc", "501 5.5.4").await;
 }

@@ -101,6 +101,8 @@ async fn ehlo_lists_exchange_onlines_extensions_in_its_order_and_starttls_only_b
          250-ENHANCEDSTATUSCODES\r\n\
          250-STARTTLS\r\n\
          250-8BITMIME\r\n\
+         250-BINARYMIME\r\n\
+         250-CHUNKING\r\n\
          250 SMTPUTF8\r\n"
     );
     c.cmd("STARTTLS", "220").await;
@@ -114,6 +116,8 @@ async fn ehlo_lists_exchange_onlines_extensions_in_its_order_and_starttls_only_b
          250-DSN\r\n\
          250-ENHANCEDSTATUSCODES\r\n\
          250-8BITMIME\r\n\
+         250-BINARYMIME\r\n\
+         250-CHUNKING\r\n\
          250 SMTPUTF8\r\n"
     );
     assert_eq!(
@@ -130,7 +134,10 @@ async fn without_tls_configured_ehlo_offers_no_starttls() {
     let ehlo = c.ask("EHLO app.contoso.com").await;
     assert!(!ehlo.contains("STARTTLS"), "{ehlo}");
     assert!(
-        ehlo.ends_with("250-DSN\r\n250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n"),
+        ehlo.ends_with(
+            "250-DSN\r\n250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n250-BINARYMIME\r\n\
+             250-CHUNKING\r\n250 SMTPUTF8\r\n"
+        ),
         "{ehlo}"
     );
 }

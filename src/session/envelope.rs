@@ -55,6 +55,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             eight_bit: from.flags & smtp_proto::MAIL_BODY_8BITMIME != 0,
             smtputf8,
             dsn,
+            binary_mime: from.flags & smtp_proto::MAIL_BODY_BINARYMIME != 0,
         };
         let p = &self.settings.policy;
         let relay = policy::authorize_relay(
@@ -73,6 +74,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             upstream_open: false,
             upstream_lost: false,
             dsn_dropped: Dropped::default(),
+            chunks: None,
             started: Instant::now(),
         });
         self.reply(&Reply::new(250, "2.1.0", "Sender OK"));
@@ -83,6 +85,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             self.error_reply(Reply::new(503, "5.5.1", "Need MAIL command first"));
             return Ok(());
         };
+        if txn.chunks.is_some() {
+            // The message is already going to the upstream: no recipient can join it.
+            self.error_reply(Reply::new(503, "5.5.1", "RCPT after BDAT"));
+            return Ok(());
+        }
         if txn.recipients.len() >= self.settings.server.max_recipients {
             self.reply_with_suffix(&Reply::new(452, "4.5.3", "Too many recipients"));
             return Ok(());
@@ -211,7 +218,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 &super::record::Outcome::new(format!("no message: {why}")),
                 0,
             );
-            if txn.upstream_open
+            if txn.chunks.as_ref().is_some_and(|c| c.sending()) {
+                // A BDAT message half sent: only a closed connection keeps the upstream from
+                // delivering it (an RSET could cross the replies to its chunks).
+                self.upstream.abort().await;
+            } else if txn.upstream_open
                 && tokio::time::timeout_at(self.session_deadline, self.upstream.reset())
                     .await
                     .is_err()

@@ -11,19 +11,9 @@ use std::sync::Arc;
 use std::time::SystemTime;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-/// Whether EHLO offers `BINARYMIME` and `CHUNKING` (RFC 3030), as Exchange Online's does. Off
-/// until the session takes BDAT from clients: the gate never offers what it does not do.
-const OFFER_CHUNKING: bool = false;
-
 /// The lines of the EHLO reply, in the order Exchange Online's MX gives them. `STARTTLS` only
 /// when TLS is configured and not yet active; no `HELP` (the command still answers 214).
-fn ehlo_lines(
-    host: &str,
-    client: IpAddr,
-    max_message_size: u64,
-    starttls: bool,
-    chunking: bool,
-) -> Vec<String> {
+fn ehlo_lines(host: &str, client: IpAddr, max_message_size: u64, starttls: bool) -> Vec<String> {
     let mut lines = vec![
         format!("{host} Hello [{client}]"),
         format!("SIZE {max_message_size}"),
@@ -35,10 +25,8 @@ fn ehlo_lines(
         lines.push("STARTTLS".into());
     }
     lines.push("8BITMIME".into());
-    if chunking {
-        lines.push("BINARYMIME".into());
-        lines.push("CHUNKING".into());
-    }
+    lines.push("BINARYMIME".into());
+    lines.push("CHUNKING".into());
     lines.push("SMTPUTF8".into());
     lines
 }
@@ -75,7 +63,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 self.peer.addr.ip(),
                 self.settings.server.max_message_size,
                 self.settings.tls.is_some() && self.tls_description.is_none(),
-                OFFER_CHUNKING,
             );
             let last = lines.len() - 1;
             for (i, l) in lines.iter().enumerate() {
@@ -179,7 +166,7 @@ mod tests {
     #[test]
     fn ehlo_offers_exchange_onlines_list_in_its_order() {
         let ip: IpAddr = "203.0.113.25".parse().unwrap();
-        let all = ehlo_lines("gate.contoso.com", ip, 36_700_160, true, true);
+        let all = ehlo_lines("gate.contoso.com", ip, 36_700_160, true);
         assert_eq!(
             all,
             [
@@ -195,7 +182,7 @@ mod tests {
                 "SMTPUTF8",
             ]
         );
-        let after_tls = ehlo_lines("gate.contoso.com", ip, 1000, false, false);
+        let after_tls = ehlo_lines("gate.contoso.com", ip, 1000, false);
         assert_eq!(
             after_tls,
             [
@@ -205,6 +192,8 @@ mod tests {
                 "DSN",
                 "ENHANCEDSTATUSCODES",
                 "8BITMIME",
+                "BINARYMIME",
+                "CHUNKING",
                 "SMTPUTF8",
             ]
         );

@@ -1,10 +1,11 @@
-//! DATA: the message text, streamed to the upstream while it arrives, with the header block
-//! held back (bounded) until the P2 sender is known and the policy has had its final say.
+//! The message, however it comes (DATA here; BDAT chunks in [`super::bdat`]): streamed to the
+//! upstream while it arrives, with the header block held back (bounded) until the P2 sender is
+//! known and the policy has had its final say.
 //!
-//! The client is answered only after the upstream answered the final dot: its verdict is passed
-//! through, and any trouble on the way becomes a 4xx, so a client told 250 knows the upstream
-//! has the message. BDAT is not offered; a client that sends it anyway has its payload skipped
-//! (never read as commands).
+//! The client is answered only after the upstream answered the end of the message: its verdict
+//! is passed through, and any trouble on the way becomes a 4xx, so a client told 250 knows the
+//! upstream has the message. DATA and BDAT share everything from the decoded text on ([`Message`]:
+//! the decision, the refusals, the forwarding, the final answer), so they cannot drift apart.
 
 use super::io::READ_CHUNK;
 use super::{End, Session};
@@ -19,11 +20,11 @@ use std::time::SystemTime;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 /// One message's text as it is read.
-struct Text {
-    decoder: DataDecoder,
+pub(super) struct Text {
+    pub(super) decoder: DataDecoder,
     /// Decoded text of the latest read (reused: one buffer per message, not per read).
-    chunk: Vec<u8>,
-    size: u64,
+    pub(super) chunk: Vec<u8>,
+    pub(super) size: u64,
     max_size: u64,
 }
 
@@ -83,104 +84,118 @@ struct Decision {
     refusal: Option<Reply>,
 }
 
+/// One message in progress, DATA or BDAT.
+pub(super) struct Message {
+    pub(super) text: Text,
+    /// The header block while it is being collected; `None` once the message is decided.
+    headers: Option<HeaderCollector>,
+    p2: Option<String>,
+    decision: Option<Decision>,
+    /// A refusal known once the header block is (policy in enforce mode, header size).
+    early_refusal: Option<Reply>,
+    forwarding: Forwarding,
+    binary_mime: bool,
+}
+
+impl Message {
+    /// Whether text of this message is going to the upstream: only closing that connection
+    /// keeps the upstream from delivering it if the message is abandoned.
+    pub(super) fn sending(&self) -> bool {
+        matches!(self.forwarding, Forwarding::Sending)
+    }
+}
+
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
-    pub(super) async fn data(&mut self) -> Result<(), End> {
-        let Some(txn) = self.txn.as_ref() else {
-            self.error_reply(Reply::new(503, "5.5.1", "Need MAIL command first"));
-            return Ok(());
-        };
-        if txn.recipients.is_empty() {
-            self.error_reply(Reply::new(554, "5.5.1", "No valid recipients"));
-            return Ok(());
-        }
-        let lost = txn.upstream_lost;
-        if self.input_pending() {
-            // Text before our 354: the client did not wait for it (RFC 2920 3.1 forbids
-            // that), so nothing it sent from here can be told apart from commands. Postfix's
-            // smtpd_forbid_unauth_pipelining answer, then the connection is closed.
-            self.reply(&Reply::new(
-                554,
-                "5.5.0",
-                "Error: SMTP protocol synchronization",
-            ));
-            return Err(End::OutOfStep);
-        }
-        if lost {
-            // Recipients were accepted in an upstream transaction that is gone: the message
-            // cannot reach all of them, so none of it is taken.
-            let line = self.reply_with_suffix(&UpstreamError::Dropped(Stage::Data).reply());
-            self.end_transaction(&format!("DATA answered {line}")).await;
-            return Ok(());
-        }
+    /// A message for the transaction, its text read through `decoder`.
+    pub(super) fn new_message(&mut self, decoder: DataDecoder) -> Message {
         self.transactions += 1;
-        self.reply(&Reply::new(
-            354,
-            "",
-            "Start mail input; end with <CRLF>.<CRLF>",
-        ));
-        self.flush().await.map_err(|_| End::Io)?;
-
         let server = &self.settings.server;
-        let mut text = Text {
-            decoder: DataDecoder::new(server.max_line_length),
-            chunk: Vec::with_capacity(READ_CHUNK),
-            size: 0,
-            max_size: server.max_message_size,
-        };
-        let mut headers = HeaderCollector::new(server.max_header_size);
+        Message {
+            text: Text {
+                decoder,
+                chunk: Vec::with_capacity(READ_CHUNK),
+                size: 0,
+                max_size: server.max_message_size,
+            },
+            headers: Some(HeaderCollector::new(server.max_header_size)),
+            p2: None,
+            decision: None,
+            early_refusal: None,
+            forwarding: Forwarding::NotSent,
+            binary_mime: self.txn.as_ref().is_some_and(|t| t.envelope.binary_mime),
+        }
+    }
 
-        // Phase 1: the header block, buffered (bounded) to find the P2 sender.
-        let mut done = false;
-        while !headers.is_complete() {
-            done = self.read_text(&mut text).await?;
-            headers.push(&text.chunk);
-            if done {
-                headers.finish();
+    /// Take the text just decoded (`message.text.chunk`): held with the header block until that
+    /// is complete, which decides the message; streamed to the upstream from then on.
+    pub(super) async fn take_text(&mut self, message: &mut Message) -> Result<(), End> {
+        if let Some(headers) = message.headers.as_mut() {
+            if headers.push(&message.text.chunk) {
+                self.decide(message).await?;
+            }
+            return Ok(());
+        }
+        if message.sending() && message.text.acceptable() {
+            if let Err(e) = within_deadline!(self, self.upstream.write_text(&message.text.chunk)) {
+                tracing::warn!(session = %self.id, error = %e, "upstream write failed");
+                message.forwarding = Forwarding::Failed(e.reply());
             }
         }
-        let p2 = header_sender(headers.header());
-        let decision = self.final_decision(p2.as_deref());
-        let enforce = refusals_answered(self.settings.policy.mode);
-        let early_refusal = if headers.too_large() {
+        Ok(())
+    }
+
+    /// The header block is complete: the policy's final say, and the message started upstream
+    /// with what was held, unless it is already known to be refused (policy, header size, bare
+    /// line break, long line, size): the upstream is not asked to start a message that will
+    /// be abandoned.
+    async fn decide(&mut self, message: &mut Message) -> Result<(), End> {
+        let headers = message.headers.take().expect("undecided message");
+        message.p2 = header_sender(headers.header());
+        let decision = self.final_decision(message.p2.as_deref());
+        message.early_refusal = if headers.too_large() {
             Some(Reply::new(
                 552,
                 "5.3.4",
                 "Message header size exceeds limit",
             ))
-        } else if enforce {
+        } else if refusals_answered(self.settings.policy.mode) {
             decision.refusal.clone()
         } else {
             None
         };
-        // Already known to be refused (policy, header size, bare line break, long line,
-        // size): the upstream is not asked to start a message that will be abandoned.
-        let mut forwarding = if early_refusal.is_none() && text.acceptable() {
-            self.open_message(headers.collected()).await?
-        } else {
-            Forwarding::NotSent
-        };
-        drop(headers);
-
-        // Phase 2: stream the rest.
-        while !done {
-            done = match self.read_text(&mut text).await {
-                Ok(d) => d,
-                Err(end) => {
-                    // The client is gone or too slow: nothing of this message may be delivered.
-                    // The transaction is logged when the session ends.
-                    self.upstream.abort().await;
-                    return Err(end);
-                }
-            };
-            if matches!(forwarding, Forwarding::Sending) && text.acceptable() {
-                if let Err(e) = within_deadline!(self, self.upstream.write_text(&text.chunk)) {
-                    tracing::warn!(session = %self.id, error = %e, "upstream write failed");
-                    forwarding = Forwarding::Failed(e.reply());
-                }
-            }
+        message.decision = Some(decision);
+        if message.early_refusal.is_none() && message.text.acceptable() {
+            message.forwarding = self
+                .open_message(headers.collected(), message.binary_mime)
+                .await?;
         }
+        Ok(())
+    }
 
-        // The final answer.
+    /// The message was cut off (the client left, stalled, or broke the protocol).
+    pub(super) async fn abandon(&mut self, message: &Message) {
+        if message.sending() {
+            self.upstream.abort().await;
+        }
+    }
+
+    /// The end of the message (the final dot, or `BDAT ... LAST`): its one final answer, and
+    /// the end of its transaction.
+    pub(super) async fn end_message(&mut self, mut message: Message) -> Result<(), End> {
+        if let Some(headers) = message.headers.as_mut() {
+            // The data ended within the header block: all of it is the header block.
+            headers.finish();
+            self.decide(&mut message).await?;
+        }
+        let Message {
+            text,
+            p2,
+            decision,
+            early_refusal,
+            forwarding,
+            ..
+        } = message;
+        let decision = decision.expect("decided");
         let sending = matches!(forwarding, Forwarding::Sending);
         let refusal = early_refusal.or_else(|| text.refusal(self.settings.server.max_line_length));
         let reply = match (refusal, forwarding) {
@@ -206,7 +221,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             }
         };
         let mut outcome = super::record::Outcome::new(reply);
-        if !enforce {
+        if !refusals_answered(self.settings.policy.mode) {
             outcome.enforce_reply = decision.refusal.map(|mut r| {
                 r.text.push_str(&self.suffix());
                 r.to_line()
@@ -231,7 +246,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
     /// Start the message upstream: DATA (or BDAT), then the `Received:` field and the header
     /// block held so far.
-    async fn open_message(&mut self, header: &[u8]) -> Result<Forwarding, End> {
+    async fn open_message(&mut self, header: &[u8], binary_mime: bool) -> Result<Forwarding, End> {
         if !self.txn.as_ref().is_some_and(|t| t.upstream_open) {
             return Ok(Forwarding::Failed(
                 UpstreamError::Dropped(Stage::Data).reply(),
@@ -243,7 +258,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         } else {
             ClientFacts::default()
         };
-        match within_deadline!(self, self.upstream.data(&facts)) {
+        match within_deadline!(self, self.upstream.data(&facts, binary_mime)) {
             Ok(r) if r.code == 354 => {}
             Ok(r) => return Ok(Forwarding::Refused(r)),
             Err(e) => {
@@ -265,30 +280,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         })
     }
 
-    /// Read message text: `Ok(true)` at the end marker. `text.chunk` gets the decoded text of
-    /// what was buffered.
-    async fn read_text(&mut self, text: &mut Text) -> Result<bool, End> {
-        text.chunk.clear();
-        if self.buffered().is_empty() {
-            match self
-                .fill(self.settings.server.data_timeout, READ_CHUNK)
-                .await
-            {
-                super::io::Input::Line(_) => {}
-                super::io::Input::Closed => return Err(End::ClientClosed),
-                super::io::Input::Failed | super::io::Input::ShuttingDown => return Err(End::Io),
-                super::io::Input::TimedOut => {
-                    self.timed_out();
-                    return Err(End::Timeout);
-                }
+    /// Wait for more message text (DATA or a BDAT payload), within the DATA timeout.
+    pub(super) async fn fill_text(&mut self) -> Result<(), End> {
+        match self
+            .fill(self.settings.server.data_timeout, READ_CHUNK)
+            .await
+        {
+            super::io::Input::Line(_) => Ok(()),
+            super::io::Input::Closed => Err(End::ClientClosed),
+            super::io::Input::Failed | super::io::Input::ShuttingDown => Err(End::Io),
+            super::io::Input::TimedOut => {
+                self.timed_out();
+                Err(End::Timeout)
             }
         }
-        let (used, done) = text
-            .decoder
-            .decode(&self.rbuf[self.rstart..], &mut text.chunk);
-        self.consume(used);
-        text.size += text.chunk.len() as u64;
-        Ok(done)
     }
 
     /// Re-judge the transaction once the P2 sender is known.
@@ -338,24 +343,5 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             rfc5322_date(SystemTime::now())
         )
         .into_bytes()
-    }
-
-    /// BDAT while CHUNKING is not offered: its payload is skipped (bounded by the message size
-    /// limit), never read as commands; one that cannot be skipped ends the session.
-    pub(super) async fn bdat_not_offered(&mut self, size: usize) -> Result<(), End> {
-        let max = self.settings.server.max_message_size;
-        if size as u64 > max {
-            self.error_reply(Reply::new(
-                552,
-                "5.3.4",
-                format!("BDAT (CHUNKING) is not offered, and a chunk over the maximum message size of {max} bytes cannot be skipped"),
-            ));
-            return Err(End::OutOfStep);
-        }
-        if !self.skip(size as u64).await {
-            return Err(End::Io);
-        }
-        self.error_reply(Reply::new(502, "5.5.1", "BDAT (CHUNKING) is not offered"));
-        Ok(())
     }
 }

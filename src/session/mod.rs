@@ -11,8 +11,9 @@
 //! Exchange Online: that is how the fault simulation drives it.
 //!
 //! One file per phase: [`io`] (reading, writing and their limits), [`hello`] (EHLO, HELO,
-//! STARTTLS), [`envelope`] (MAIL, RCPT), [`message`] (DATA, and BDAT, which is not offered),
-//! [`record`] (the transaction event and its metrics).
+//! STARTTLS), [`envelope`] (MAIL, RCPT), [`data`] (DATA) and [`bdat`] (BDAT chunks), which both
+//! hand their text to [`message`] (decision, forwarding, final answer), [`record`] (the
+//! transaction event and its metrics).
 
 /// Await an upstream step within the session deadline. Past it the step is abandoned (the leg
 /// loses its connection, so nothing half-sent is delivered), the client gets `421 4.4.2`, and
@@ -26,6 +27,8 @@ macro_rules! within_deadline {
     };
 }
 
+mod bdat;
+mod data;
 mod envelope;
 mod hello;
 mod id;
@@ -150,6 +153,8 @@ struct Transaction {
     upstream_lost: bool,
     /// DSN parameters the upstream holds this transaction without (it does not offer DSN).
     dsn_dropped: crate::wire::dsn::Dropped,
+    /// The message coming in BDAT chunks, between its chunks.
+    chunks: Option<bdat::Chunks>,
     /// When MAIL FROM was accepted, for the transaction latency histogram.
     started: Instant,
 }
@@ -261,7 +266,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             Request::Mail { from } => self.mail(from),
             Request::Rcpt { to } => return self.rcpt(to).await,
             Request::Data => return self.data().await,
-            Request::Bdat { chunk_size, .. } => return self.bdat_not_offered(chunk_size).await,
+            Request::Bdat {
+                chunk_size,
+                is_last,
+            } => return self.bdat(chunk_size, is_last).await,
             Request::Rset => {
                 self.end_transaction("RSET").await;
                 self.reply(&Reply::new(250, "2.0.0", "Resetting"));
@@ -283,7 +291,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             Request::Help { .. } => self.reply(&Reply::new(
                 214,
                 "2.0.0",
-                "Commands: EHLO HELO STARTTLS MAIL RCPT DATA RSET NOOP VRFY HELP QUIT",
+                "Commands: EHLO HELO STARTTLS MAIL RCPT DATA BDAT RSET NOOP VRFY HELP QUIT",
             )),
             Request::Auth { .. } => {
                 self.error_reply(Reply::new(502, "5.5.1", "AUTH is not offered"))

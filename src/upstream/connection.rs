@@ -76,6 +76,8 @@ pub struct Capabilities {
     pub chunking: bool,
     /// RFC 3461: the DSN parameters of MAIL and RCPT are passed on only then.
     pub dsn: bool,
+    /// BINARYMIME (RFC 3030): it takes `BODY=BINARYMIME` messages (with BDAT).
+    pub binarymime: bool,
 }
 
 impl Capabilities {
@@ -95,6 +97,7 @@ impl Capabilities {
             smtputf8: has(smtp_proto::EXT_SMTP_UTF8),
             chunking: has(smtp_proto::EXT_CHUNKING),
             dsn: has(smtp_proto::EXT_DSN),
+            binarymime: has(smtp_proto::EXT_BINARY_MIME),
         }
     }
 }
@@ -394,12 +397,13 @@ mod tests {
             raw: raw.to_vec(),
         });
         assert!(caps.pipelining && caps.starttls && caps.size && caps.eight_bit_mime);
-        assert!(caps.smtputf8 && caps.chunking && caps.dsn);
+        assert!(caps.smtputf8 && caps.chunking && caps.dsn && caps.binarymime);
         let bare = Capabilities::from_ehlo(&UpstreamReply {
             code: 250,
             raw: b"250 upstream.test\r\n".to_vec(),
         });
         assert!(!bare.pipelining && !bare.starttls && !bare.chunking && !bare.dsn);
+        assert!(!bare.binarymime);
     }
 
     #[test]

@@ -42,6 +42,9 @@ pub struct Envelope {
     pub smtputf8: bool,
     /// `RET` and `ENVID`, passed on when the upstream offers DSN.
     pub dsn: MailDsn,
+    /// `BODY=BINARYMIME` (RFC 3030): the message comes in BDAT chunks, and any octet in it is
+    /// content. It can go on only as BDAT, to an upstream that offers BINARYMIME.
+    pub binary_mime: bool,
 }
 
 /// An upstream reply, kept verbatim (every line) so the client sees exactly what the upstream said.
@@ -135,10 +138,15 @@ impl Upstream {
     }
 
     /// Start the message; a positive reply (354) means text may follow. `client` is used
-    /// only by the directory kind, which records it.
-    pub async fn data(&mut self, client: &ClientFacts) -> Result<UpstreamReply, UpstreamError> {
+    /// only by the directory kind, which records it. `binary_mime`: the envelope's
+    /// `BODY=BINARYMIME`, which an SMTP upstream must offer to take the message.
+    pub async fn data(
+        &mut self,
+        client: &ClientFacts,
+        binary_mime: bool,
+    ) -> Result<UpstreamReply, UpstreamError> {
         let r = match self {
-            Upstream::Smtp(l) => l.data().await,
+            Upstream::Smtp(l) => l.data(binary_mime).await,
             Upstream::Directory(l) => l.data(client).await,
         };
         // With BDAT the go-ahead is the gate's own: not an upstream reply.

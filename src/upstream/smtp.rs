@@ -6,7 +6,7 @@
 //! checked against its command ([`Expect`]); any trouble drops the connection, so a connection
 //! that comes back to the pool is always between transactions and in step.
 
-use super::connection::{Connection, Expect};
+use super::connection::{Capabilities, Connection, Expect};
 use super::dial::Dial;
 use super::pool::Pool;
 use super::{format_path, Envelope, Stage, TlsFailure, UpstreamError, UpstreamReply};
@@ -48,6 +48,7 @@ pub struct SmtpLeg {
     in_transaction: bool,
     stuffer: DotStuffer,
     wbuf: Vec<u8>,
+    /// With DATA: whether the text so far ends with CRLF (else one goes before the final dot).
     last_text_ended_crlf: bool,
     /// The message in progress goes as BDAT chunks (the upstream offers CHUNKING).
     bdat: Option<Bdat>,
@@ -234,7 +235,9 @@ impl SmtpLeg {
         if let (Some(size), true) = (env.size, caps.size) {
             mail.push_str(&format!(" SIZE={size}"));
         }
-        if env.eight_bit && caps.eight_bit_mime {
+        if env.binary_mime && self.takes_binary_mime(caps) {
+            mail.push_str(" BODY=BINARYMIME");
+        } else if env.eight_bit && caps.eight_bit_mime {
             mail.push_str(" BODY=8BITMIME");
         }
         if env.smtputf8 {
@@ -296,10 +299,21 @@ impl SmtpLeg {
         self.conn.as_ref().is_some_and(|c| c.caps.dsn)
     }
 
+    /// Whether a `BODY=BINARYMIME` message can go to this upstream: only as BDAT, so it must
+    /// offer BINARYMIME and CHUNKING, and `chunking` must be on.
+    fn takes_binary_mime(&self, caps: Capabilities) -> bool {
+        self.shared.settings.chunking && caps.chunking && caps.binarymime
+    }
+
     /// Start the message. With CHUNKING there is nothing to ask: the text goes as BDAT chunks
     /// and the upstream's verdict comes with the last one, so the client is told to go on at
     /// once (the local 354 never reaches it as an acceptance; only the final reply does).
-    pub async fn data(&mut self) -> Result<UpstreamReply, UpstreamError> {
+    ///
+    /// A `BODY=BINARYMIME` message to an upstream that cannot take it is refused here, before
+    /// a byte of it is sent: with DATA its NULs and bare line breaks would be refused or,
+    /// worse, read as line ends, and RFC 3030 lets no relay turn it into something else. The
+    /// upstream transaction stays open for the session's RSET.
+    pub async fn data(&mut self, binary_mime: bool) -> Result<UpstreamReply, UpstreamError> {
         self.stuffer = DotStuffer::default();
         self.wbuf.clear();
         self.last_text_ended_crlf = true;
@@ -308,6 +322,12 @@ impl SmtpLeg {
             return Err(UpstreamError::Dropped(Stage::Data));
         }
         let caps = self.conn.as_ref().map(|c| c.caps).unwrap_or_default();
+        if binary_mime && !self.takes_binary_mime(caps) {
+            return Ok(UpstreamReply::local(
+                554,
+                "5.6.1 The upstream does not support BINARYMIME (BODY=BINARYMIME); the message was not sent",
+            ));
+        }
         if self.shared.settings.chunking && caps.chunking {
             self.bdat = Some(Bdat {
                 max_in_flight: if caps.pipelining {
@@ -466,7 +486,6 @@ impl SmtpLeg {
                 return Ok(());
             }
             self.wbuf.extend_from_slice(text);
-            self.last_text_ended_crlf = text.ends_with(b"\r\n");
             if self.wbuf.len() - BDAT_HEADROOM >= WRITE_CHUNK {
                 self.send_chunk(false).await?;
             }
@@ -508,10 +527,9 @@ impl SmtpLeg {
             return Ok(reply);
         }
         self.ensure_in_step(Stage::BdatLast)?;
-        if !self.last_text_ended_crlf {
-            // As with DATA, the message ends with a line break.
-            self.wbuf.extend_from_slice(b"\r\n");
-        }
+        // The octets exactly as the client sent them: a BDAT message (BINARYMIME above all)
+        // need not end with a line break, and adding one would change it. (DATA's text always
+        // ends with one.)
         self.send_chunk(true).await?;
         self.bdat = None;
         self.wbuf.clear();

@@ -1,4 +1,5 @@
-//! DATA on the wire: undoing the client's dot-stuffing and redoing it for the upstream.
+//! Message text on the wire: undoing the client's dot-stuffing and redoing it for the upstream,
+//! and holding BDAT chunks (RFC 3030) to the same line rules.
 //!
 //! The decoder is a byte-level state machine, so it streams: it holds no line, only a state, and
 //! memory stays bounded whatever the line or message length. It is strict where SMTP smuggling
@@ -6,6 +7,11 @@
 //! anywhere is flagged so the session refuses the message (Postfix's
 //! `smtpd_forbid_bare_newline` answer) instead of letting it become a line break, here or at a
 //! more lenient upstream.
+//!
+//! BDAT chunks carry the text as it is, framed by their sizes: the same decoder checks them in
+//! a mode without dot-stuffing and end marker ([`DataDecoder::for_bdat`]), so a message cannot
+//! smuggle a bare line break or a NUL by changing transport (it may still go upstream with DATA).
+//! Only `BODY=BINARYMIME` makes every octet content.
 //!
 //! The encoder dot-stuffs after ANY line break (CR or LF), so even if a bare line break ever
 //! slipped through, a lenient upstream could not read a `.` line as the end of the data.
@@ -41,23 +47,57 @@ enum State {
     Done,
 }
 
-/// Streaming decoder for the client's DATA.
+/// How the text is framed on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    /// DATA: dot-stuffed, ended by `CRLF . CRLF`.
+    DotStuffed,
+    /// BDAT: the octets are the text, and the chunk sizes say where it ends; lines as in DATA.
+    Counted,
+    /// BDAT with `BODY=BINARYMIME`: any octet is content, there are no lines to check.
+    Binary,
+}
+
+/// Streaming decoder for the client's message text (DATA, or BDAT chunks).
 #[derive(Debug)]
 pub struct DataDecoder {
     state: State,
+    framing: Framing,
     line_len: usize,
     max_line_length: usize,
     error: Option<DataError>,
 }
 
 impl DataDecoder {
-    /// `max_line_length` counts the octets of a line including its CRLF.
+    /// For DATA. `max_line_length` counts the octets of a line including its CRLF.
     pub fn new(max_line_length: usize) -> DataDecoder {
         DataDecoder {
             state: State::LineStart,
+            framing: Framing::DotStuffed,
             line_len: 0,
             max_line_length,
             error: None,
+        }
+    }
+
+    /// For the chunks of one BDAT message: nothing is unstuffed and nothing ends the data (the
+    /// caller feeds exactly the chunks' octets). Without `binary_mime` the octets are held to
+    /// DATA's rules (CRLF line breaks only, no NUL, `max_line_length`); with it, nothing is.
+    pub fn for_bdat(max_line_length: usize, binary_mime: bool) -> DataDecoder {
+        DataDecoder {
+            framing: if binary_mime {
+                Framing::Binary
+            } else {
+                Framing::Counted
+            },
+            ..DataDecoder::new(max_line_length)
+        }
+    }
+
+    /// The BDAT chunks ended (`LAST`): a CR as their very last octet was a bare CR.
+    pub fn end_of_chunks(&mut self) {
+        if self.framing == Framing::Counted && self.state == State::TextCr {
+            self.fail(DataError::BareLineBreak);
         }
     }
 
@@ -77,12 +117,22 @@ impl DataDecoder {
     /// and whether the end marker was reached; bytes after the marker (pipelined commands) are
     /// not consumed. After an error nothing more is appended: the message will be refused, and
     /// the rest is only scanned for its end.
+    ///
+    /// For BDAT, all of `input` is consumed and the end is never reached.
     pub fn decode(&mut self, input: &[u8], out: &mut Vec<u8>) -> (usize, bool) {
+        if self.framing == Framing::Binary {
+            out.extend_from_slice(input);
+            return (input.len(), false);
+        }
+        // Only DATA gives a leading dot a meaning.
+        let dots = self.framing == Framing::DotStuffed;
         let mut i = 0;
         while i < input.len() {
             match self.state {
                 State::Done => return (i, true),
-                State::Text | State::LineStart if self.state == State::Text || input[i] != b'.' => {
+                State::Text | State::LineStart
+                    if self.state == State::Text || input[i] != b'.' || !dots =>
+                {
                     // Fast path: copy everything up to the next CR, LF or NUL in one go.
                     let rest = &input[i..];
                     let n = memchr3(b'\r', b'\n', 0, rest).unwrap_or(rest.len());
@@ -318,6 +368,63 @@ mod tests {
         }
         let (_, _, _, err) = decode_all(b"a\x00b\r\n.\r\n", 1);
         assert_eq!(err, Some(DataError::Nul));
+    }
+
+    /// Feed `wire` as BDAT chunks of `chunk` octets; the text, and the first error.
+    fn bdat_all(wire: &[u8], chunk: usize, binary: bool) -> (Vec<u8>, Option<DataError>) {
+        let mut d = DataDecoder::for_bdat(1000, binary);
+        let mut out = Vec::new();
+        for piece in wire.chunks(chunk.max(1)) {
+            let (used, done) = d.decode(piece, &mut out);
+            assert_eq!(
+                (used, done),
+                (piece.len(), false),
+                "BDAT text has no end marker"
+            );
+        }
+        d.end_of_chunks();
+        (out, d.error())
+    }
+
+    #[test]
+    fn bdat_text_passes_unchanged_dot_lines_included() {
+        let wire = b"Subject: x\r\n\r\n.\r\n..two\r\n.\r\nQUIT\r\ncaf\xc3\xa9\r\n";
+        for chunk in [1, 2, 5, 64] {
+            assert_eq!(
+                bdat_all(wire, chunk, false),
+                (wire.to_vec(), None),
+                "{chunk}"
+            );
+        }
+        // A last line without CRLF is text too.
+        assert_eq!(bdat_all(b"a\r\nb", 1, false), (b"a\r\nb".to_vec(), None));
+    }
+
+    #[test]
+    fn bdat_text_is_held_to_the_line_rules_of_data() {
+        for (wire, error) in [
+            (&b"a\nb\r\n"[..], DataError::BareLineBreak),
+            (b"a\rb\r\n", DataError::BareLineBreak),
+            (b"a\r\n.\n", DataError::BareLineBreak),
+            (b"a\r\nb\r", DataError::BareLineBreak),
+            (b"a\x00b\r\n", DataError::Nul),
+        ] {
+            for chunk in [1, 2, 64] {
+                assert_eq!(bdat_all(wire, chunk, false).1, Some(error), "{wire:?}");
+            }
+        }
+        let mut long = vec![b'x'; 1500];
+        long.extend_from_slice(b"\r\n");
+        assert_eq!(bdat_all(&long, 100, false).1, Some(DataError::LineTooLong));
+    }
+
+    #[test]
+    fn binarymime_text_is_content_whatever_its_octets() {
+        let mut wire = b"a\nb\rc\x00\r".to_vec();
+        wire.extend(std::iter::repeat_n(b'x', 5000));
+        for chunk in [1, 3, 4096] {
+            assert_eq!(bdat_all(&wire, chunk, true), (wire.clone(), None));
+        }
     }
 
     #[test]

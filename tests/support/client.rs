@@ -149,6 +149,52 @@ impl Client {
     }
 }
 
+/// `message` as BDAT commands and payloads (RFC 3030): chunks of `chunk` octets (at least
+/// one), the last one `BDAT <n> LAST`. Returns the bytes and the number of chunks.
+pub fn bdat_wire(message: &[u8], chunk: usize) -> (Vec<u8>, usize) {
+    let pieces: Vec<&[u8]> = if message.is_empty() {
+        vec![message]
+    } else {
+        message.chunks(chunk.max(1)).collect()
+    };
+    let mut wire = Vec::with_capacity(message.len() + 32 * pieces.len());
+    for (i, piece) in pieces.iter().enumerate() {
+        let last = if i + 1 == pieces.len() { " LAST" } else { "" };
+        wire.extend_from_slice(format!("BDAT {}{last}\r\n", piece.len()).as_bytes());
+        wire.extend_from_slice(piece);
+    }
+    (wire, pieces.len())
+}
+
+impl Client {
+    /// `mail` (a whole MAIL command), RCPTs and `message` in BDAT chunks of `chunk` octets,
+    /// all in one write, as a pipelining client (Exchange) sends them. Every reply before the
+    /// last must be 250; returns the reply to `BDAT ... LAST`.
+    pub async fn send_bdat(
+        &mut self,
+        mail: &str,
+        rcpts: &[&str],
+        message: &[u8],
+        chunk: usize,
+    ) -> String {
+        let mut wire = format!("{mail}\r\n").into_bytes();
+        for r in rcpts {
+            wire.extend_from_slice(format!("RCPT TO:<{r}>\r\n").as_bytes());
+        }
+        let (chunks, n) = bdat_wire(message, chunk);
+        wire.extend_from_slice(&chunks);
+        self.send(&wire).await;
+        for what in std::iter::once("MAIL".to_string())
+            .chain(rcpts.iter().map(|r| format!("RCPT {r}")))
+            .chain((1..n).map(|i| format!("BDAT chunk {i}")))
+        {
+            let r = self.reply().await;
+            assert!(r.starts_with("250 "), "{what} got {r:?}");
+        }
+        self.reply().await
+    }
+}
+
 /// A session on `g` that has said EHLO as an application server of contoso.com.
 pub async fn session(g: &Gate) -> Client {
     let mut c = Client::connect(g.addr).await;

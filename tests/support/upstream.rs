@@ -35,6 +35,8 @@ pub struct Script {
     pub starttls: Option<Arc<rustls::ServerConfig>>,
     /// Offer CHUNKING and take BDAT (RFC 3030).
     pub chunking: bool,
+    /// Offer BINARYMIME too (with `chunking`).
+    pub binarymime: bool,
     /// Answer the BDAT chunk with this number (1-based, not the LAST one) with this line.
     pub refuse_chunk: Option<(usize, &'static str)>,
     /// Do not offer PIPELINING.

@@ -65,10 +65,10 @@ pub(super) async fn session(
             } else {
                 ""
             };
-            let chunking = if script.chunking {
-                "250-CHUNKING\r\n"
-            } else {
-                ""
+            let chunking = match (script.chunking, script.binarymime) {
+                (true, true) => "250-CHUNKING\r\n250-BINARYMIME\r\n",
+                (true, false) => "250-CHUNKING\r\n",
+                (false, _) => "",
             };
             let pipelining = if script.no_pipelining {
                 ""
