@@ -2,7 +2,9 @@
 //! configuration and queue, see `support/postfix.rs`), as on premises: the message arrives byte
 //! for byte, as BDAT chunks because Postfix offers CHUNKING and as DATA when it does not, over
 //! STARTTLS when Postfix offers it, and Postfix's own refusal of a recipient reaches the client
-//! word for word.
+//! word for word. The front door against the same Postfix: a client sending BDAT (to BDAT and to
+//! DATA), swaks pipelining, DSN parameters that make Postfix send the report asked for, and
+//! `BODY=BINARYMIME` refused because Postfix does not offer it.
 
 mod support;
 use support::*;
@@ -175,4 +177,183 @@ async fn postfix_refusing_a_recipient_reaches_the_client_verbatim() {
         "{}",
         postfix.log()
     );
+}
+
+/// [`MESSAGE`] from a client that sends BDAT (as Exchange servers do whenever it is offered):
+/// MAIL, both RCPTs and every chunk pipelined in one write; returns the reply to `LAST`.
+async fn relay_message_in_chunks(gate: &Binary) -> String {
+    let mut c = Client::connect(gate.addr).await;
+    c.cmd("EHLO app.contoso.com", "250").await;
+    let reply = c
+        .send_bdat(
+            "MAIL FROM:<app@contoso.com> BODY=8BITMIME",
+            &["bob@example.org", "carol@example.org"],
+            MESSAGE.as_bytes(),
+            50,
+        )
+        .await;
+    c.quit().await;
+    reply
+}
+
+#[tokio::test]
+#[cfg_attr(
+    not(feature = "peers"),
+    ignore = "needs Postfix: cargo test --features peers (scripts/test.sh)"
+)]
+async fn a_bdat_client_reaches_postfix_byte_for_byte_in_chunks() {
+    let postfix = Postfix::start("");
+    let gate = gate_in_front_of(plain_smtp_upstream(postfix.addr));
+    let reply = relay_message_in_chunks(&gate).await;
+    assert!(reply.starts_with("250 2.0.0 Ok: "), "{reply:?}");
+    assert!(reply.contains(" bytes queued as "), "{reply:?}");
+    assert_delivered_intact(&postfix);
+    drop(gate);
+    let session = postfix.wait_for_disconnect();
+    assert!(session.contains(" rcpt=2 bdat="), "{session}");
+    assert!(!session.contains(" data="), "{session}");
+}
+
+#[tokio::test]
+#[cfg_attr(
+    not(feature = "peers"),
+    ignore = "needs Postfix: cargo test --features peers (scripts/test.sh)"
+)]
+async fn a_bdat_client_reaches_postfix_without_chunking_byte_for_byte_after_data() {
+    // The chunks carry the dot lines unstuffed; DATA to Postfix must stuff them, or the lone
+    // dot would end the message there.
+    let postfix = Postfix::start(NO_CHUNKING);
+    let gate = gate_in_front_of(plain_smtp_upstream(postfix.addr));
+    let reply = relay_message_in_chunks(&gate).await;
+    assert!(reply.starts_with("250 2.0.0 Ok: queued as "), "{reply:?}");
+    assert_delivered_intact(&postfix);
+    drop(gate);
+    let session = postfix.wait_for_disconnect();
+    assert!(session.contains(" rcpt=2 data=1"), "{session}");
+    assert!(!session.contains("bdat"), "{session}");
+}
+
+#[tokio::test]
+#[cfg_attr(
+    not(feature = "peers"),
+    ignore = "needs Postfix and swaks: cargo test --features peers (scripts/test.sh)"
+)]
+async fn swaks_pipelining_through_the_gate_reaches_postfix() {
+    let postfix = Postfix::start("");
+    let gate = gate_in_front_of(plain_smtp_upstream(postfix.addr));
+    let (ok, transcript) = swaks(
+        &gate,
+        &[
+            "--pipeline",
+            "--from",
+            "app@contoso.com",
+            "--to",
+            "bob@example.org,carol@example.org",
+        ],
+    );
+    assert!(ok, "{transcript}");
+    // swaks sent MAIL, both RCPTs and DATA in one go before reading a reply.
+    assert!(
+        transcript.contains(
+            " -> MAIL FROM:<app@contoso.com>\n -> RCPT TO:<bob@example.org>\n \
+             -> RCPT TO:<carol@example.org>\n -> DATA\n"
+        ),
+        "{transcript}"
+    );
+    for mailbox in MAILBOXES {
+        let d = postfix.wait_for_delivery(mailbox);
+        assert!(
+            String::from_utf8_lossy(&d.message)
+                .contains("\n\nHello from swaks\n..a dot-stuffed line\n"),
+            "{mailbox}: {}",
+            String::from_utf8_lossy(&d.message)
+        );
+    }
+}
+
+#[tokio::test]
+#[cfg_attr(
+    not(feature = "peers"),
+    ignore = "needs Postfix: cargo test --features peers (scripts/test.sh)"
+)]
+async fn dsn_parameters_reach_postfix_which_reports_delivery_as_asked() {
+    // Postfix offers DSN: the application's request for a success report must reach it, with
+    // its envelope id and original recipient, or the report never comes.
+    let postfix = Postfix::start("");
+    let gate = gate_in_front_of(plain_smtp_upstream(postfix.addr));
+    let mut c = Client::connect(gate.addr).await;
+    c.cmd("EHLO app.contoso.com", "250").await;
+    c.cmd(
+        "MAIL FROM:<app@contoso.com> RET=HDRS ENVID=invoice+2B42",
+        "250",
+    )
+    .await;
+    c.cmd(
+        "RCPT TO:<bob@example.org> NOTIFY=SUCCESS ORCPT=rfc822;Bob@Example.org",
+        "250",
+    )
+    .await;
+    c.cmd("RCPT TO:<carol@example.org> NOTIFY=NEVER", "250")
+        .await;
+    c.cmd("DATA", "354").await;
+    c.send(b"Subject: report wanted\r\n\r\nhi\r\n.\r\n").await;
+    let reply = c.reply().await;
+    assert!(reply.starts_with("250 2.0.0 Ok: "), "{reply:?}");
+    c.quit().await;
+    postfix.wait_for_delivery("bob");
+    postfix.wait_for_delivery("carol");
+    // Postfix's bounce service writes the success report and logs its queue id.
+    let mut report = None;
+    eventually("Postfix's delivery status notification", || {
+        report = postfix.log().lines().find_map(|l| {
+            l.split_once("sender delivery status notification: ")
+                .map(|(_, id)| id.trim().to_string())
+        });
+        report.is_some()
+    });
+    let queued = postfix.queued(&report.expect("waited for it"));
+    assert!(
+        queued.contains("Original-Envelope-Id: invoice+42"),
+        "{queued}"
+    );
+    assert!(
+        queued.contains("Original-Recipient: rfc822;Bob@Example.org"),
+        "{queued}"
+    );
+    assert!(queued.contains("Action: delivered"), "{queued}");
+    // carol asked for nothing: the report is bob's alone.
+    assert!(!queued.contains("carol@example.org"), "{queued}");
+}
+
+#[tokio::test]
+#[cfg_attr(
+    not(feature = "peers"),
+    ignore = "needs Postfix: cargo test --features peers (scripts/test.sh)"
+)]
+async fn binarymime_to_postfix_which_lacks_it_is_refused_and_nothing_delivered() {
+    let postfix = Postfix::start("");
+    let gate = gate_in_front_of(plain_smtp_upstream(postfix.addr));
+    let mut c = Client::connect(gate.addr).await;
+    c.cmd("EHLO app.contoso.com", "250").await;
+    let reply = c
+        .send_bdat(
+            "MAIL FROM:<app@contoso.com> BODY=BINARYMIME",
+            &["bob@example.org"],
+            b"Subject: binary\r\n\r\n\x00\x01 bare\n LF\r\n",
+            8,
+        )
+        .await;
+    assert!(reply.starts_with("554 5.6.1 "), "{reply:?}");
+    assert!(reply.contains("BINARYMIME"), "{reply:?}");
+    // The session goes on: the next message is delivered, and it is bob's only one.
+    c.cmd("MAIL FROM:<app@contoso.com>", "250").await;
+    c.cmd("RCPT TO:<bob@example.org>", "250").await;
+    c.cmd("DATA", "354").await;
+    c.send(b"Subject: text\r\n\r\nhi\r\n.\r\n").await;
+    let reply = c.reply().await;
+    assert!(reply.starts_with("250 2.0.0 Ok: "), "{reply:?}");
+    c.quit().await;
+    let d = postfix.wait_for_delivery("bob");
+    assert_eq!(strip_received(&d.message), b"Subject: text\n\nhi\n");
+    assert_eq!(postfix.delivered("bob").len(), 1);
 }

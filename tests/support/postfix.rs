@@ -107,6 +107,22 @@ impl Postfix {
         std::fs::read_to_string(self.dir.path().join("maillog")).unwrap_or_default()
     }
 
+    /// A message still in the instance's queue (a notification it is trying to send), as
+    /// `postcat -q` prints it: envelope records and content.
+    pub fn queued(&self, queue_id: &str) -> String {
+        let postcat = installed(
+            &["/usr/sbin/postcat"],
+            "Postfix must be installed (apt-get install postfix)",
+        );
+        let out = Command::new(postcat)
+            .arg("-c")
+            .arg(self.config_dir())
+            .args(["-q", queue_id])
+            .output()
+            .expect("run postcat");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// The messages delivered to `mailbox` (one of [`MAILBOXES`]) so far, in name order.
     pub fn delivered(&self, mailbox: &str) -> Vec<Delivery> {
         let new = self.dir.path().join("mail").join(mailbox).join("new");
