@@ -81,6 +81,20 @@ fn assert_delivered_intact(postfix: &Postfix) -> Vec<Delivery> {
         .collect()
 }
 
+/// Stop the gate (its upstream connection ends with it), then check from Postfix's count of
+/// the session's commands that the two recipients' text went as `command` (`bdat` or `data`)
+/// and not as the other.
+fn assert_sent_with(gate: Binary, postfix: &Postfix, command: &str) {
+    drop(gate);
+    let session = postfix.wait_for_disconnect();
+    let other = if command == "bdat" { "data" } else { "bdat" };
+    assert!(
+        session.contains(&format!(" rcpt=2 {command}=")),
+        "{session}"
+    );
+    assert!(!session.contains(&format!(" {other}=")), "{session}");
+}
+
 #[tokio::test]
 #[cfg_attr(
     not(feature = "peers"),
@@ -100,12 +114,7 @@ async fn postfix_gets_the_message_byte_for_byte_in_bdat_chunks() {
         reply.starts_with(&expected),
         "{reply:?}, expected {expected:?}"
     );
-    // Postfix counts the session's commands when it ends: the gate's upstream connection
-    // ends with the gate.
-    drop(gate);
-    let session = postfix.wait_for_disconnect();
-    assert!(session.contains(" rcpt=2 bdat="), "{session}");
-    assert!(!session.contains(" data="), "{session}");
+    assert_sent_with(gate, &postfix, "bdat");
 }
 
 #[tokio::test]
@@ -119,10 +128,7 @@ async fn postfix_without_chunking_gets_the_message_byte_for_byte_after_data() {
     let reply = relay_message(&gate).await;
     assert!(reply.starts_with("250 2.0.0 Ok: queued as "), "{reply:?}");
     assert_delivered_intact(&postfix);
-    drop(gate);
-    let session = postfix.wait_for_disconnect();
-    assert!(session.contains(" rcpt=2 data=1"), "{session}");
-    assert!(!session.contains("bdat"), "{session}");
+    assert_sent_with(gate, &postfix, "data");
 }
 
 #[tokio::test]
@@ -208,10 +214,7 @@ async fn a_bdat_client_reaches_postfix_byte_for_byte_in_chunks() {
     assert!(reply.starts_with("250 2.0.0 Ok: "), "{reply:?}");
     assert!(reply.contains(" bytes queued as "), "{reply:?}");
     assert_delivered_intact(&postfix);
-    drop(gate);
-    let session = postfix.wait_for_disconnect();
-    assert!(session.contains(" rcpt=2 bdat="), "{session}");
-    assert!(!session.contains(" data="), "{session}");
+    assert_sent_with(gate, &postfix, "bdat");
 }
 
 #[tokio::test]
@@ -227,10 +230,7 @@ async fn a_bdat_client_reaches_postfix_without_chunking_byte_for_byte_after_data
     let reply = relay_message_in_chunks(&gate).await;
     assert!(reply.starts_with("250 2.0.0 Ok: queued as "), "{reply:?}");
     assert_delivered_intact(&postfix);
-    drop(gate);
-    let session = postfix.wait_for_disconnect();
-    assert!(session.contains(" rcpt=2 data=1"), "{session}");
-    assert!(!session.contains("bdat"), "{session}");
+    assert_sent_with(gate, &postfix, "data");
 }
 
 #[tokio::test]
