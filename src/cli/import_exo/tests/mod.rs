@@ -11,6 +11,7 @@ mod examples;
 mod input;
 mod notes;
 mod objects;
+mod tenant;
 
 pub(super) const BASE: &str = r#"
 [server]
