@@ -154,3 +154,24 @@ impl Metrics {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_named_tenant_labels_its_decisions_and_the_unnamed_one_adds_no_label() {
+        let m = Metrics::new();
+        m.decision("tailspin", "relay authorized", "1a", "certificate");
+        m.decision("", "relay not authorized", "none", "ip");
+        let text = m.render();
+        assert!(
+            text.contains("relaygate_decisions_total{verdict=\"relay authorized\",branch=\"1a\",condition2=\"certificate\",tenant=\"tailspin\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("relaygate_decisions_total{verdict=\"relay not authorized\",branch=\"none\",condition2=\"ip\"} 1"),
+            "{text}"
+        );
+    }
+}

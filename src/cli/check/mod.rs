@@ -280,7 +280,10 @@ pub fn run(args: CheckArgs) -> ExitCode {
 }
 
 #[cfg(test)]
-mod tests {
+mod tests;
+
+#[cfg(test)]
+mod tls_tests {
     use super::tls_fact;
 
     #[test]

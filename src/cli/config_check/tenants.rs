@@ -61,3 +61,86 @@ pub(super) fn warnings(settings: &Settings) -> Vec<Finding> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::cli::config_check::{warnings, Finding};
+    use crate::config::Config;
+
+    fn tenant(name: &str, domain: &str, certificate: &str) -> String {
+        format!(
+            r#"
+[[tenants]]
+name = "{name}"
+[[tenants.accepted_domains]]
+domain = "{domain}"
+[[tenants.inbound_connectors]]
+name = "{name} by IP"
+connector_type = "OnPremises"
+sender_ip_addresses = ["192.0.2.0/24"]
+[[tenants.inbound_connectors]]
+name = "{name} by certificate"
+connector_type = "OnPremises"
+tls_sender_certificate_name = "{certificate}"
+[tenants.upstream]
+kind = "directory"
+path = "out/{name}"
+"#
+        )
+    }
+
+    fn findings(tenants: &str) -> Vec<Finding> {
+        let text = format!("[server]\n{tenants}");
+        let config = Config::parse(&text).unwrap();
+        let settings = config.validate().unwrap();
+        warnings(&config, &settings)
+    }
+
+    #[test]
+    fn the_same_address_on_connectors_of_two_tenants_is_warned_about() {
+        let f = findings(&format!(
+            "{}{}",
+            tenant("contoso", "contoso.com", "*.contoso.com"),
+            tenant("tailspin", "tailspin.example", "*.tailspin.example")
+                .replace("192.0.2.0/24", "192.0.2.25")
+        ));
+        let shared: Vec<&Finding> = f
+            .iter()
+            .filter(|f| {
+                f.problem.contains("MC1226222") && f.problem.contains("both cover 192.0.2.25/32")
+            })
+            .collect();
+        assert_eq!(shared.len(), 1, "{f:#?}");
+        assert_eq!(
+            shared[0].subject,
+            "tenants[0].inbound_connectors[0] \"contoso by IP\" and tenants[1].inbound_connectors[0] \"tailspin by IP\""
+        );
+    }
+
+    #[test]
+    fn a_certificate_name_that_is_no_accepted_domain_of_its_tenant_is_warned_about_as_mc1226222() {
+        let f = findings(&format!(
+            "{}{}",
+            tenant("contoso", "contoso.com", "*.contoso.com"),
+            tenant("tailspin", "tailspin.example", "relay.tailspin.example")
+                .replace("192.0.2.0/24", "198.51.100.0/24")
+        ));
+        let about: Vec<&Finding> = f
+            .iter()
+            .filter(|f| {
+                f.subject == "tenants[1].inbound_connectors[1] \"tailspin by certificate\""
+                    && f.problem.contains("MC1226222")
+            })
+            .collect();
+        assert_eq!(about.len(), 1, "{f:#?}");
+        assert!(
+            about[0].problem.contains("relay.tailspin.example"),
+            "{:?}",
+            about[0]
+        );
+        assert!(
+            !f.iter().any(|f| f.problem.contains("both cover")),
+            "disjoint addresses: {f:#?}"
+        );
+    }
+}
