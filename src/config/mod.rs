@@ -85,11 +85,11 @@ pub struct Config {
     pub policy: PolicyConfig,
     /// `[[accepted_domains]]`: the tenant's `Get-AcceptedDomain`. Default none. Not with
     /// `[[tenants]]`, where each tenant has its own.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub accepted_domains: Vec<AcceptedDomainConfig>,
     /// `[[inbound_connectors]]`: the tenant's `Get-InboundConnector`. Default none. Not with
     /// `[[tenants]]`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub inbound_connectors: Vec<InboundConnectorConfig>,
     /// `[upstream]`: where accepted transactions go. Required, except with `[[tenants]]`, where
     /// it is refused: each tenant has its own.

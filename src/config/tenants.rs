@@ -26,10 +26,10 @@ pub struct TenantConfig {
     #[serde(default, skip_serializing_if = "TenantPolicyConfig::is_empty")]
     pub policy: TenantPolicyConfig,
     /// `[[tenants.accepted_domains]]`: this tenant's `Get-AcceptedDomain`. Default none.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub accepted_domains: Vec<AcceptedDomainConfig>,
     /// `[[tenants.inbound_connectors]]`: this tenant's `Get-InboundConnector`. Default none.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub inbound_connectors: Vec<InboundConnectorConfig>,
     /// `[tenants.upstream]`: where this tenant's mail goes, with this tenant's client
     /// certificate. Required.
