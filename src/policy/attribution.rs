@@ -260,9 +260,6 @@ impl Comparison {
 
 /// The tenant an evaluation was attributed to, by name, for the log and `check`: empty when
 /// none was, or when the gate has only its one unnamed tenant.
-pub fn tenant_name<'t, T: AsRef<Tenant>>(
-    tenants: &'t [T],
-    attribution: Option<Attribution>,
-) -> &'t str {
+pub fn tenant_name<T: AsRef<Tenant>>(tenants: &[T], attribution: Option<Attribution>) -> &str {
     attribution.map_or("", |a| tenants[a.tenant].as_ref().name.as_str())
 }
