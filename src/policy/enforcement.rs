@@ -58,7 +58,7 @@ pub enum RcptAnswer {
 ///
 /// Only relay refusals (5.7.64) wait for `reject_stage = "data"`: the others are about the
 /// recipient itself (5.4.1) or the sender's own connector (4.7.0, 5.7.51, 5.7.68), and Exchange
-/// Online answers them at RCPT whatever a relay refusal does. The one temporary refusal, 454
+/// Online answers them at RCPT whatever a relay refusal does. The rules' one temporary refusal, 454
 /// 4.7.0 (`RequireTls`), is answered like the others: the sender keeps the recipient and tries
 /// again later, which it can do under TLS.
 ///
