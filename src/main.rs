@@ -41,6 +41,10 @@ enum Command {
         /// JSON from `Get-AcceptedDomain | ConvertTo-Json`.
         #[arg(long)]
         accepted_domains: Option<PathBuf>,
+        /// Write a `[[tenants]]` block of this name, the tables under it (one tenant of a gate
+        /// in front of several).
+        #[arg(long)]
+        tenant: Option<String>,
     },
     /// Group an audit run's JSON decision log into flows, breaking ones first. Exit 1 when
     /// some flow is refused under exo-2023.
@@ -81,7 +85,8 @@ fn main() -> ExitCode {
         Command::ImportExo {
             inbound_connectors,
             accepted_domains,
-        } => cli::import_exo::run(inbound_connectors, accepted_domains),
+            tenant,
+        } => cli::import_exo::run(inbound_connectors, accepted_domains, tenant),
         Command::Report { logfile, html } => cli::report::run(logfile, html),
     }
 }

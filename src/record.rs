@@ -24,6 +24,11 @@ pub const TARGET: &str = "relaygate::transaction";
 pub struct TransactionRecord {
     /// The session id, as in the reply suffix `[host time id]`.
     pub session: String,
+    /// The tenant the transaction was attributed to (`[[tenants]] name`); empty when the gate
+    /// has one unnamed tenant or no tenant was attributed. Absent from older logs, so optional
+    /// when read.
+    #[serde(default)]
+    pub tenant: String,
     pub peer: String,
     pub helo: String,
     /// The TLS version and cipher, or `none`.
@@ -86,6 +91,7 @@ impl TransactionRecord {
         tracing::info!(
             target: TARGET,
             session = %self.session,
+            tenant = self.tenant.as_str(),
             peer = %self.peer,
             helo = self.helo.as_str(),
             tls = self.tls.as_str(),
@@ -164,6 +170,7 @@ mod tests {
     fn record() -> TransactionRecord {
         TransactionRecord {
             session: "6F1C2D3E4A5B6C7D".into(),
+            tenant: "contoso".into(),
             peer: "127.0.0.1:50312".into(),
             helo: "printer contoso".into(),
             tls: "none".into(),
@@ -213,6 +220,7 @@ mod tests {
         assert_eq!(event["target"], TARGET);
         assert_eq!(event["exo_2023"], "refused 550 5.7.64");
         assert_eq!(event["mode"], "audit");
+        assert_eq!(event["tenant"], "contoso");
         assert_eq!(event["profile"], "exo-2023");
         assert_eq!(event["dsn_dropped"], "RET=HDRS ENVID NOTIFY");
         let read: TransactionRecord = serde_json::from_str(&line).unwrap();

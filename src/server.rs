@@ -9,7 +9,7 @@ use crate::config::Settings;
 use crate::observe::metrics::metrics;
 use crate::proxy;
 use crate::session::{run_session, Peer, Phase};
-use crate::upstream::Connector;
+use crate::upstream::{Connector, Legs};
 use std::collections::HashMap;
 use std::future::Future;
 use std::io;
@@ -100,19 +100,25 @@ impl Drop for Ticket {
     }
 }
 
-/// One configuration in force, with the runtime objects built from it: the upstream connector
-/// (and its pool) belongs to the configuration that made it, so a reload starts a new one.
+/// One configuration in force, with the runtime objects built from it: the upstream connectors
+/// (and their pools) belong to the configuration that made them, so a reload starts new ones.
 struct Generation {
     settings: Arc<Settings>,
-    connector: Arc<Connector>,
+    /// One per tenant, in the order of `settings.tenants`: each tenant's mail leaves with its
+    /// own address and client certificate, and its connections are pooled apart.
+    connectors: Vec<Arc<Connector>>,
 }
 
 impl Generation {
     fn new(settings: Arc<Settings>) -> Arc<Generation> {
-        let connector = Connector::new(&settings.upstream, &settings.server.hostname);
+        let connectors = settings
+            .tenants
+            .iter()
+            .map(|t| Arc::new(Connector::new(&t.upstream, &settings.server.hostname)))
+            .collect();
         Arc::new(Generation {
             settings,
-            connector: Arc::new(connector),
+            connectors,
         })
     }
 }
@@ -296,7 +302,7 @@ async fn serve_connection(
             }
         }
     };
-    let upstream = generation.connector.leg();
+    let upstream = Legs::of(&generation.connectors);
     run_session(
         stream,
         Peer { addr: peer, early },

@@ -94,22 +94,53 @@ fn documented(reference: &str) -> BTreeMap<Key, Documented> {
 }
 
 /// Every `(section, key)` of a TOML document, with its value; for an array of tables, the
-/// first table's.
+/// first table's. A table inside a section is a section of its own (`[tenants.policy]` is
+/// `tenants.policy`), except a tenant's accepted domains, connectors and upstream, which are
+/// documented once, as the top-level sections of the same name.
 fn flatten(document: &toml::Table) -> BTreeMap<Key, toml::Value> {
     let mut out = BTreeMap::new();
     for (section, value) in document {
-        let tables: Vec<&toml::Table> = match value {
-            toml::Value::Table(t) => vec![t],
-            toml::Value::Array(a) => a.iter().filter_map(toml::Value::as_table).collect(),
-            other => panic!("top-level key {section} = {other} is not a section"),
-        };
-        for table in tables.into_iter().rev() {
-            for (key, v) in table {
-                out.insert((section.clone(), key.clone()), v.clone());
+        assert!(
+            as_tables(value).is_some(),
+            "top-level key {section} = {value} is not a section"
+        );
+        flatten_section(section, value, &mut out);
+    }
+    out
+}
+
+/// The tables of a section: a table, or a non-empty array of them.
+fn as_tables(value: &toml::Value) -> Option<Vec<&toml::Table>> {
+    match value {
+        toml::Value::Table(t) => Some(vec![t]),
+        toml::Value::Array(a) if !a.is_empty() && a.iter().all(toml::Value::is_table) => {
+            Some(a.iter().filter_map(toml::Value::as_table).collect())
+        }
+        _ => None,
+    }
+}
+
+fn flatten_section(section: &str, value: &toml::Value, out: &mut BTreeMap<Key, toml::Value>) {
+    let section = match section {
+        "tenants.accepted_domains" | "tenants.inbound_connectors" | "tenants.upstream" => {
+            &section["tenants.".len()..]
+        }
+        other => other,
+    };
+    for table in as_tables(value).unwrap_or_default().into_iter().rev() {
+        for (key, v) in table {
+            if section == "tenants" && as_tables(v).is_some() {
+                flatten_section(&format!("tenants.{key}"), v, out);
+            } else {
+                out.insert((section.to_string(), key.clone()), v.clone());
             }
         }
     }
-    out
+}
+
+/// Whether a documented section belongs to `[[tenants]]` alone.
+fn tenant_section(section: &str) -> bool {
+    section == "tenants" || section.starts_with("tenants.")
 }
 
 /// `relaygate config show --config <text>`, parsed.
@@ -139,6 +170,36 @@ kind = "smtp"
 address = "contoso-com.mail.protection.outlook.com:25"
 [admin]
 listen = "127.0.0.1:9025"
+"#;
+
+/// Only what is required, with one tenant: its name, domain, connector and upstream.
+const MINIMAL_TENANTS: &str = r#"
+[server]
+[[tenants]]
+name = "contoso"
+[[tenants.accepted_domains]]
+domain = "contoso.com"
+[[tenants.inbound_connectors]]
+name = "OnPrem"
+connector_type = "OnPremises"
+[tenants.upstream]
+kind = "smtp"
+address = "contoso-com.mail.protection.outlook.com:25"
+"#;
+
+/// Every key a tenant has of its own (its sections' keys are those of the top-level ones).
+const EVERY_KEY_TENANTS: &str = r#"
+[[tenants]]
+name = "contoso"
+[tenants.policy]
+profile = "exo-legacy"
+mode = "audit"
+reject_stage = "rcpt"
+reject_direct_send = true
+other_tenant_domains = ["fabrikam.com"]
+[tenants.upstream]
+kind = "directory"
+path = "out"
 "#;
 
 /// Every key set, those without a default too.
@@ -221,9 +282,36 @@ fn the_readme_says_how_to_see_the_effective_configuration() {
 #[test]
 fn every_documented_default_is_what_config_show_fills_in() {
     let documented = documented(&readme_reference());
-    let written = flatten(&toml::from_str(MINIMAL).unwrap());
-    let shown = flatten(&config_show(MINIMAL));
-    for (key, default) in &documented {
+    let single: BTreeMap<Key, Documented> = documented
+        .iter()
+        .filter(|((section, _), _)| !tenant_section(section))
+        .map(|(k, d)| (k.clone(), d.clone()))
+        .collect();
+    defaults_filled_in(&single, MINIMAL);
+    // A tenant's own keys, and its sections' (the top-level ones' keys), in a [[tenants]] file.
+    let tenant_sections = ["accepted_domains", "inbound_connectors", "upstream"];
+    let tenants: BTreeMap<Key, Documented> = documented
+        .into_iter()
+        .filter(|((section, _), _)| {
+            tenant_section(section) || tenant_sections.contains(&section.as_str())
+        })
+        .collect();
+    defaults_filled_in(&tenants, MINIMAL_TENANTS);
+}
+
+/// `config show` of `minimal` fills in exactly the `documented` defaults of its sections.
+fn defaults_filled_in(documented: &BTreeMap<Key, Documented>, minimal: &str) {
+    let sections: BTreeSet<&str> = documented.keys().map(|(s, _)| s.as_str()).collect();
+    let in_scope = |key: &Key| sections.contains(key.0.as_str());
+    let written: BTreeMap<Key, toml::Value> = flatten(&toml::from_str(minimal).unwrap())
+        .into_iter()
+        .filter(|(k, _)| in_scope(k))
+        .collect();
+    let shown: BTreeMap<Key, toml::Value> = flatten(&config_show(minimal))
+        .into_iter()
+        .filter(|(k, _)| in_scope(k))
+        .collect();
+    for (key, default) in documented {
         let (section, name) = key;
         match (default, shown.get(key)) {
             (Documented::Value(v), Some(s)) => {
@@ -251,8 +339,10 @@ fn every_documented_default_is_what_config_show_fills_in() {
 #[test]
 fn every_key_config_show_prints_is_documented_and_every_documented_key_exists() {
     let documented: BTreeSet<Key> = documented(&readme_reference()).into_keys().collect();
-    // EVERY_KEY only parses if each of its keys exists (unknown keys are refused).
-    let shown: BTreeSet<Key> = flatten(&config_show(EVERY_KEY)).into_keys().collect();
+    // EVERY_KEY only parses if each of its keys exists (unknown keys are refused); config show
+    // parses without validating, so one file may hold the top-level tenant and [[tenants]].
+    let every_key = format!("{EVERY_KEY}\n{EVERY_KEY_TENANTS}");
+    let shown: BTreeSet<Key> = flatten(&config_show(&every_key)).into_keys().collect();
     let undocumented: Vec<_> = shown.difference(&documented).collect();
     assert!(
         undocumented.is_empty(),
@@ -263,7 +353,7 @@ fn every_key_config_show_prints_is_documented_and_every_documented_key_exists() 
         not_shown.is_empty(),
         "in README.md but not printed for a file that sets every key: {not_shown:?}"
     );
-    let written: BTreeSet<Key> = flatten(&toml::from_str(EVERY_KEY).unwrap())
+    let written: BTreeSet<Key> = flatten(&toml::from_str(&every_key).unwrap())
         .into_keys()
         .collect();
     assert_eq!(

@@ -45,7 +45,7 @@ impl Dial for SilentUpstream {
 /// is returned.
 fn start(settings: Arc<Settings>, window: usize) -> (DuplexStream, JoinHandle<()>) {
     let connector = Connector::with_dial(
-        &settings.upstream,
+        &settings.tenants[0].upstream,
         &settings.server.hostname,
         Box::new(SilentUpstream::default()),
     );

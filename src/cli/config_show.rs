@@ -99,6 +99,18 @@ format = "json"
     fn the_output_parses_back_to_the_same_configuration() {
         round_trip(EVERY_KEY);
         round_trip("[server]\n[upstream]\nkind = \"directory\"\npath = \"out\"\n");
+        let (_, shown) = round_trip(
+            "[server]\n[[tenants]]\nname = \"contoso\"\n[tenants.policy]\nmode = \"audit\"\n[[tenants.accepted_domains]]\ndomain = \"contoso.com\"\n[tenants.upstream]\nkind = \"directory\"\npath = \"out\"\n",
+        );
+        // A tenant's policy shows what the file sets: the rest is the top-level [policy]'s.
+        assert!(
+            shown.contains("[tenants.policy]\nmode = \"audit\"\n\n"),
+            "{shown}"
+        );
+        assert!(
+            !shown.contains("\n[upstream]") && !shown.contains("\naccepted_domains = "),
+            "{shown}"
+        );
         for file in ["config/relaygate.toml", "config/container.toml"] {
             let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
             let shown = show(&path).unwrap_or_else(|e| panic!("{file}: {e}"));

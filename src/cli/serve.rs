@@ -75,9 +75,14 @@ fn raise_open_files_limit() -> Option<u64> {
 /// (never acknowledged to a client, so nothing is lost). Not on SIGHUP: the sessions of the
 /// running configuration may have their temporary files open there.
 fn remove_stale_temporary_files(settings: &Settings) {
-    let UpstreamSettings::Directory { path } = &settings.upstream else {
-        return;
-    };
+    for tenant in &settings.tenants {
+        if let UpstreamSettings::Directory { path } = &tenant.upstream {
+            remove_stale_temporary_files_in(path);
+        }
+    }
+}
+
+fn remove_stale_temporary_files_in(path: &std::path::Path) {
     let tmp = path.join(".tmp");
     match crate::upstream::DirectoryLeg::remove_stale_temporary_files(path) {
         Ok(0) => {}
@@ -132,7 +137,7 @@ pub fn run(config: PathBuf) -> ExitCode {
         };
         for l in &listeners {
             if let Ok(addr) = l.local_addr() {
-                tracing::info!(%addr, config = %config.display(), profile = settings.policy.profile.as_str(), "relaygate listening");
+                tracing::info!(%addr, config = %config.display(), profile = settings.defaults.profile.as_str(), tenants = settings.tenants.len(), "relaygate listening");
             }
         }
         let (tx, rx) = tokio::sync::watch::channel(Arc::clone(&settings));
@@ -169,6 +174,19 @@ pub fn run(config: PathBuf) -> ExitCode {
     })
 }
 
+/// Probe every tenant's upstream: the first failure, naming its tenant when there are several.
+async fn probe_tenants(settings: &Settings) -> Result<(), String> {
+    for tenant in &settings.tenants {
+        crate::upstream::probe(&tenant.upstream, &settings.server.hostname)
+            .await
+            .map_err(|e| match tenant.name() {
+                "" => e,
+                name => format!("tenant \"{name}\": {e}"),
+            })?;
+    }
+    Ok(())
+}
+
 /// Probe the upstream of the configuration in force, every `probe_interval`, forever, for
 /// `/health/ready`. Wired here, where the upstream and the endpoint meet, so the observation
 /// module does not depend on the upstream leg it observes.
@@ -178,7 +196,7 @@ async fn probe_loop(
 ) {
     loop {
         let current = Arc::clone(&settings.borrow());
-        let result = crate::upstream::probe(&current.upstream, &current.server.hostname).await;
+        let result = probe_tenants(&current).await;
         if let Err(e) = &result {
             tracing::warn!(error = %e, "upstream probe failed: /health/ready answers 503");
         }

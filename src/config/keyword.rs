@@ -53,6 +53,32 @@ pub fn deserialize<'de, T: Keyword, D: Deserializer<'de>>(deserializer: D) -> Re
     from_word(&word).ok_or_else(|| de::Error::custom(refusal::<T>()))
 }
 
+/// `#[serde(with = "keyword::optional")]`: an optional keyword (a `[tenants.policy]` key that
+/// may leave the top-level `[policy]`'s value in force), refused the same way when misspelt.
+pub mod optional {
+    use super::{from_word, refusal, Keyword};
+    use serde::{de, Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<T: Keyword, S: Serializer>(
+        value: &Option<T>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(v) => serializer.serialize_str(v.word()),
+            None => serializer.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, T: Keyword, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<T>, D::Error> {
+        let word = String::deserialize(deserializer)?;
+        from_word(&word)
+            .map(Some)
+            .ok_or_else(|| de::Error::custom(refusal::<T>()))
+    }
+}
+
 impl Keyword for Profile {
     const ALL: &'static [Self] = &[Profile::Exo2023, Profile::ExoLegacy];
     fn word(self) -> &'static str {

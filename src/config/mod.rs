@@ -19,6 +19,7 @@ mod log;
 mod policy;
 mod server;
 mod tenant;
+mod tenants;
 mod tls;
 mod upstream;
 mod values;
@@ -32,6 +33,7 @@ pub use policy::{Mode, PolicyConfig, PolicySettings, RejectStage};
 pub use server::{ServerConfig, ServerSettings};
 pub(crate) use tenant::{certificate_name, sender_ip_address};
 pub use tenant::{AcceptedDomainConfig, InboundConnectorConfig};
+pub use tenants::{TenantConfig, TenantPolicyConfig, TenantSettings};
 pub use tls::TlsConfig;
 pub use upstream::{
     SmtpUpstreamSettings, UpstreamConfig, UpstreamKind, UpstreamSettings, UpstreamTls,
@@ -63,6 +65,10 @@ pub enum ConfigError {
     },
     #[error("configuration key {key}: {source}")]
     Tls { key: String, source: TlsError },
+    /// A section where the file's shape does not allow it (a top-level `[upstream]` beside
+    /// `[[tenants]]`), or missing where it must be.
+    #[error("configuration key {key}: {reason}")]
+    Misplaced { key: String, reason: String },
 }
 
 /// The whole file as written.
@@ -73,17 +79,26 @@ pub struct Config {
     pub server: ServerConfig,
     /// `[tls]`: STARTTLS towards the clients. Default absent: STARTTLS is not offered.
     pub tls: Option<TlsConfig>,
-    /// `[policy]`: which rule, and how it is applied. Default: every key's default.
+    /// `[policy]`: which rule, and how it is applied; with `[[tenants]]`, every tenant's
+    /// defaults. Default: every key's default.
     #[serde(default)]
     pub policy: PolicyConfig,
-    /// `[[accepted_domains]]`: the tenant's `Get-AcceptedDomain`. Default none.
-    #[serde(default)]
+    /// `[[accepted_domains]]`: the tenant's `Get-AcceptedDomain`. Default none. Not with
+    /// `[[tenants]]`, where each tenant has its own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub accepted_domains: Vec<AcceptedDomainConfig>,
-    /// `[[inbound_connectors]]`: the tenant's `Get-InboundConnector`. Default none.
-    #[serde(default)]
+    /// `[[inbound_connectors]]`: the tenant's `Get-InboundConnector`. Default none. Not with
+    /// `[[tenants]]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub inbound_connectors: Vec<InboundConnectorConfig>,
-    /// `[upstream]`: where accepted transactions go. Required.
-    pub upstream: UpstreamConfig,
+    /// `[upstream]`: where accepted transactions go. Required, except with `[[tenants]]`, where
+    /// it is refused: each tenant has its own.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<UpstreamConfig>,
+    /// `[[tenants]]`: several Microsoft 365 tenants behind one gate. Default none: the file's
+    /// top level is the one tenant.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tenants: Vec<TenantConfig>,
     /// `[log]`: format and level. Default: every key's default.
     #[serde(default)]
     pub log: LogConfig,
@@ -96,11 +111,31 @@ pub struct Config {
 pub struct Settings {
     pub server: ServerSettings,
     pub tls: Option<ServerTls>,
-    pub policy: PolicySettings,
-    pub upstream: UpstreamSettings,
+    /// The tenants in configuration order, at least one: for a file without `[[tenants]]`, the
+    /// one implicit tenant (named `""`) built from its top level.
+    pub tenants: Vec<TenantSettings>,
+    /// The top-level `[policy]`: how a transaction no tenant is attributed to is answered.
+    pub defaults: PolicyDefaults,
     pub log_format: LogFormat,
     pub log_level: String,
     pub admin: Option<AdminSettings>,
+}
+
+/// How refusals are answered where no tenant's own policy applies: a transaction of a gate with
+/// several tenants that none of them was attributed to (the top-level `[policy]`).
+#[derive(Debug, Clone, Copy)]
+pub struct PolicyDefaults {
+    pub profile: crate::policy::Profile,
+    pub mode: Mode,
+    pub reject_stage: RejectStage,
+}
+
+impl Settings {
+    /// Whether the gate serves several tenants (a `[[tenants]]` file), so that logs and `check`
+    /// name them. A `[[tenants]]` file with one tenant names it too.
+    pub fn named_tenants(&self) -> bool {
+        self.tenants.iter().any(|t| !t.name().is_empty())
+    }
 }
 
 impl Config {
@@ -142,10 +177,7 @@ impl Config {
         crate::tls::install_crypto_provider();
         let server = self.server.validate()?;
         let tls = self.tls.as_ref().map(TlsConfig::load).transpose()?;
-        let policy = self
-            .policy
-            .validate(&self.accepted_domains, &self.inbound_connectors)?;
-        let upstream = self.upstream.validate()?;
+        let tenants = self.tenants()?;
         log::log_level(&self.log.level)?;
         let admin = self
             .admin
@@ -155,11 +187,44 @@ impl Config {
         Ok(Settings {
             server,
             tls,
-            policy,
-            upstream,
+            tenants,
+            defaults: PolicyDefaults {
+                profile: self.policy.profile,
+                mode: self.policy.mode,
+                reject_stage: self.policy.reject_stage,
+            },
             log_format: self.log.format,
             log_level: self.log.level.clone(),
             admin,
         })
+    }
+
+    /// The tenants: the `[[tenants]]`, or the top level as the one implicit tenant.
+    fn tenants(&self) -> Result<Vec<TenantSettings>, ConfigError> {
+        if self.tenants.is_empty() {
+            let upstream = self.upstream.as_ref().ok_or_else(|| ConfigError::Misplaced {
+                key: "upstream".into(),
+                reason: "is missing: [upstream] says where accepted mail goes (or use [[tenants]], each with its [tenants.upstream])".into(),
+            })?;
+            let policy = self
+                .policy
+                .validate(&self.accepted_domains, &self.inbound_connectors)?;
+            let upstream = upstream.validate()?;
+            return Ok(vec![TenantSettings { policy, upstream }]);
+        }
+        let misplaced = [
+            (!self.accepted_domains.is_empty(), "accepted_domains"),
+            (!self.inbound_connectors.is_empty(), "inbound_connectors"),
+            (self.upstream.is_some(), "upstream"),
+        ];
+        if let Some((_, key)) = misplaced.iter().find(|(set, _)| *set) {
+            return Err(ConfigError::Misplaced {
+                key: (*key).into(),
+                reason: format!(
+                    "is not allowed beside [[tenants]]: each tenant has its own (tenants[].{key})"
+                ),
+            });
+        }
+        tenants::validate(&self.tenants, &self.policy)
     }
 }

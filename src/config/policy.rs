@@ -87,6 +87,17 @@ pub struct PolicySettings {
     pub tenant: Tenant,
 }
 
+impl PolicySettings {
+    /// The profile, mode and stage alone.
+    pub fn rule(&self) -> super::PolicyDefaults {
+        super::PolicyDefaults {
+            profile: self.profile,
+            mode: self.mode,
+            reject_stage: self.reject_stage,
+        }
+    }
+}
+
 impl PolicyConfig {
     /// The policy and the tenant: every domain and connector checked, none listed twice.
     pub(super) fn validate(
@@ -134,6 +145,7 @@ impl PolicyConfig {
             mode: self.mode,
             reject_stage: self.reject_stage,
             tenant: Tenant {
+                name: String::new(),
                 accepted_domains,
                 inbound_connectors,
                 other_tenant_domains,

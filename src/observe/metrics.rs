@@ -26,7 +26,8 @@ pub struct Metrics {
     /// Sessions in progress.
     pub sessions_active: Gauge,
     tls_handshakes: Family<Labels, Counter>,
-    decisions: Family<Labels, Counter>,
+    /// Labels with owned values: the tenant's name is the configuration's, not a constant.
+    decisions: Family<Vec<(&'static str, String)>, Counter>,
     upstream_replies: Family<Labels, Counter>,
     /// Message bytes received from clients (DATA, as received).
     pub message_bytes: Counter,
@@ -78,7 +79,7 @@ impl Metrics {
         );
         registry.register(
             "decisions",
-            "Transactions by relay verdict, condition 1 branch and condition 2 match",
+            "Transactions by relay verdict, condition 1 branch, condition 2 match and tenant",
             m.decisions.clone(),
         );
         registry.register(
@@ -108,16 +109,26 @@ impl Metrics {
             .inc();
     }
 
-    /// `verdict`: `relay authorized`, `relay not authorized` or `awaiting P2`; `branch`: `1a`,
-    /// `1b`, `1c` or `none`; `by`: `ip`, `certificate` or `none`.
-    pub fn decision(&self, verdict: &'static str, branch: &'static str, by: &'static str) {
-        self.decisions
-            .get_or_create(&vec![
-                ("verdict", verdict),
-                ("branch", branch),
-                ("condition2", by),
-            ])
-            .inc();
+    /// `tenant`: the transaction's tenant (`[[tenants]] name`); `verdict`: `relay authorized`,
+    /// `relay not authorized` or `awaiting P2`; `branch`: `1a`, `1b`, `1c` or `none`; `by`:
+    /// `ip`, `certificate` or `none`. An empty tenant (the one unnamed tenant, or none
+    /// attributed) leaves the label out, which Prometheus reads as the same thing as empty.
+    pub fn decision(
+        &self,
+        tenant: &str,
+        verdict: &'static str,
+        branch: &'static str,
+        by: &'static str,
+    ) {
+        let mut labels = vec![
+            ("verdict", verdict.to_string()),
+            ("branch", branch.to_string()),
+            ("condition2", by.to_string()),
+        ];
+        if !tenant.is_empty() {
+            labels.push(("tenant", tenant.to_string()));
+        }
+        self.decisions.get_or_create(&labels).inc();
     }
 
     /// One upstream reply (`Some(code)`) or a failure to get one (`None`).
@@ -141,5 +152,26 @@ impl Metrics {
         // Writing into a String cannot fail.
         let _ = encode(&mut out, &self.registry);
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_named_tenant_labels_its_decisions_and_the_unnamed_one_adds_no_label() {
+        let m = Metrics::new();
+        m.decision("tailspin", "relay authorized", "1a", "certificate");
+        m.decision("", "relay not authorized", "none", "ip");
+        let text = m.render();
+        assert!(
+            text.contains("relaygate_decisions_total{verdict=\"relay authorized\",branch=\"1a\",condition2=\"certificate\",tenant=\"tailspin\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("relaygate_decisions_total{verdict=\"relay not authorized\",branch=\"none\",condition2=\"ip\"} 1"),
+            "{text}"
+        );
     }
 }

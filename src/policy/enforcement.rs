@@ -58,12 +58,19 @@ pub enum RcptAnswer {
 ///
 /// Only relay refusals (5.7.64) wait for `reject_stage = "data"`: the others are about the
 /// recipient itself (5.4.1) or the sender's own connector (4.7.0, 5.7.51, 5.7.68), and Exchange
-/// Online answers them at RCPT whatever a relay refusal does. The one temporary refusal, 454
+/// Online answers them at RCPT whatever a relay refusal does. The rules' one temporary refusal, 454
 /// 4.7.0 (`RequireTls`), is answered like the others: the sender keeps the recipient and tries
 /// again later, which it can do under TLS.
+///
+/// Another tenant's recipient (452 4.5.3) is refused in audit mode too: it is not a rule's
+/// verdict but where the message can go, since a transaction leaves through one tenant's
+/// upstream, with that tenant's certificate.
 pub fn answer_rcpt(mode: Mode, stage: RejectStage, verdict: &RecipientVerdict) -> RcptAnswer {
     match verdict {
         RecipientVerdict::Accept(_) | RecipientVerdict::AwaitingHeaderSender => RcptAnswer::Forward,
+        RecipientVerdict::Reject(r @ Rejection::OtherTenantRecipient { .. }) => {
+            RcptAnswer::Refuse(r.clone())
+        }
         RecipientVerdict::Reject(_) if mode == Mode::Audit => RcptAnswer::Forward,
         RecipientVerdict::Reject(Rejection::RelayAccessDenied(_)) if stage == RejectStage::Data => {
             RcptAnswer::Hold
@@ -170,6 +177,22 @@ mod tests {
                 Some(RefusedWhen::AtRcpt)
             );
             assert_eq!(answer_rcpt(Mode::Audit, stage, &v), RcptAnswer::Forward);
+        }
+        assert_eq!(refusal_at_end_of_data(&v), None);
+    }
+
+    #[test]
+    fn another_tenants_recipient_is_refused_at_rcpt_even_in_audit_mode() {
+        let v = RecipientVerdict::Reject(Rejection::OtherTenantRecipient {
+            tenant: "tailspin".into(),
+        });
+        for mode in [Mode::Enforce, Mode::Audit] {
+            for stage in [RejectStage::Rcpt, RejectStage::Data] {
+                assert!(matches!(
+                    answer_rcpt(mode, stage, &v),
+                    RcptAnswer::Refuse(Rejection::OtherTenantRecipient { .. })
+                ));
+            }
         }
         assert_eq!(refusal_at_end_of_data(&v), None);
     }

@@ -49,6 +49,9 @@ pub enum RelayDenial {
     NoOnPremisesConnector,
     /// Condition 2 held, condition 1 did not (no branch of it, under the profile in force).
     SenderNotAttributed { condition2: Condition2 },
+    /// Several tenants, and none of them is this transaction's: neither the certificate, the
+    /// P1 domain nor a recipient domain is one of their accepted domains (MC1226222).
+    NoTenant,
 }
 
 /// The answer to "may this transaction relay?".
@@ -91,6 +94,10 @@ pub enum Rejection {
     RecipientNotFound,
     /// 5.7.64: relay to a domain that is not ours, not authorised.
     RelayAccessDenied(RelayDenial),
+    /// 452 4.5.3, temporary: the recipient belongs to another tenant of this gate than the one
+    /// the transaction is attributed to. Exchange Online answers so (MC1226222), and the
+    /// sender retries it in a transaction of its own, which that tenant's rules then judge.
+    OtherTenantRecipient { tenant: String },
 }
 
 /// The verdict for one recipient.
@@ -187,7 +194,9 @@ impl RelayDecision {
             | RelayDecision::Denied(RelayDenial::SenderNotAttributed { condition2 }) => {
                 Some(condition2)
             }
-            RelayDecision::Denied(RelayDenial::NoOnPremisesConnector) => None,
+            RelayDecision::Denied(RelayDenial::NoOnPremisesConnector | RelayDenial::NoTenant) => {
+                None
+            }
         }
     }
 }
@@ -402,6 +411,7 @@ impl Rejection {
             ),
             Rejection::RecipientNotFound => (550, "5.4.1", "Recipient address rejected: Access denied. AS(201806281)"),
             Rejection::RelayAccessDenied(_) => (550, "5.7.64", "TenantAttribution; Relay Access Denied"),
+            Rejection::OtherTenantRecipient { .. } => (452, "4.5.3", "Too many recipients"),
         };
         Reply::new(code, enhanced, text)
     }

@@ -7,9 +7,9 @@
 //! report` give the same answer for the same facts.
 
 use super::{
-    authorize_relay, ipv4_of, judge_recipient, normalise, CertificateName, Condition2,
-    ConnectorType, HeaderSender, Profile, RecipientVerdict, Rejection, RelayDecision, RelayDenial,
-    ReversePath, SessionFacts, Tenant,
+    authorize_relay, ipv4_of, judge_recipient, normalise, AttributedBy, Attribution,
+    CertificateName, Condition2, ConnectorType, HeaderSender, Profile, RecipientVerdict, Rejection,
+    RelayDecision, RelayDenial, ReversePath, SessionFacts, Tenant,
 };
 
 /// One transaction under one profile, with the P2 sender known (or known to be absent).
@@ -19,6 +19,9 @@ pub struct Evaluation {
     pub relay: RelayDecision,
     /// Every recipient, in the order given, with its verdict.
     pub recipients: Vec<(String, RecipientVerdict)>,
+    /// The tenant the transaction was attributed to (always the one, for a single tenant);
+    /// `None` when no tenant was.
+    pub attribution: Option<Attribution>,
 }
 
 /// The transaction's outcome as a sender sees it: accepted whole, or refused with the first
@@ -78,6 +81,10 @@ pub fn evaluate<S: AsRef<str>>(
         profile,
         relay,
         recipients,
+        attribution: Some(Attribution {
+            tenant: 0,
+            by: AttributedBy::OnlyTenant,
+        }),
     }
 }
 
@@ -152,6 +159,10 @@ pub fn suggest_fix(
         Rejection::RelayAccessDenied(RelayDenial::SenderNotAttributed { condition2 }) => {
             unattributed_fix(tenant, session, reverse_path, header_sender, &condition2)
         }
+        Rejection::RelayAccessDenied(RelayDenial::NoTenant) => "no tenant is this transaction's (MC1226222): have the server present in STARTTLS a certificate whose name is an accepted domain of its tenant (one certificate per tenant), or send with a MAIL FROM in an accepted domain of the tenant".to_string(),
+        Rejection::OtherTenantRecipient { tenant } => format!(
+            "recipients of tenant \"{tenant}\" were answered 452 4.5.3: the sender sends them again in a transaction of their own, which that tenant's rules judge; nothing to change unless it does not retry"
+        ),
         Rejection::RecipientNotFound => {
             let unknown: Vec<&str> = evaluation
                 .recipients

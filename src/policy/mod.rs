@@ -5,6 +5,7 @@
 //! the facts (peer address, trusted certificate names, P1 and P2 senders, recipients) and asks;
 //! it decides nothing itself. That keeps every rule testable as a table row.
 
+mod attribution;
 mod canonical;
 pub mod enforcement;
 mod engine;
@@ -12,6 +13,10 @@ mod explain;
 mod tenant;
 pub mod wording;
 
+pub use attribution::{
+    attribute_recipient, attribute_sender, authorize_relay_among, evaluate_among,
+    judge_recipient_among, tenant_name, tenant_of_domain, AttributedBy, Attribution,
+};
 pub use canonical::{ipv4_of, is_subdomain_or_equal, normalise, normalise_address, unmap_ipv4};
 pub use engine::{
     authorize_relay, condition1, judge_recipient, AcceptReason, Condition1, Condition2,

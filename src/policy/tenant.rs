@@ -92,6 +92,9 @@ pub struct InboundConnector {
 /// Everything the policy needs to know about the tenant.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Tenant {
+    /// `[[tenants]] name`; empty for the one implicit tenant of a file without `[[tenants]]`
+    /// (the log, the metrics and `check` then name no tenant, as before tenants existed).
+    pub name: String,
     pub accepted_domains: Vec<AcceptedDomain>,
     pub inbound_connectors: Vec<InboundConnector>,
     /// Recipient domains hosted by other Microsoft 365 tenants (lower-case): mail to them is
@@ -99,4 +102,10 @@ pub struct Tenant {
     pub other_tenant_domains: Vec<String>,
     /// `RejectDirectSend` of the organisation config (5.7.68).
     pub reject_direct_send: bool,
+}
+
+impl AsRef<Tenant> for Tenant {
+    fn as_ref(&self) -> &Tenant {
+        self
+    }
 }

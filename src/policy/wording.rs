@@ -73,8 +73,13 @@ pub fn relay_branch(relay: &RelayDecision) -> String {
         RelayDecision::Denied(RelayDenial::SenderNotAttributed { condition2 }) => {
             format!("2 by {}; 1 {CONDITION1_FAILED}", condition2.branch())
         }
+        RelayDecision::Denied(RelayDenial::NoTenant) => NO_TENANT.into(),
     }
 }
+
+/// No tenant of several was attributed, as `check` and the log both say it.
+pub const NO_TENANT: &str =
+    "no tenant: neither the certificate, the P1 domain nor a recipient domain is an accepted domain of a tenant";
 
 // ---------------------------------------------------------------------------------------------
 // Conditions 1 and 2

@@ -7,8 +7,9 @@
 //! then on, so the rest of the client's transaction is answered 4xx instead.
 
 use super::{End, Recipient, Session, Transaction};
+use crate::config::PolicyDefaults;
 use crate::policy::enforcement::{answer_rcpt, RcptAnswer};
-use crate::policy::{self, HeaderSender, RecipientVerdict, ReversePath, SessionFacts};
+use crate::policy::{self, Attribution, HeaderSender, RecipientVerdict, ReversePath, SessionFacts};
 use crate::upstream::{Envelope, Stage, UpstreamError, UpstreamReply};
 use crate::wire::dsn::{Dropped, MailDsn, RcptDsn};
 use crate::wire::reply::Reply;
@@ -23,6 +24,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             certificate_names: self.identity.policy_names(),
             tls: self.tls_description.is_some(),
         }
+    }
+
+    /// The profile, mode and stage in force for a transaction of `tenant`: that tenant's, or the
+    /// top-level `[policy]` for a transaction no tenant was attributed to.
+    pub(super) fn rule(&self, tenant: Option<Attribution>) -> PolicyDefaults {
+        match tenant {
+            Some(a) => self.settings.tenants[a.tenant].policy.rule(),
+            None => self.settings.defaults,
+        }
+    }
+
+    /// The transaction's relay decision once its tenant is known (or known to be none).
+    fn relay_for(&self, tenant: Option<Attribution>, mail_from: &str) -> policy::RelayDecision {
+        policy::authorize_relay_among(
+            &self.settings.tenants,
+            tenant.map(|a| a.tenant),
+            self.rule(tenant).profile,
+            &self.facts(),
+            ReversePath::of_address(mail_from),
+            HeaderSender::NotYetKnown,
+        )
     }
 
     pub(super) fn mail(&mut self, from: smtp_proto::MailFrom<String>) {
@@ -57,16 +79,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             dsn,
             binary_mime: from.flags & smtp_proto::MAIL_BODY_BINARYMIME != 0,
         };
-        let p = &self.settings.policy;
-        let relay = policy::authorize_relay(
-            &p.tenant,
-            p.profile,
-            &self.facts(),
+        // The certificate or the P1 domain may show the tenant now; else its first recipient will.
+        let tenant = policy::attribute_sender(
+            &self.settings.tenants,
+            self.identity.policy_names(),
             ReversePath::of_address(&envelope.mail_from),
-            HeaderSender::NotYetKnown,
         );
+        if let Some(a) = tenant {
+            self.upstream.select(a.tenant);
+        }
+        let relay = self.relay_for(tenant, &envelope.mail_from);
         self.txn = Some(Transaction {
             envelope,
+            tenant,
             relay,
             recipients: Vec::new(),
             refused: Vec::new(),
@@ -101,15 +126,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             return Ok(());
         }
         let settings = Arc::clone(&self.settings);
-        let p = &settings.policy;
-        let verdict = policy::judge_recipient(
-            &p.tenant,
+        if txn.tenant.is_none() {
+            if let Some(a) = policy::attribute_recipient(&settings.tenants, &address) {
+                let relay = self.relay_for(Some(a), &txn.envelope.mail_from);
+                let txn = self.txn.as_mut().expect("txn");
+                txn.tenant = Some(a);
+                txn.relay = relay;
+                self.upstream.select(a.tenant);
+            }
+        }
+        let txn = self.txn.as_ref().expect("txn");
+        let verdict = policy::judge_recipient_among(
+            &settings.tenants,
+            txn.tenant.map(|a| a.tenant),
             &self.facts(),
             ReversePath::of_address(&txn.envelope.mail_from),
             &txn.relay,
             &address,
         );
-        match answer_rcpt(p.mode, p.reject_stage, &verdict) {
+        let rule = self.rule(txn.tenant);
+        match answer_rcpt(rule.mode, rule.reject_stage, &verdict) {
             RcptAnswer::Refuse(r) => {
                 let line = self.reply_with_suffix(&r.reply());
                 self.note_refused(address, line);
@@ -166,10 +202,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             return Ok(Err(UpstreamError::Dropped(Stage::Rcpt)));
         }
         let result = if txn.upstream_open {
-            within_deadline!(self, self.upstream.rcpt(address, dsn))
+            within_deadline!(self, self.upstream.leg().rcpt(address, dsn))
         } else {
             let env = txn.envelope.clone();
-            match within_deadline!(self, self.upstream.mail_rcpt(&env, address, dsn)) {
+            match within_deadline!(self, self.upstream.leg().mail_rcpt(&env, address, dsn)) {
                 // MAIL refused: its reply is the answer to this RCPT.
                 Ok((mail, None)) => Ok(mail),
                 Ok((_, Some(rcpt))) => {
@@ -196,7 +232,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// Note the DSN parameters the upstream now holds the transaction without (it does not
     /// offer DSN): MAIL's once it accepted MAIL, a recipient's once it accepted that recipient.
     fn note_dsn_dropped(&mut self, rcpt: Option<&RcptDsn>) {
-        if self.upstream.offers_dsn() {
+        if self.upstream.leg().offers_dsn() {
             return;
         }
         let txn = self.txn.as_mut().expect("txn");
@@ -221,13 +257,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             if txn.chunks.as_ref().is_some_and(|c| c.sending()) {
                 // A BDAT message half sent: only a closed connection keeps the upstream from
                 // delivering it (an RSET could cross the replies to its chunks).
-                self.upstream.abort().await;
+                self.upstream.leg().abort().await;
             } else if txn.upstream_open
-                && tokio::time::timeout_at(self.session_deadline, self.upstream.reset())
+                && tokio::time::timeout_at(self.session_deadline, self.upstream.leg().reset())
                     .await
                     .is_err()
             {
-                self.upstream.abort().await;
+                self.upstream.leg().abort().await;
             }
         }
     }

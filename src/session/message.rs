@@ -136,7 +136,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             return Ok(());
         }
         if message.sending() && message.text.acceptable() {
-            if let Err(e) = within_deadline!(self, self.upstream.write_text(&message.text.chunk)) {
+            if let Err(e) =
+                within_deadline!(self, self.upstream.leg().write_text(&message.text.chunk))
+            {
                 tracing::warn!(session = %self.id, error = %e, "upstream write failed");
                 message.forwarding = Forwarding::Failed(e.reply());
             }
@@ -158,7 +160,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 "5.3.4",
                 "Message header size exceeds limit",
             ))
-        } else if refusals_answered(self.settings.policy.mode) {
+        } else if refusals_answered(self.rule(self.txn.as_ref().and_then(|t| t.tenant)).mode) {
             decision.refusal.clone()
         } else {
             None
@@ -175,7 +177,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// The message was cut off (the client left, stalled, or broke the protocol).
     pub(super) async fn abandon(&mut self, message: &Message) {
         if message.sending() {
-            self.upstream.abort().await;
+            self.upstream.leg().abort().await;
         }
     }
 
@@ -201,7 +203,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let reply = match (refusal, forwarding) {
             (Some(r), f) => {
                 if matches!(f, Forwarding::Sending) {
-                    self.upstream.abort().await;
+                    self.upstream.leg().abort().await;
                 }
                 self.reply_with_suffix(&r)
             }
@@ -211,7 +213,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 self.reply_with_suffix(&UpstreamError::Dropped(Stage::Data).reply())
             }
             (None, Forwarding::Sending) => {
-                match within_deadline!(self, self.upstream.finish_data()) {
+                match within_deadline!(self, self.upstream.leg().finish_data()) {
                     Ok(r) => self.reply_upstream(&r),
                     Err(e) => {
                         tracing::warn!(session = %self.id, error = %e, "upstream end of DATA failed");
@@ -221,7 +223,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             }
         };
         let mut outcome = super::record::Outcome::new(reply);
-        if !refusals_answered(self.settings.policy.mode) {
+        let tenant = self.txn.as_ref().and_then(|t| t.tenant);
+        if !refusals_answered(self.rule(tenant).mode) {
             outcome.enforce_reply = decision.refusal.map(|mut r| {
                 r.text.push_str(&self.suffix());
                 r.to_line()
@@ -239,7 +242,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             text.size,
         );
         if txn.upstream_open && !sending {
-            within_deadline!(self, self.upstream.reset());
+            within_deadline!(self, self.upstream.leg().reset());
         }
         Ok(())
     }
@@ -253,12 +256,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             ));
         }
         // Built only for the directory kind: no per-message copies for an SMTP upstream.
-        let facts = if self.upstream.records_client() {
+        let facts = if self.upstream.leg().records_client() {
             self.client_facts()
         } else {
             ClientFacts::default()
         };
-        match within_deadline!(self, self.upstream.data(&facts, binary_mime)) {
+        match within_deadline!(self, self.upstream.leg().data(&facts, binary_mime)) {
             Ok(r) if r.code == 354 => {}
             Ok(r) => return Ok(Forwarding::Refused(r)),
             Err(e) => {
@@ -268,8 +271,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         }
         let received = self.received_header();
         let written = within_deadline!(self, async {
-            self.upstream.write_text(&received).await?;
-            self.upstream.write_text(header).await
+            self.upstream.leg().write_text(&received).await?;
+            self.upstream.leg().write_text(header).await
         });
         Ok(match written {
             Ok(()) => Forwarding::Sending,
@@ -299,7 +302,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// Re-judge the transaction once the P2 sender is known.
     fn final_decision(&mut self, p2: Option<&str>) -> Decision {
         let settings = Arc::clone(&self.settings);
-        let p = &settings.policy;
+        let tenants = &settings.tenants;
+        let tenant = self.txn.as_ref().and_then(|t| t.tenant);
+        let profile = self.rule(tenant).profile;
         let facts = crate::policy::SessionFacts {
             peer_ip: self.peer.addr.ip(),
             certificate_names: self.identity.policy_names(),
@@ -308,11 +313,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let txn = self.txn.as_mut().expect("txn");
         let header = HeaderSender::of_address(p2);
         let p1 = ReversePath::of_address(&txn.envelope.mail_from);
-        let relay = policy::authorize_relay(&p.tenant, p.profile, &facts, p1, header);
+        let own = tenant.map(|a| a.tenant);
+        let relay = policy::authorize_relay_among(tenants, own, profile, &facts, p1, header);
         let mut refusal = None;
         for r in txn.recipients.iter_mut() {
             if matches!(r.verdict, RecipientVerdict::AwaitingHeaderSender) {
-                r.verdict = policy::judge_recipient(&p.tenant, &facts, p1, &relay, &r.address);
+                r.verdict =
+                    policy::judge_recipient_among(tenants, own, &facts, p1, &relay, &r.address);
             }
             if refusal.is_none() {
                 refusal = refusal_at_end_of_data(&r.verdict).map(Rejection::reply);

@@ -5,8 +5,9 @@
 //! flushed whenever the buffer holds no further complete command (RFC 2920). The session
 //! gathers facts and asks the policy; it never decides a rule itself.
 //!
-//! The upstream leg comes in as a parameter ([`Upstream`], built by an
-//! [`crate::upstream::Connector`]), and the stream is any `AsyncRead + AsyncWrite`, so a
+//! The upstream legs come in as a parameter ([`Legs`]: one [`crate::upstream::Upstream`] per
+//! tenant, each built by that tenant's [`crate::upstream::Connector`]; one leg converts into
+//! them), and the stream is any `AsyncRead + AsyncWrite`, so a
 //! session runs as well over an in-memory pipe against a scripted upstream as over TCP to
 //! Exchange Online: that is how the fault simulation drives it.
 //!
@@ -37,10 +38,10 @@ mod message;
 mod record;
 
 use crate::config::Settings;
-use crate::policy::{RecipientVerdict, RelayDecision};
+use crate::policy::{Attribution, RecipientVerdict, RelayDecision};
 use crate::stream::MaybeTls;
 use crate::tls::ClientIdentity;
-use crate::upstream::{Envelope, Upstream};
+use crate::upstream::{Envelope, Legs};
 use crate::wire::command::parse_command;
 use crate::wire::reply::Reply;
 pub use id::SessionId;
@@ -73,12 +74,14 @@ pub enum Phase {
 }
 
 /// Serve one client connection until it quits, times out or breaks. `upstream` is this
-/// session's leg; a connection it holds between transactions goes back to its pool at the end.
+/// session's legs, one per tenant in the order of `settings.tenants` (a single
+/// [`crate::upstream::Upstream`] will do for one tenant); a connection a leg holds between
+/// transactions goes back to its pool at the end.
 pub async fn run_session<S>(
     stream: S,
     peer: Peer,
     settings: Arc<Settings>,
-    upstream: Upstream,
+    upstream: impl Into<Legs>,
     phase: tokio::sync::watch::Receiver<Phase>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -101,7 +104,7 @@ pub async fn run_session<S>(
         identity: ClientIdentity::default(),
         tls_description: None,
         txn: None,
-        upstream,
+        upstream: upstream.into(),
         errors: 0,
         session_deadline,
         transactions: 0,
@@ -140,6 +143,9 @@ struct Recipient {
 
 struct Transaction {
     envelope: Envelope,
+    /// The tenant the transaction belongs to: known at MAIL when the certificate or the P1
+    /// domain shows it, else at the first recipient of a tenant; `None` until then.
+    tenant: Option<Attribution>,
     relay: RelayDecision,
     recipients: Vec<Recipient>,
     /// Recipients answered with a refusal at RCPT (for the log; at most `max_recipients`).
@@ -179,7 +185,7 @@ struct Session<S> {
     identity: ClientIdentity,
     tls_description: Option<String>,
     txn: Option<Transaction>,
-    upstream: Upstream,
+    upstream: Legs,
     errors: u32,
     session_deadline: Instant,
     transactions: u32,
@@ -228,7 +234,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
     /// The session deadline passed during an upstream step.
     async fn deadline_passed(&mut self) -> End {
-        self.upstream.abort().await;
+        self.upstream.leg().abort().await;
         self.timed_out();
         End::Timeout
     }

@@ -53,6 +53,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     ) {
         let m = metrics();
         m.decision(
+            self.tenant_name(txn),
             wording::relay(relay),
             wording::condition1_token(relay),
             wording::condition2_token(relay),
@@ -74,9 +75,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         outcome: &Outcome,
         size: u64,
     ) -> TransactionRecord {
-        let p = &self.settings.policy;
+        let p = self.rule(txn.tenant);
         TransactionRecord {
             session: self.id.to_string(),
+            tenant: self.tenant_name(txn).to_string(),
             peer: self.peer.addr.to_string(),
             helo: self.helo.clone().unwrap_or_default(),
             tls: self
@@ -101,10 +103,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         }
     }
 
+    /// The name of the transaction's tenant: empty when none was attributed, or when the gate
+    /// serves its one unnamed tenant.
+    fn tenant_name(&self, txn: &Transaction) -> &str {
+        policy::tenant_name(&self.settings.tenants, txn.tenant)
+    }
+
     /// Both profiles over every recipient the client named (also those refused at RCPT), so
     /// an audit log shows what each rule generation would do with this flow, and the fix.
     fn flow(&self, txn: &Transaction, header: HeaderSender<'_>, p2: Option<&str>) -> FlowRecord {
-        let tenant = &self.settings.policy.tenant;
+        let tenants = &self.settings.tenants;
         let facts = SessionFacts {
             peer_ip: self.peer.addr.ip(),
             certificate_names: self.identity.policy_names(),
@@ -117,12 +125,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             .map(|r| r.address.as_str())
             .chain(txn.refused.iter().map(|(a, _)| a.as_str()))
             .collect();
-        let comparison = Comparison::evaluate(tenant, &facts, p1, header, &named);
+        let comparison = Comparison::evaluate_among(tenants, None, &facts, p1, header, &named);
         let (exo_2023, exo_legacy) = (
             comparison.exo_2023.verdict(),
             comparison.exo_legacy.verdict(),
         );
-        let fix = suggest_fix(tenant, &facts, p1, header, &comparison.exo_2023);
+        let attributed = comparison.exo_2023.attribution.map_or(0, |a| a.tenant);
+        let fix = suggest_fix(
+            tenants[attributed].as_ref(),
+            &facts,
+            p1,
+            header,
+            &comparison.exo_2023,
+        );
         let flow_domain = |address: Option<&str>| {
             address
                 .and_then(domain_of)

@@ -14,6 +14,7 @@ mod connector;
 mod dial;
 pub mod directory;
 mod error;
+mod legs;
 mod pool;
 mod smtp;
 
@@ -21,6 +22,7 @@ pub use connector::Connector;
 pub use dial::{Dial, Dialing, Transport};
 pub use directory::DirectoryLeg;
 pub use error::{Stage, TlsFailure, UpstreamError, TEMPORARY_FAILURE};
+pub use legs::Legs;
 pub use pool::Pool;
 pub use smtp::SmtpLeg;
 

@@ -114,3 +114,38 @@ pub fn tls_upstream(addr: SocketAddr, mode: &str, ca: &Path) -> String {
         ca.display()
     )
 }
+
+/// Two tenants behind one gate (the rules document's `two-tenants`, with 127.0.0.1 standing in
+/// for the on-premises Exchange both tenants' IP connectors list): `contoso` (contoso.com)
+/// relaying to the upstream at `contoso`, `tailspin` (tailspin.example) to the one at
+/// `tailspin`. `policy` goes into the top-level `[policy]`.
+pub fn two_tenants(contoso: SocketAddr, tailspin: SocketAddr, policy: &str) -> String {
+    let tenant = |name: &str, domain: &str, up: SocketAddr| {
+        format!(
+            r#"
+[[tenants]]
+name = "{name}"
+
+[[tenants.accepted_domains]]
+domain = "{domain}"
+
+[[tenants.inbound_connectors]]
+name = "{name} by IP"
+connector_type = "OnPremises"
+sender_ip_addresses = ["127.0.0.0/24"]
+
+[[tenants.inbound_connectors]]
+name = "{name} by certificate"
+connector_type = "OnPremises"
+tls_sender_certificate_name = "*.{domain}"
+
+{}"#,
+            smtp_upstream(up).replace("[upstream]", "[tenants.upstream]")
+        )
+    };
+    format!(
+        "[policy]\n{policy}\n{}{}",
+        tenant("contoso", "contoso.com", contoso),
+        tenant("tailspin", "tailspin.example", tailspin)
+    )
+}

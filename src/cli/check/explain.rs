@@ -1,12 +1,12 @@
 //! The walk through the rules for one transaction, computed once for both renderings.
 
 use super::Facts;
-use crate::config::Settings;
+use crate::config::{PolicyDefaults, Settings};
 use crate::policy::enforcement;
 use crate::policy::wording;
 use crate::policy::{
-    self, domain_of, suggest_fix, Comparison, Condition1, ConnectorType, Evaluation, HeaderSender,
-    Profile, RecipientVerdict, ReversePath, SessionFacts, Tenant, Verdict,
+    self, domain_of, suggest_fix, Attribution, Comparison, Condition1, ConnectorType, Evaluation,
+    HeaderSender, Profile, RecipientVerdict, ReversePath, SessionFacts, Tenant, Verdict,
 };
 use crate::session::SessionId;
 use crate::wire::reply::exo_suffix;
@@ -27,13 +27,24 @@ pub struct Explanation<'a> {
     /// The profile whose verdict decides the exit status.
     pub(super) deciding: Profile,
     suffix: String,
+    /// The tenant the transaction is attributed to (given with `--tenant`, or found from the
+    /// facts as the session finds it); `None` when no tenant is.
+    pub(super) attribution: Option<Attribution>,
+    /// What an unattributed transaction is judged against: a tenant with nothing accepted.
+    nobody: Tenant,
 }
 
 impl<'a> Explanation<'a> {
     /// `profile`: show only this one; `None`: both, and the exit status follows the profile the
-    /// configuration enforces.
-    pub fn new(settings: &'a Settings, facts: &'a Facts, profile: Option<Profile>) -> Self {
-        let tenant = &settings.policy.tenant;
+    /// configuration enforces. `tenant`: the index of the tenant given with `--tenant`; `None`:
+    /// the tenant is attributed from the facts, as the session does.
+    pub fn new(
+        settings: &'a Settings,
+        facts: &'a Facts,
+        profile: Option<Profile>,
+        tenant: Option<usize>,
+    ) -> Self {
+        let tenants = &settings.tenants;
         let session = SessionFacts {
             peer_ip: facts.peer_ip,
             certificate_names: &facts.certificate_names,
@@ -41,15 +52,21 @@ impl<'a> Explanation<'a> {
         };
         let p1 = ReversePath::of_address(&facts.mail_from);
         let p2 = HeaderSender::of_address(facts.header_from.as_deref());
-        let comparison = Comparison::evaluate(tenant, &session, p1, p2, &facts.recipients);
-        let at_rcpt = Comparison::evaluate(
+        let comparison =
+            Comparison::evaluate_among(tenants, tenant, &session, p1, p2, &facts.recipients);
+        let at_rcpt = Comparison::evaluate_among(
+            tenants,
             tenant,
             &session,
             p1,
             HeaderSender::NotYetKnown,
             &facts.recipients,
         );
-        let fix = suggest_fix(tenant, &session, p1, p2, &comparison.exo_2023);
+        let attribution = comparison.exo_2023.attribution;
+        let nobody = Tenant::default();
+        let judged_by = attribution.map_or(&nobody, |a| &tenants[a.tenant].policy.tenant);
+        let fix = suggest_fix(judged_by, &session, p1, p2, &comparison.exo_2023);
+        let rule = rule(settings, attribution);
         Explanation {
             settings,
             facts,
@@ -60,13 +77,34 @@ impl<'a> Explanation<'a> {
             comparison,
             at_rcpt,
             fix,
-            deciding: profile.unwrap_or(settings.policy.profile),
+            deciding: profile.unwrap_or(rule.profile),
             suffix: exo_suffix(
                 &settings.server.hostname,
                 SystemTime::now(),
                 SessionId::new(),
             ),
+            attribution,
+            nobody,
         }
+    }
+
+    /// The tenant's name and how it was found, for the `tenant` line: `None` when the gate
+    /// serves its one unnamed tenant (nothing to say).
+    pub(super) fn tenant_text(&self) -> Option<String> {
+        if !self.settings.named_tenants() {
+            return None;
+        }
+        Some(match self.attribution {
+            Some(a) => format!(
+                "{} (by {})",
+                self.settings.tenants[a.tenant].name(),
+                a.by.as_str()
+            ),
+            None => format!(
+                "none: {}",
+                wording::NO_TENANT.trim_start_matches("no tenant: ")
+            ),
+        })
     }
 
     /// 0 when every recipient is accepted under the deciding profile, 1 otherwise.
@@ -77,8 +115,12 @@ impl<'a> Explanation<'a> {
         }
     }
 
+    /// The attributed tenant, whose rules judge the transaction (a tenant with nothing in it
+    /// when none is).
     pub(super) fn tenant(&self) -> &Tenant {
-        &self.settings.policy.tenant
+        self.attribution.map_or(&self.nobody, |a| {
+            &self.settings.tenants[a.tenant].policy.tenant
+        })
     }
 
     pub(super) fn accepted_text(&self, domain: &str) -> String {
@@ -267,7 +309,7 @@ impl<'a> Explanation<'a> {
         if let Some(accepted) = wording::acceptance_sentence(verdict) {
             return (accepted, None);
         }
-        let policy = &self.settings.policy;
+        let policy = rule(self.settings, self.attribution);
         let at_rcpt = self
             .at_rcpt
             .get(profile)
@@ -308,4 +350,12 @@ impl<'a> Explanation<'a> {
             "The November 2023 change is what makes the difference: before it, the From: header domain (1c) attributed this message to the tenant; now only the certificate (1a) or the MAIL FROM domain (1b) do.",
         )
     }
+}
+
+/// The profile, mode and stage the gate applies to a transaction of this tenant (the top-level
+/// `[policy]` for none).
+fn rule(settings: &Settings, attribution: Option<Attribution>) -> PolicyDefaults {
+    attribution.map_or(settings.defaults, |a| {
+        settings.tenants[a.tenant].policy.rule()
+    })
 }

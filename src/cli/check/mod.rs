@@ -130,6 +130,30 @@ pub fn tls_fact(asked: Option<bool>, certificate: bool, offered: bool) -> (bool,
     }
 }
 
+/// The index of the tenant `--tenant` names (exactly, as `[[tenants]] name` spells it).
+fn tenant_index(settings: &Settings, name: &str) -> Result<usize, String> {
+    settings
+        .tenants
+        .iter()
+        .position(|t| !t.name().is_empty() && t.name() == name)
+        .ok_or_else(|| {
+            let names: Vec<String> = settings
+                .tenants
+                .iter()
+                .filter(|t| !t.name().is_empty())
+                .map(|t| format!("{:?}", t.name()))
+                .collect();
+            if names.is_empty() {
+                format!("--tenant {name:?}: the configuration has no [[tenants]]")
+            } else {
+                format!(
+                    "--tenant {name:?}: no such tenant (the configuration has {})",
+                    names.join(", ")
+                )
+            }
+        })
+}
+
 /// `relaygate check`'s arguments.
 #[derive(clap::Args)]
 pub struct CheckArgs {
@@ -167,6 +191,10 @@ pub struct CheckArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Judge the transaction as this tenant's (`[[tenants]] name`). Default: the tenant is
+    /// attributed from the facts, as the gate does (certificate, P1 domain, first recipient).
+    #[arg(long)]
+    pub tenant: Option<String>,
 }
 
 /// `relaygate check`: explain one transaction; exit 0 when every recipient is accepted, 1
@@ -191,6 +219,18 @@ pub fn run(args: CheckArgs) -> ExitCode {
     let settings = match load_settings(&args.config) {
         Ok(s) => s,
         Err(code) => return code,
+    };
+    let tenant = match args
+        .tenant
+        .as_deref()
+        .map(|n| tenant_index(&settings, n))
+        .transpose()
+    {
+        Ok(t) => t,
+        Err(why) => {
+            eprintln!("relaygate: {why}");
+            return ExitCode::from(2);
+        }
     };
     let (certificate_names, certificate_note) = match &args.cert {
         Some(path) => match certificate_identity(&settings, path) {
@@ -230,7 +270,7 @@ pub fn run(args: CheckArgs) -> ExitCode {
         header_from: args.header_from.as_deref().map(bare_address),
         recipients: args.rcpts.iter().map(|r| bare_address(r)).collect(),
     };
-    let explanation = Explanation::new(&settings, &facts, profile);
+    let explanation = Explanation::new(&settings, &facts, profile, tenant);
     if args.json {
         println!("{:#}", explanation.render_json());
     } else {
@@ -240,7 +280,10 @@ pub fn run(args: CheckArgs) -> ExitCode {
 }
 
 #[cfg(test)]
-mod tests {
+mod tests;
+
+#[cfg(test)]
+mod tls_tests {
     use super::tls_fact;
 
     #[test]

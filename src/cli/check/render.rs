@@ -11,6 +11,9 @@ impl Explanation<'_> {
         let f = self.facts;
         let mut out = String::new();
         let _ = writeln!(out, "Sender");
+        if let Some(tenant) = self.tenant_text() {
+            let _ = writeln!(out, "  tenant           {tenant}");
+        }
         let _ = writeln!(out, "  peer IP          {}", f.peer_ip);
         let _ = writeln!(
             out,
@@ -146,7 +149,12 @@ impl Explanation<'_> {
                 )
             })
             .collect();
+        let tenant = self
+            .attribution
+            .map(|a| self.settings.tenants[a.tenant].name());
         json!({
+            "tenant": tenant,
+            "attributed_by": self.attribution.map(|a| a.by.as_str()),
             "peer_ip": f.peer_ip.to_string(),
             "certificate_names": f.certificate_names,
             "certificate": f.certificate_note,

@@ -239,6 +239,8 @@ pub struct Importer {
     domains: HashSet<String>,
     /// The lower-cased connector names written so far (likewise).
     connectors: HashSet<String>,
+    /// Written under `[[tenants]]` (`--tenant NAME`): the tables are `[[tenants.…]]`.
+    under_tenant: bool,
 }
 
 impl Default for Importer {
@@ -261,7 +263,17 @@ impl Importer {
             toml,
             domains: HashSet::new(),
             connectors: HashSet::new(),
+            under_tenant: false,
         }
+    }
+
+    /// An import for one tenant of a gate with several: a `[[tenants]]` block named `name`, the
+    /// accepted domains and connectors under it (`[[tenants.accepted_domains]]`, ...).
+    pub fn for_tenant(name: &str) -> Importer {
+        let mut importer = Importer::new();
+        output::tenant_header(&mut importer.toml, name);
+        importer.under_tenant = true;
+        importer
     }
 
     /// `Get-AcceptedDomain | ConvertTo-Json` output.
@@ -270,9 +282,14 @@ impl Importer {
         input: impl Read,
         mut on_note: impl FnMut(Note),
     ) -> Result<(), ImportError> {
-        let Importer { toml, domains, .. } = self;
+        let Importer {
+            toml,
+            domains,
+            under_tenant,
+            ..
+        } = self;
         input::each_object(DOMAINS, input, &mut |n, object| {
-            domain::accepted_domain(object, n, domains)?.write(toml, &mut on_note);
+            domain::accepted_domain(object, n, domains)?.write(toml, *under_tenant, &mut on_note);
             Ok(())
         })
     }
@@ -284,10 +301,17 @@ impl Importer {
         mut on_note: impl FnMut(Note),
     ) -> Result<(), ImportError> {
         let Importer {
-            toml, connectors, ..
+            toml,
+            connectors,
+            under_tenant,
+            ..
         } = self;
         input::each_object(CONNECTORS, input, &mut |n, object| {
-            connector::inbound_connector(object, n, connectors)?.write(toml, &mut on_note);
+            connector::inbound_connector(object, n, connectors)?.write(
+                toml,
+                *under_tenant,
+                &mut on_note,
+            );
             Ok(())
         })
     }
@@ -298,13 +322,29 @@ impl Importer {
     }
 }
 
-/// `relaygate import-exo`: the TOML on standard output, notes on standard error.
-pub fn run(inbound_connectors: Option<PathBuf>, accepted_domains: Option<PathBuf>) -> ExitCode {
+/// `relaygate import-exo`: the TOML on standard output, notes on standard error. With
+/// `tenant`, the tables go under a `[[tenants]]` block of that name.
+pub fn run(
+    inbound_connectors: Option<PathBuf>,
+    accepted_domains: Option<PathBuf>,
+    tenant: Option<String>,
+) -> ExitCode {
     if inbound_connectors.is_none() && accepted_domains.is_none() {
         eprintln!("relaygate: give --inbound-connectors and/or --accepted-domains");
         return ExitCode::from(2);
     }
-    let mut importer = Importer::new();
+    let mut importer = match tenant.as_deref() {
+        None => Importer::new(),
+        Some(name)
+            if name.trim().is_empty()
+                || name.trim() != name
+                || name.chars().any(|c| c.is_control() || c == '"') =>
+        {
+            eprintln!("relaygate: --tenant {name:?}: a tenant name must be non-empty, without surrounding spaces, quotes or control characters (as [[tenants]] name)");
+            return ExitCode::from(2);
+        }
+        Some(name) => Importer::for_tenant(name),
+    };
     // Unsupported properties change mail flow: each one goes to the terminal. Ignored ones
     // (metadata, defaults) are only counted here, not kept; the TOML's comments list them all.
     let mut unsupported = Vec::new();

@@ -128,8 +128,14 @@ impl Block {
         }
     }
 
-    /// Append the block to `out` after a blank line, and hand over its notes.
-    pub(super) fn write(self, out: &mut String, on_note: &mut impl FnMut(Note)) {
+    /// Append the block to `out` after a blank line, and hand over its notes. `under_tenant`:
+    /// the table belongs to the `[[tenants]]` block above (`[[tenants.accepted_domains]]`).
+    pub(super) fn write(
+        self,
+        out: &mut String,
+        under_tenant: bool,
+        on_note: &mut impl FnMut(Note),
+    ) {
         let comments = self.comments();
         match &self.table {
             // Comments alone are no TOML value: there is nothing for toml_edit to write.
@@ -140,7 +146,16 @@ impl Block {
                 let mut tables = ArrayOfTables::new();
                 tables.push(table);
                 let mut doc = DocumentMut::new();
-                doc.insert(array_name, Item::ArrayOfTables(tables));
+                if under_tenant {
+                    // An implicit `tenants` table: only `[[tenants.<array>]]` is written, which
+                    // TOML adds to the last `[[tenants]]`.
+                    let mut tenant = Table::new();
+                    tenant.set_implicit(true);
+                    tenant.insert(array_name, Item::ArrayOfTables(tables));
+                    doc.insert("tenants", Item::Table(tenant));
+                } else {
+                    doc.insert(array_name, Item::ArrayOfTables(tables));
+                }
                 // Writing to a String cannot fail.
                 let _ = write!(out, "{doc}");
             }
@@ -192,6 +207,26 @@ impl Block {
         }
         out
     }
+}
+
+/// `[[tenants]]` with `name`, and a comment on what the admin adds to it: its upstream.
+pub(super) fn tenant_header(out: &mut String, name: &str) {
+    let mut table = Table::new();
+    let mut prefix = String::from("\n");
+    comment(
+        &mut prefix,
+        "One tenant of a gate in front of several (MC1226222). Add its [tenants.upstream] \
+         (required: this tenant's mail leaves with this tenant's own client certificate) and, if \
+         it differs from the top-level [policy], its [tenants.policy].",
+    );
+    table.decor_mut().set_prefix(prefix);
+    table.insert("name", string(name));
+    let mut tables = ArrayOfTables::new();
+    tables.push(table);
+    let mut doc = DocumentMut::new();
+    doc.insert("tenants", Item::ArrayOfTables(tables));
+    // Writing to a String cannot fail.
+    let _ = write!(out, "{doc}");
 }
 
 /// A value in a comment line: at most 120 characters.

@@ -17,6 +17,8 @@ pub(super) struct Event {
 /// What makes a flow: the unit one fix applies to.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(super) struct FlowKey {
+    /// The tenant the transactions were attributed to; empty when none is named.
+    pub(super) tenant: String,
     pub(super) identity: String,
     pub(super) p1_domain: String,
     pub(super) p2_domain: String,
@@ -172,6 +174,7 @@ impl Aggregator {
                     series[(i + shift) / merge].add(*b);
                 }
                 Flow {
+                    tenant: key.tenant,
                     identity: key.identity,
                     p1_domain: key.p1_domain,
                     p2_domain: key.p2_domain,
@@ -187,10 +190,12 @@ impl Aggregator {
                 }
             })
             .collect();
+        // Grouped per tenant (in name order), then within each as before.
         flows.sort_by(|a, b| {
             let rank = |f: &Flow| (!f.breaks_2023(), !f.broken_by_2023());
-            rank(a)
-                .cmp(&rank(b))
+            a.tenant
+                .cmp(&b.tenant)
+                .then(rank(a).cmp(&rank(b)))
                 .then(b.count.cmp(&a.count))
                 .then_with(|| a.identity.cmp(&b.identity))
                 .then_with(|| a.p1_domain.cmp(&b.p1_domain))

@@ -70,13 +70,15 @@ impl Report {
                         }
                         table class="flows" {
                             thead { tr {
-                                th { "#" } th { "Identity" } th { "P1 (MAIL FROM)" }
+                                th { "#" }
+                                @if self.has_tenants() { th { "Tenant" } }
+                                th { "Identity" } th { "P1 (MAIL FROM)" }
                                 th { "P2 (From:)" } th class="num" { "Count" }
                                 th { "exo-2023" } th { "exo-legacy" } th { "Fix" }
                             } }
                             tbody {
                                 @for (i, f) in self.flows.iter().enumerate() {
-                                    (flow_row(i + 1, f))
+                                    (flow_row(i + 1, f, self.has_tenants()))
                                 }
                             }
                         }
@@ -98,11 +100,12 @@ impl Report {
     }
 }
 
-/// One row of the flow table.
-fn flow_row(n: usize, f: &Flow) -> Markup {
+/// One row of the flow table; `tenants`: the log names tenants, so the row names its own.
+fn flow_row(n: usize, f: &Flow, tenants: bool) -> Markup {
     html! {
         tr class=(flow_class("flow", f)) id={ "flow-" (n) } data-flow=(n) {
             td class="num" { a href={ "#chart-" (n) } { (n) } }
+            @if tenants { td class="tenant" { (visible(f.tenant_display())) } }
             td class="identity" { (visible(&f.identity)) }
             td class="p1" { (visible(f.p1_display())) }
             td class="p2" { (visible(f.p2_display())) }

@@ -3,6 +3,7 @@
 //! An admin runs the gate in `mode = "audit"` for a while before switching to enforce; this
 //! turns what it logged into the question that matters before the switch: which senders
 //! would Exchange Online refuse under the November 2023 rules, and what would fix each one.
+//! Flows are grouped per tenant when the gate serves several (`[[tenants]]`).
 //! A flow is one (identity, P1 domain, P2 domain) triple because that is the unit a fix
 //! applies to: one certificate or IP range, one envelope domain, one header domain.
 //!
@@ -23,6 +24,8 @@ mod time;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_tenants;
 
 pub use read::{load, read};
 
@@ -66,6 +69,9 @@ pub struct Report {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Flow {
+    /// The tenant (`[[tenants]] name`) the flow's transactions were attributed to; empty for a
+    /// gate with one unnamed tenant, or when no tenant was attributed. Flows are grouped by it.
+    pub tenant: String,
     /// `certificate NAME` or `ip ADDRESS`, as logged.
     pub identity: String,
     /// Envelope sender domain; empty for the null sender (shown as `<>`).
@@ -157,7 +163,24 @@ impl Flow {
     }
 }
 
+impl Flow {
+    /// The tenant as a heading shows it.
+    pub fn tenant_display(&self) -> &str {
+        if self.tenant.is_empty() {
+            "(no tenant)"
+        } else {
+            &self.tenant
+        }
+    }
+}
+
 impl Report {
+    /// Whether the log names tenants (a gate with `[[tenants]]`): then flows are shown per
+    /// tenant.
+    pub fn has_tenants(&self) -> bool {
+        self.flows.iter().any(|f| !f.tenant.is_empty())
+    }
+
     /// Flows with any exo-2023 refusal: the number that must reach zero before enforcing.
     pub fn breaking_flows(&self) -> usize {
         self.flows.iter().filter(|f| f.breaks_2023()).count()

@@ -124,6 +124,10 @@ fn next_line(reader: &mut impl BufRead, buf: &mut Vec<u8>) -> io::Result<Option<
 struct LoggedEvent {
     target: String,
     timestamp: String,
+    /// The transaction's tenant ([`crate::record::TransactionRecord::tenant`]); absent from
+    /// older logs and single-tenant gates' meaning alike: no tenant named.
+    #[serde(default)]
+    tenant: String,
     #[serde(flatten)]
     flow: FlowRecord,
 }
@@ -145,6 +149,7 @@ fn parse_event(line: &str) -> Option<Event> {
         exo_2023: f.exo_2023,
         exo_legacy: f.exo_legacy,
         key: FlowKey {
+            tenant: event.tenant,
             identity: f.identity,
             p1_domain: f.p1_domain,
             p2_domain: f.p2_domain,

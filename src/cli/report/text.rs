@@ -60,7 +60,7 @@ impl Report {
                 *w = (*w).max(cell.chars().count());
             }
         }
-        let mut line = |cells: [&str; 7]| {
+        let line = |cells: [&str; 7]| {
             let mut l = String::new();
             for (i, cell) in cells.iter().enumerate() {
                 if i == 3 {
@@ -71,12 +71,33 @@ impl Report {
                     let _ = write!(l, "{cell:<w$}  ", w = widths[i]);
                 }
             }
-            out.push_str(l.trim_end());
-            out.push('\n');
+            format!("{}\n", l.trim_end())
         };
-        line(header);
-        for row in &rows {
-            line(row.each_ref().map(String::as_str));
+        // With tenants, each tenant's flows under a heading of their own, the table header
+        // repeated; without, one table as always.
+        let mut group: Option<&str> = None;
+        for (i, (f, row)) in self.flows.iter().zip(&rows).enumerate() {
+            let heading = self.has_tenants() && group != Some(f.tenant.as_str());
+            if heading {
+                group = Some(&f.tenant);
+                let (n, count) = self
+                    .flows
+                    .iter()
+                    .filter(|g| g.tenant == f.tenant)
+                    .fold((0, 0), |(n, c), g| (n + 1, c + g.count));
+                if i > 0 {
+                    out.push('\n');
+                }
+                let _ = writeln!(
+                    out,
+                    "tenant {}: {count} transactions in {n} flows",
+                    printable(f.tenant_display())
+                );
+            }
+            if heading || i == 0 {
+                out.push_str(&line(header));
+            }
+            out.push_str(&line(row.each_ref().map(String::as_str)));
         }
         out
     }

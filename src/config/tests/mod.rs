@@ -3,6 +3,7 @@
 mod keywords;
 mod limits;
 mod tenant;
+mod tenants;
 mod tls;
 
 use super::*;
@@ -43,8 +44,11 @@ fn shipped_default_config_is_valid() {
         vec!["127.0.0.1:2525".parse::<SocketAddr>().unwrap()]
     );
     assert!(s.tls.is_some());
-    assert_eq!(s.policy.profile, Profile::Exo2023);
-    assert_eq!(s.policy.reject_stage, RejectStage::Data);
-    assert_eq!(s.policy.tenant.inbound_connectors.len(), 2);
-    assert!(matches!(s.upstream, UpstreamSettings::Directory { .. }));
+    assert_eq!(s.tenants[0].policy.profile, Profile::Exo2023);
+    assert_eq!(s.tenants[0].policy.reject_stage, RejectStage::Data);
+    assert_eq!(s.tenants[0].policy.tenant.inbound_connectors.len(), 2);
+    assert!(matches!(
+        s.tenants[0].upstream,
+        UpstreamSettings::Directory { .. }
+    ));
 }

@@ -33,7 +33,7 @@ fn single_addresses_and_slash_24_to_32_are_accepted() {
         "[[inbound_connectors]]\nname = \"c\"\nconnector_type = \"OnPremises\"\nsender_ip_addresses = [\"203.0.113.7\", \"198.51.100.0/24\", \"192.0.2.9/32\"]\n",
     )
     .unwrap();
-    let nets: Vec<String> = s.policy.tenant.inbound_connectors[0]
+    let nets: Vec<String> = s.tenants[0].policy.tenant.inbound_connectors[0]
         .sender_ip_addresses
         .iter()
         .map(|n| n.to_string())
@@ -47,7 +47,7 @@ fn certificate_name_forms() {
         check(&format!(
             "[[inbound_connectors]]\nname = \"c\"\nconnector_type = \"OnPremises\"\ntls_sender_certificate_name = \"{v}\"\n"
         ))
-        .map(|s| s.policy.tenant.inbound_connectors[0].tls_sender_certificate_name.clone())
+        .map(|s| s.tenants[0].policy.tenant.inbound_connectors[0].tls_sender_certificate_name.clone())
     };
     assert_eq!(
         ok("Mail.Contoso.com.").unwrap(),

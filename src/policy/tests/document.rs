@@ -154,6 +154,7 @@ fn document_reply_lines_are_the_engines() {
         Rejection::RequireTls {
             connector: "P".into(),
         },
+        Rejection::OtherTenantRecipient { tenant: "T".into() },
     ]
     .iter()
     .map(reply_line)
@@ -173,7 +174,10 @@ fn document_tenant_variants_are_the_tests() {
         "variant names, in the document's order"
     );
     for v in VARIANTS {
-        assert!(tenant(v).is_some(), "variant `{v}` is listed but not built");
+        assert!(
+            tenant_set(v).is_some(),
+            "variant `{v}` is listed but not built"
+        );
     }
     for e in EXAMPLES {
         assert!(

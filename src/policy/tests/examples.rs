@@ -48,6 +48,7 @@ const NO_CONNECTOR: &str = "5.7.64 (no connector)";
 const IP_UNATTRIBUTED: &str = "5.7.64 (IP, unattributed)";
 const INBOUND: &str = "inbound (contoso.com)";
 const TLS_REFUSED: &str = "4.7.0 (P-RESTRICT)";
+const NO_TENANT: &str = "5.7.64 (no tenant)";
 
 // A table: one example a line, aligned by column, so rustfmt keeps its hands off.
 #[rustfmt::skip]
@@ -106,6 +107,15 @@ pub(super) const EXAMPLES: &[Example] = &[
     ex("known-recipient-any-case",      "recipient-list",      "198.51.100.7",         "none",                       "x@example.net",           "none",                   "ALICE@Contoso.com",   INBOUND,                            INBOUND),
     ex("recipient-list-internal-relay", "internal-relay-list", "198.51.100.7",         "none",                       "x@example.net",           "none",                   "b@fabrikam.com",      "inbound (fabrikam.com)",           "inbound (fabrikam.com)"),
     ex("other-tenant-recipient",        "other-tenant",        "198.51.100.7",         "none",                       "x@example.net",           "none",                   "z@Northwind.Example", "other tenant (northwind.example)", "other tenant (northwind.example)"),
+    ex("tenants-certificate",           "two-tenants",         "203.0.113.10",         "mail.tailspin.example",      "<>",                      "none",                   EXT,                   "tailspin by certificate: relayed (1a, cert)", "tailspin by certificate: relayed (1a, cert)"),
+    ex("tenants-certificate-before-p1", "two-tenants",         "203.0.113.10",         "mail.tailspin.example",      "app@contoso.com",         "none",                   EXT,                   "tailspin by certificate: relayed (1a, cert)", "tailspin by certificate: relayed (1a, cert)"),
+    ex("tenants-two-certificate-names", "two-tenants",         "203.0.113.10",         "mail.contoso.com, mail.tailspin.example", "app@tailspin.example", "none",           EXT,                   "tailspin by P1: relayed (1a, cert)", "tailspin by P1: relayed (1a, cert)"),
+    ex("tenants-p1",                    "two-tenants",         "203.0.113.10",         "none",                       "app@tailspin.example",    "none",                   EXT,                   "tailspin by P1: relayed (1b, IP)", "tailspin by P1: relayed (1b, IP)"),
+    ex("tenants-first-recipient",       "two-tenants",         "198.51.100.7",         "none",                       "x@example.net",           "none",                   "a@tailspin.example",  "tailspin by recipient: inbound (tailspin.example)", "tailspin by recipient: inbound (tailspin.example)"),
+    ex("tenants-other-tenant-recipient","two-tenants",         "203.0.113.10",         "none",                       "app@contoso.com",         "none",                   "a@tailspin.example",  "contoso by P1: 452 4.5.3 (tailspin)", "contoso by P1: 452 4.5.3 (tailspin)"),
+    ex("tenants-mixed-recipients",      "two-tenants",         "198.51.100.7",         "none",                       "x@example.net",           "none",                   "alice@contoso.com, a@tailspin.example", "contoso by recipient: 452 4.5.3 (tailspin)", "contoso by recipient: 452 4.5.3 (tailspin)"),
+    ex("tenants-nothing-attributes",    "two-tenants",         "203.0.113.10",         "none",                       "app@example.net",         "app@contoso.com",        EXT,                   NO_TENANT,                          NO_TENANT),
+    ex("tenants-ndr-shared-ip",         "two-tenants",         "203.0.113.10",         "none",                       "<>",                      "postmaster@tailspin.example", EXT,              NO_TENANT,                          NO_TENANT),
 ];
 
 /// What the engine made of one example under one profile.
@@ -116,32 +126,37 @@ pub(super) struct Observed {
     pub reply: Option<String>,
 }
 
-/// Run one example under one profile.
+/// Run one example under one profile. Several recipients (comma-separated) are named in that
+/// order; the outcome is the last one's.
 pub(super) fn observe(example: &Example, profile: Profile) -> Observed {
-    let tenant = tenant(example.tenant).unwrap_or_else(|| {
+    let tenants = tenant_set(example.tenant).unwrap_or_else(|| {
         panic!(
             "example `{}`: no tenant variant `{}` in the tests",
             example.id, example.tenant
         )
     });
     let client = Client::new(example.peer, example.certificate);
-    let evaluation = judge(
-        &tenant,
+    let recipients: Vec<&str> = example.recipient.split(", ").collect();
+    let evaluation = judge_among(
+        &tenants,
         profile,
         &client,
         example.p1,
         example.p2,
-        &[example.recipient],
+        &recipients,
     );
-    let verdict = &evaluation.recipients[0].1;
+    let verdict = &evaluation.recipients[recipients.len() - 1].1;
     let reply = match verdict {
         RecipientVerdict::Reject(r) => Some(reply_line(r)),
         _ => None,
     };
-    Observed {
-        outcome: outcome(&evaluation.relay, verdict),
-        reply,
+    let mut outcome = outcome(&evaluation.relay, verdict);
+    if let Some(a) = evaluation.attribution {
+        if a.by != AttributedBy::OnlyTenant {
+            outcome = format!("{} by {}: {outcome}", tenants[a.tenant].name, a.by.as_str());
+        }
     }
+    Observed { outcome, reply }
 }
 
 /// A recipient's verdict in the document's notation.
@@ -177,6 +192,13 @@ fn outcome(relay: &RelayDecision, verdict: &RecipientVerdict) -> String {
             match r {
                 Rejection::RelayAccessDenied(RelayDenial::NoOnPremisesConnector) => {
                     format!("{code} (no connector)")
+                }
+                Rejection::RelayAccessDenied(RelayDenial::NoTenant) => {
+                    format!("{code} (no tenant)")
+                }
+                Rejection::OtherTenantRecipient { tenant } => {
+                    let reply = r.reply();
+                    format!("{} {code} ({tenant})", reply.code)
                 }
                 Rejection::RelayAccessDenied(RelayDenial::SenderNotAttributed { condition2 }) => {
                     format!("{code} ({}, unattributed)", how(condition2))

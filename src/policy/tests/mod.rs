@@ -16,6 +16,7 @@ mod document;
 mod examples;
 mod fixes;
 mod rules;
+mod tenants;
 
 /// The external recipient of most examples.
 const EXT: &str = "bob@example.org";
@@ -69,6 +70,7 @@ fn partner(
 /// The document's tenant `base`.
 fn baseline() -> Tenant {
     Tenant {
+        name: String::new(),
         accepted_domains: vec![
             accepted("contoso.com", DomainType::Authoritative, false),
             accepted("fabrikam.com", DomainType::InternalRelay, true),
@@ -102,9 +104,47 @@ const VARIANTS: &[&str] = &[
     "recipient-list",
     "internal-relay-list",
     "other-tenant",
+    "two-tenants",
 ];
 
-/// The tenant a variant names (`None` for a name the tests do not know).
+/// The tenants a variant names: one for a single-tenant variant, several for a tenant set
+/// (`None` for a name the tests do not know).
+fn tenant_set(variant: &str) -> Option<Vec<Tenant>> {
+    match variant {
+        "two-tenants" => Some(two_tenants()),
+        _ => tenant(variant).map(|t| vec![t]),
+    }
+}
+
+/// The document's tenant set `two-tenants`: `contoso` (the `base` tenant) and `tailspin`,
+/// behind one on-premises Exchange whose address both tenants' IP connectors list.
+fn two_tenants() -> Vec<Tenant> {
+    let contoso = Tenant {
+        name: "contoso".into(),
+        ..baseline()
+    };
+    let tailspin = Tenant {
+        name: "tailspin".into(),
+        accepted_domains: vec![accepted(
+            "tailspin.example",
+            DomainType::Authoritative,
+            false,
+        )],
+        inbound_connectors: vec![
+            on_premises("T-IP", &["203.0.113.0/24"], None),
+            on_premises(
+                "T-CERT",
+                &[],
+                Some(CertificateName::Wildcard("tailspin.example".into())),
+            ),
+        ],
+        other_tenant_domains: vec![],
+        reject_direct_send: false,
+    };
+    vec![contoso, tailspin]
+}
+
+/// The tenant a single-tenant variant names (`None` for a name the tests do not know).
 fn tenant(variant: &str) -> Option<Tenant> {
     let mut t = baseline();
     let exact_cert = |t: &mut Tenant| {
@@ -238,6 +278,26 @@ fn judge(
 ) -> Evaluation {
     evaluate(
         tenant,
+        profile,
+        &client.facts(),
+        p1(mail_from),
+        p2(from),
+        recipients,
+    )
+}
+
+/// The same among several tenants: attributed first, as the session does.
+fn judge_among(
+    tenants: &[Tenant],
+    profile: Profile,
+    client: &Client,
+    mail_from: &str,
+    from: &str,
+    recipients: &[&str],
+) -> Evaluation {
+    evaluate_among(
+        tenants,
+        None,
         profile,
         &client.facts(),
         p1(mail_from),

@@ -135,10 +135,10 @@ async fn scenario(seed: u64, trace: Trace) -> Result<(), String> {
     };
     trace.note(format!(
         "scenario {seed}: {spec:?}, session timeout {session_timeout:?}, upstream {:?}",
-        settings.upstream
+        settings.tenants[0].upstream
     ));
     let connector = Arc::new(Connector::with_dial(
-        &settings.upstream,
+        &settings.tenants[0].upstream,
         &settings.server.hostname,
         Box::new(dial),
     ));

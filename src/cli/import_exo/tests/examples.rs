@@ -23,7 +23,7 @@ fn shipped_examples_import_and_load() {
         .unwrap()
         .validate()
         .unwrap();
-    let tenant = &settings.policy.tenant;
+    let tenant = &settings.tenants[0].policy.tenant;
 
     let d: Vec<_> = tenant
         .accepted_domains

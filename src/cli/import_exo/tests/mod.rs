@@ -3,7 +3,7 @@
 //! submodules.
 
 use super::*;
-use crate::config::{Config, Settings};
+use crate::config::{Config, TenantSettings};
 
 mod connectors;
 mod domains;
@@ -11,6 +11,7 @@ mod examples;
 mod input;
 mod notes;
 mod objects;
+mod tenant;
 
 pub(super) const BASE: &str = r#"
 [server]
@@ -20,12 +21,14 @@ kind = "directory"
 path = "/tmp/relaygate-import-test"
 "#;
 
-/// The import appended to a minimal configuration, loaded and validated as the gate would.
-pub(super) fn load(import: &Import) -> Settings {
+/// The import appended to a minimal configuration, loaded and validated as the gate would: its
+/// one tenant.
+pub(super) fn load(import: &Import) -> TenantSettings {
     let text = format!("{BASE}\n{}", import.toml);
     match Config::parse(&text) {
         Ok(config) => config
             .validate()
+            .map(|mut s| s.tenants.remove(0))
             .unwrap_or_else(|e| panic!("{e}\n---\n{text}")),
         Err(e) => panic!("{e}\n---\n{text}"),
     }

@@ -6,7 +6,9 @@
 //! do what admins usually mean: NDRs that cannot relay, a wildcard that lets every host under a
 //! domain relay, settings Exchange Online silently ignores.
 
-use crate::config::{Config, ConfigError, Settings};
+mod tenants;
+
+use crate::config::{Config, ConfigError, InboundConnectorConfig, Settings, TenantSettings};
 use crate::policy::{
     is_subdomain_or_equal, CertificateName, ConnectorType, DomainType, InboundConnector, Tenant,
 };
@@ -60,6 +62,14 @@ pub fn error_finding(e: &ConfigError) -> Finding {
             key.clone(),
             "point the key at a readable PEM file (certificate chain leaf first, or a PKCS#8/RSA/SEC1 private key)".to_string(),
         ),
+        ConfigError::Misplaced { key, .. } if key == "upstream" && text.contains("missing") => (
+            key.clone(),
+            "add [upstream] (kind = \"smtp\" and its address, or kind = \"directory\" and a path)".to_string(),
+        ),
+        ConfigError::Misplaced { key, .. } => (
+            key.clone(),
+            format!("move {key} into each [[tenants]] entry ([[tenants.{key}]] or [tenants.{key}]), or remove the [[tenants]] to keep one tenant at the top level"),
+        ),
         ConfigError::Invalid { key, reason, .. } => {
             let fix = if key.contains("sender_ip_addresses") {
                 "list the IPv4 addresses (single, or CIDR /24 to /32) the server sends from, as Exchange Online requires; for IPv6 senders or large ranges use a certificate connector instead".to_string()
@@ -79,8 +89,8 @@ pub fn error_finding(e: &ConfigError) -> Finding {
     }
 }
 
-fn connector_subject(i: usize, c: &InboundConnector) -> String {
-    format!("inbound_connectors[{i}] \"{}\"", c.name)
+fn connector_subject(prefix: &str, i: usize, c: &InboundConnector) -> String {
+    format!("{prefix}inbound_connectors[{i}] \"{}\"", c.name)
 }
 
 /// The accepted domain that is a proper parent of `domain`, if any.
@@ -106,7 +116,33 @@ fn names_overlap(x: &CertificateName, y: &CertificateName) -> bool {
 /// The warnings for a configuration that validated. `config` is the file as written (for
 /// settings that validation accepts and the tenant model drops), `settings` what the gate runs.
 pub fn warnings(config: &Config, settings: &Settings) -> Vec<Finding> {
-    let tenant = &settings.policy.tenant;
+    let written: Vec<(String, &[InboundConnectorConfig])> = if config.tenants.is_empty() {
+        vec![(String::new(), &config.inbound_connectors)]
+    } else {
+        config
+            .tenants
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (format!("tenants[{i}]."), &t.inbound_connectors[..]))
+            .collect()
+    };
+    let mut out = Vec::new();
+    for (tenant, (prefix, connectors)) in settings.tenants.iter().zip(written) {
+        out.extend(tenant_warnings(settings, tenant, &prefix, connectors));
+    }
+    out.extend(tenants::warnings(settings));
+    out
+}
+
+/// The warnings about one tenant's own domains and connectors; `prefix` is `tenants[i].` for a
+/// `[[tenants]]` entry, empty for the one tenant of a file without them.
+fn tenant_warnings(
+    settings: &Settings,
+    tenant: &TenantSettings,
+    prefix: &str,
+    written: &[InboundConnectorConfig],
+) -> Vec<Finding> {
+    let tenant = &tenant.policy.tenant;
     let mut out = Vec::new();
     let mut warn = |subject: String, problem: String, fix: String| {
         out.push(Finding {
@@ -124,7 +160,7 @@ pub fn warnings(config: &Config, settings: &Settings) -> Vec<Finding> {
         .collect();
     if on_premises.is_empty() {
         warn(
-            "inbound_connectors".into(),
+            format!("{prefix}inbound_connectors"),
             "no enabled OnPremises connector: condition 2 can never hold, so nothing relays (every external recipient gets 5.7.64)".into(),
             "add an OnPremises connector with the SenderIPAddresses of your servers or a TlsSenderCertificateName".into(),
         );
@@ -134,8 +170,8 @@ pub fn warnings(config: &Config, settings: &Settings) -> Vec<Finding> {
         .as_ref()
         .is_some_and(|t| t.accepts_client_certificates());
     for (i, c) in tenant.inbound_connectors.iter().enumerate() {
-        let subject = connector_subject(i, c);
-        let raw = &config.inbound_connectors[i];
+        let subject = connector_subject(prefix, i, c);
+        let raw = &written[i];
         if !c.enabled {
             warn(
                 subject.clone(),
@@ -210,6 +246,11 @@ pub fn warnings(config: &Config, settings: &Settings) -> Vec<Finding> {
                             "{domain} (the certificate name without \"*.\") is not an accepted domain, so condition 1a fails: null-sender NDRs and out-of-office replies through this connector are refused (5.7.64)"
                         ),
                     };
+                    let problem = if settings.tenants.len() > 1 {
+                        format!("{problem}; with several tenants the certificate does not attribute mail to this tenant either, so it is attributed by its P1 or first recipient domain, and an NDR to none (MC1226222)")
+                    } else {
+                        problem
+                    };
                     warn(
                         subject.clone(),
                         problem,
@@ -236,7 +277,11 @@ pub fn warnings(config: &Config, settings: &Settings) -> Vec<Finding> {
             };
             if ip_overlap || cert_overlap {
                 warn(
-                    format!("{} and {}", connector_subject(*i, c), connector_subject(*j, d)),
+                    format!(
+                        "{} and {}",
+                        connector_subject(prefix, *i, c),
+                        connector_subject(prefix, *j, d)
+                    ),
                     format!(
                         "overlap ({}): the same sender matches both, so which connector attributes its mail is ambiguous (the gate names the first; Exchange Online does not say)",
                         if ip_overlap { "sender_ip_addresses" } else { "tls_sender_certificate_name" }
@@ -250,7 +295,7 @@ pub fn warnings(config: &Config, settings: &Settings) -> Vec<Finding> {
     for d in &tenant.other_tenant_domains {
         if tenant.accepted_domain(d).is_some() {
             warn(
-                format!("policy.other_tenant_domains \"{d}\""),
+                format!("{prefix}policy.other_tenant_domains \"{d}\""),
                 "is also an accepted domain of this tenant: it is treated as ours".into(),
                 "remove it from one of the two lists".into(),
             );
@@ -262,7 +307,7 @@ pub fn warnings(config: &Config, settings: &Settings) -> Vec<Finding> {
         }
         if a.recipients.is_some() {
             warn(
-                format!("accepted_domains[{i}] \"{}\"", a.domain),
+                format!("{prefix}accepted_domains[{i}] \"{}\"", a.domain),
                 "recipients is set on an InternalRelay domain: Directory-Based Edge Blocking applies to Authoritative domains only, so the list is ignored".into(),
                 "remove the list, or make the domain Authoritative".into(),
             );
