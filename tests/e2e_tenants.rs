@@ -80,3 +80,39 @@ async fn an_ndr_from_the_shared_address_belongs_to_no_tenant_and_is_refused_5_7_
     assert!(contoso.transactions().is_empty(), "{}", contoso.view());
     assert!(tailspin.transactions().is_empty(), "{}", tailspin.view());
 }
+
+#[tokio::test]
+async fn the_client_certificate_picks_the_tenant_before_the_sender_domain() {
+    // MC1226222's first rule: the domain on the certificate the sender presented attributes
+    // the message, whatever MAIL FROM says. Without TLS the same transaction is contoso's.
+    let pki = Pki::new();
+    let contoso = Upstream::start(Script::default()).await;
+    let tailspin = Upstream::start(Script::default()).await;
+    let config = format!(
+        "{}\n{}",
+        pki.tls_section(),
+        two_tenants(contoso.addr, tailspin.addr, "")
+    );
+    let g = start_gate("", &config).await;
+    let cert = pki.leaf(Leaf {
+        cn: Some("mail.tailspin.example"),
+        sans: &["mail.tailspin.example"],
+        ..Default::default()
+    });
+    let mut c = Client::connect(g.addr).await;
+    c.cmd("EHLO mail.tailspin.example", "250").await;
+    let mut c = c.starttls(&pki, Some(cert)).await;
+    let r = c
+        .send_message("app@contoso.com", &["bob@example.org"], MSG)
+        .await;
+    assert!(r.starts_with("250 "), "{r}");
+    let t = tailspin.next_completed().await;
+    assert_eq!(t.mail, "MAIL FROM:<app@contoso.com>");
+    assert_eq!(t.rcpts, ["RCPT TO:<bob@example.org>"]);
+    // contoso's own recipient is another tenant's now: 452, for a separate transaction.
+    c.cmd("MAIL FROM:<app@contoso.com>", "250").await;
+    let r = c.cmd("RCPT TO:<alice@contoso.com>", "452").await;
+    assert_exo_reply(&r, "452 4.5.3 Too many recipients");
+    c.quit().await;
+    assert!(contoso.transactions().is_empty(), "{}", contoso.view());
+}
