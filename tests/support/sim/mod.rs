@@ -71,12 +71,21 @@ const SESSION_TIMEOUTS: [Duration; 2] = [Duration::from_secs(600), Duration::fro
 /// upstream's QUIT, each bounded.
 const END_SLACK: Duration = Duration::from_secs(30);
 
-/// The gate's configuration for a scenario.
-fn settings(rng: &mut Rng, session_timeout: Duration) -> Settings {
+/// The gate's configuration for a scenario. `added`: choices added after the seeds were named.
+fn settings(rng: &mut Rng, added: &mut Rng, session_timeout: Duration) -> Settings {
     let mode = *rng.pick(&["enforce", "enforce", "audit"]);
     let stage = *rng.pick(&["rcpt", "data"]);
     let pool = *rng.pick(&[0, 4]);
     let chunking = rng.chance(70);
+    // Now and then a limit the large messages run into, over DATA and over BDAT's chunks.
+    let max_size = if added.chance(15) {
+        format!(
+            "max_message_size = {}",
+            added.pick(&[48 * 1024, 128 * 1024])
+        )
+    } else {
+        String::new()
+    };
     let text = format!(
         r#"
 [server]
@@ -85,6 +94,7 @@ listen = ["127.0.0.1:2525"]
 command_timeout_secs = 60
 data_timeout_secs = 60
 session_timeout_secs = {session}
+{max_size}
 [policy]
 mode = "{mode}"
 reject_stage = "{stage}"
@@ -122,6 +132,8 @@ pub struct Tally {
     /// Messages with a bare line break or NUL but no `BODY=BINARYMIME` the gate answered
     /// (never 2xx).
     pub smuggled_answered: u64,
+    /// Messages answered 552 (over `max_message_size`, or refused so by the upstream).
+    pub too_large: u64,
 }
 
 impl Tally {
@@ -130,6 +142,7 @@ impl Tally {
             self.messages += 1;
             let taken = s.final_code.is_some_and(|c| (200..300).contains(&c));
             let refused = s.final_code.is_some_and(|c| c >= 500);
+            self.too_large += u64::from(s.final_code == Some(552));
             match s.body {
                 Body::Data => self.data_taken += u64::from(taken),
                 Body::Bdat => self.bdat_taken += u64::from(taken),
@@ -149,6 +162,7 @@ impl Tally {
         self.binary_mime_taken += other.binary_mime_taken;
         self.binary_mime_refused += other.binary_mime_refused;
         self.smuggled_answered += other.smuggled_answered;
+        self.too_large += other.too_large;
     }
 }
 
@@ -158,13 +172,14 @@ impl std::fmt::Display for Tally {
             f,
             "{} messages; told 2xx: {} as DATA, {} as BDAT, {} as BDAT with BODY=BINARYMIME \
              ({} more of those refused 5xx); {} with a bare line break or NUL without \
-             BINARYMIME answered, none 2xx",
+             BINARYMIME answered, none 2xx; {} answered 552",
             self.messages,
             self.data_taken,
             self.bdat_taken,
             self.binary_mime_taken,
             self.binary_mime_refused,
-            self.smuggled_answered
+            self.smuggled_answered,
+            self.too_large
         )
     }
 }
@@ -184,7 +199,7 @@ async fn scenario(seed: u64, trace: Trace) -> Result<Tally, String> {
     // Choices added with BDAT, from a generator of their own (the seeds keep their meaning).
     let mut added = rng.sibling();
     let session_timeout = *rng.pick(&SESSION_TIMEOUTS);
-    let settings = Arc::new(settings(&mut rng, session_timeout));
+    let settings = Arc::new(settings(&mut rng, &mut added, session_timeout));
     let spec = Spec {
         pipelining: rng.chance(70),
         chunking: rng.chance(50),
