@@ -66,17 +66,33 @@ impl Client {
         sizes
     }
 
-    /// Each chunk on the wire: `BDAT <n> [LAST]` and its octets.
+    /// Each chunk on the wire: `BDAT <n> [LAST]` and its octets. Now and then one chunk's size
+    /// is one the gate cannot skip (over `max_message_size`, or no number): it must answer it,
+    /// close the connection, and deliver nothing of the message.
     fn chunks(&mut self, text: &[u8]) -> Vec<Vec<u8>> {
         let sizes = self.chunk_sizes(text.len());
-        let mut at = 0;
         let count = sizes.len();
+        let unskippable = self
+            .bdat_rng
+            .chance(3)
+            .then(|| self.bdat_rng.below(count as u64) as usize);
+        let bad_size = *self
+            .bdat_rng
+            .pick(&["999999999999", "18446744073709551616", "abc", "-1"]);
+        if unskippable.is_some() {
+            self.last_mut().unskippable = true;
+        }
+        let mut at = 0;
         sizes
             .into_iter()
             .enumerate()
             .map(|(i, n)| {
                 let last = if i + 1 == count { " LAST" } else { "" };
-                let mut wire = format!("BDAT {n}{last}\r\n").into_bytes();
+                let size = match unskippable == Some(i) {
+                    true => bad_size.to_string(),
+                    false => n.to_string(),
+                };
+                let mut wire = format!("BDAT {size}{last}\r\n").into_bytes();
                 wire.extend_from_slice(&text[at..at + n]);
                 at += n;
                 wire

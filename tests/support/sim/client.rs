@@ -26,6 +26,9 @@ pub struct Sent {
     pub text_sent: bool,
     /// How the text was sent.
     pub body: Body,
+    /// One of its BDAT chunks had a size the gate cannot skip (over the limit, or no number):
+    /// the session ends there, and nothing of the message may be held.
+    pub unskippable: bool,
 }
 
 /// How a message's text was sent, and what it holds.
@@ -145,6 +148,7 @@ impl Client {
             final_code: None,
             text_sent: false,
             body,
+            unskippable: false,
         });
         let pipelined = self.rng.chance(50);
         if bdat {

@@ -322,6 +322,12 @@ fn check(sent: &[Sent], held: &[Held]) -> Result<(), String> {
                 ));
             }
         }
+        if s.unskippable && !copies.is_empty() {
+            return Err(format!(
+                "message {} had a BDAT chunk of a size the gate cannot skip and is held",
+                s.id
+            ));
+        }
         if s.body == Body::Smuggled && !copies.is_empty() {
             return Err(format!(
                 "message {} has a bare line break or NUL without BODY=BINARYMIME and is held",
