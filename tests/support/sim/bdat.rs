@@ -132,15 +132,24 @@ impl Client {
                 rcpts.len(),
                 chunks.len()
             ));
-            let replies = self
+            let (replies, closed) = match self
                 .pipeline(&wire, 1 + rcpts.len() + chunks.len(), leave_early)
-                .await?;
+                .await
+            {
+                Ok(replies) => (replies, false),
+                Err(replies) => (replies, true),
+            };
+            if replies.first().is_some_and(|r| r.code == 250) {
+                for (r, reply) in rcpts.iter().zip(&replies[1..]) {
+                    self.note_rcpt(r, reply.code);
+                }
+            }
+            if closed {
+                return Err(Closed);
+            }
             self.last_mut().final_code = replies.last().map(|r| r.code);
             if replies[0].code == 250 {
                 let rcpt_replies = &replies[1..=rcpts.len()];
-                for (r, reply) in rcpts.iter().zip(rcpt_replies) {
-                    self.note_rcpt(r, reply.code);
-                }
                 if data_would_start(rcpt_replies) && self.data_draws(data_len).0 {
                     self.trace
                         .note("client leaves (where it would have left its DATA)".into());
@@ -177,7 +186,8 @@ impl Client {
                 .note(format!("client -> {} BDAT chunks in one go", chunks.len()));
             let replies = self
                 .pipeline(&chunks.concat(), chunks.len(), leave_early)
-                .await?;
+                .await
+                .map_err(|_| Closed)?;
             self.last_mut().final_code = replies.last().map(|r| r.code);
             return Ok(());
         }
@@ -204,15 +214,17 @@ impl Client {
         Ok(())
     }
 
-    /// Write `wire` in pieces while reading `replies` replies, as a pipelining client must
+    /// Write `wire` in pieces while reading `count` replies, as a pipelining client must
     /// (RFC 2920): the gate's replies never back up behind the client's writes, whatever the
-    /// pipe's size. `leave_early`: write half of it, then leave.
+    /// pipe's size. `leave_early`: write half of it, then leave. `Err` holds the replies read
+    /// before the connection ended (or the client left): a recipient told 2xx on the way was
+    /// told so, whatever happened next.
     async fn pipeline(
         &mut self,
         wire: &[u8],
-        replies: usize,
+        count: usize,
         leave_early: bool,
-    ) -> Result<Vec<Reply>, Closed> {
+    ) -> Result<Vec<Reply>, Vec<Reply>> {
         let end = if leave_early {
             wire.len() / 2
         } else {
@@ -233,12 +245,12 @@ impl Client {
             }
             Ok::<(), Closed>(())
         };
+        let mut replies = Vec::new();
         let read = async {
-            let mut codes = Vec::new();
-            while codes.len() < replies {
-                codes.push(read_reply(&mut rd, buf, trace).await?);
+            while replies.len() < count {
+                replies.push(read_reply(&mut rd, buf, trace).await?);
             }
-            Ok::<Vec<Reply>, Closed>(codes)
+            Ok::<(), Closed>(())
         };
         if leave_early {
             // Keep reading (replies the client will not wait for) until the half is written.
@@ -247,12 +259,13 @@ impl Client {
                 _ = read => {}
             }
             trace.note("client leaves in the middle of its BDAT chunks".into());
-            return Err(Closed);
+            return Err(replies);
         }
-        let (written, codes) = tokio::join!(write, read);
-        let codes = codes?;
-        written?;
-        Ok(codes)
+        let (written, read) = tokio::join!(write, read);
+        match (written, read) {
+            (Ok(()), Ok(())) => Ok(replies),
+            _ => Err(replies),
+        }
     }
 }
 
