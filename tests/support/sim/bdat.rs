@@ -1,10 +1,13 @@
 //! The simulated client's BDAT (RFC 3030), when the gate offers CHUNKING: one chunk or many
 //! (tiny to large, now and then an empty `BDAT 0 LAST`), pipelined behind the envelope, all
 //! at once, or one chunk per reply; sometimes `BODY=BINARYMIME` with NUL and bare line breaks
-//! as content, and sometimes such octets without it, which the gate must refuse.
+//! as content, sometimes such octets without it, which the gate must refuse, and now and then
+//! a chunk of a size the gate cannot skip.
 //!
 //! Every choice here comes from the client's `bdat_rng`; the draws DATA makes from the main
-//! generator (leaving early, RSET) are made at the same points, so a scenario keeps its shape.
+//! generator (RSET, leaving early, the pieces of the text: [`Client::data_draws`]) are made
+//! where DATA makes them, so the rest of a session is what it was when its message went as
+//! DATA.
 
 use super::client::{read_reply, Body, Client, Closed, Reply};
 use tokio::io::AsyncWriteExt;
