@@ -1,11 +1,12 @@
 //! The simulated client: a sender whose every choice comes from the seed (one to five
 //! recipients, pipelined or not, small and large messages, dot lines, 8-bit text, RSET,
-//! leaving mid-message), recording what the gate told it about each message.
+//! leaving mid-message, and BDAT when the gate offers CHUNKING: [`super::bdat`]), recording
+//! what the gate told it about each message.
 
 use super::rng::Rng;
 use super::Trace;
 use crate::support::message::stuff;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, DuplexStream};
 
 /// One message as the client saw it.
 #[derive(Debug, Clone)]
@@ -23,13 +24,38 @@ pub struct Sent {
     pub final_code: Option<u16>,
     /// The message text was (at least partly) sent.
     pub text_sent: bool,
+    /// How the text was sent.
+    pub body: Body,
+    /// One of its BDAT chunks had a size the gate cannot skip (over the limit, or no number):
+    /// the session ends there, and nothing of the message may be held.
+    pub unskippable: bool,
+}
+
+/// How a message's text was sent, and what it holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Body {
+    /// DATA, dot-stuffed.
+    Data,
+    /// BDAT chunks of lines ending in CRLF.
+    Bdat,
+    /// BDAT with `BODY=BINARYMIME`: NUL and bare line breaks are content.
+    BinaryMime,
+    /// BDAT without `BODY=BINARYMIME`, with a bare CR or LF or a NUL: never to be taken.
+    Smuggled,
 }
 
 pub struct Client {
-    io: DuplexStream,
-    buf: Vec<u8>,
-    rng: Rng,
-    trace: Trace,
+    pub(super) io: DuplexStream,
+    pub(super) buf: Vec<u8>,
+    pub(super) rng: Rng,
+    /// What BDAT adds (whether to use it, chunks, BINARYMIME) is drawn from a generator of its
+    /// own, so the draws the seeds were made of before BDAT existed stay where they were.
+    pub(super) bdat_rng: Rng,
+    pub(super) trace: Trace,
+    /// The gate offered CHUNKING in its EHLO reply.
+    chunking: bool,
+    /// The last line of the latest reply.
+    pub(super) last_line: String,
     /// Every message this client tried.
     pub sent: Vec<Sent>,
 }
@@ -43,44 +69,28 @@ impl Client {
         Client {
             io,
             buf: Vec::new(),
+            bdat_rng: rng.sibling(),
             rng,
             trace,
+            chunking: false,
+            last_line: String::new(),
             sent: Vec::new(),
         }
     }
 
-    async fn write(&mut self, bytes: &[u8]) -> Result<(), Closed> {
+    pub(super) async fn write(&mut self, bytes: &[u8]) -> Result<(), Closed> {
         self.io.write_all(bytes).await.map_err(|_| Closed)
     }
 
     /// One whole reply's code (every line read).
-    async fn reply(&mut self) -> Result<u16, Closed> {
-        loop {
-            let Some(i) = self.buf.iter().position(|b| *b == b'\n') else {
-                let mut chunk = [0u8; 4096];
-                match self.io.read(&mut chunk).await {
-                    Ok(0) | Err(_) => return Err(Closed),
-                    Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-                }
-                continue;
-            };
-            let line: Vec<u8> = self.buf.drain(..=i).collect();
-            self.trace.note(format!(
-                "client <- {:?}",
-                String::from_utf8_lossy(&line).trim_end()
-            ));
-            if line.get(3) == Some(&b'-') {
-                continue;
-            }
-            let code = std::str::from_utf8(line.get(..3).unwrap_or(b""))
-                .ok()
-                .and_then(|c| c.parse().ok())
-                .unwrap_or(0);
-            return Ok(code);
-        }
+    pub(super) async fn reply(&mut self) -> Result<u16, Closed> {
+        let reply = read_reply(&mut self.io, &mut self.buf, &self.trace).await?;
+        self.chunking |= reply.chunking;
+        self.last_line = reply.line;
+        Ok(reply.code)
     }
 
-    async fn command(&mut self, line: &str) -> Result<u16, Closed> {
+    pub(super) async fn command(&mut self, line: &str) -> Result<u16, Closed> {
         self.trace.note(format!("client -> {line:?}"));
         self.write(format!("{line}\r\n").as_bytes()).await?;
         self.reply().await
@@ -123,6 +133,13 @@ impl Client {
             })
             .collect();
         let text = self.message_text(&id);
+        let data_len = stuff(&text).len();
+        let bdat = self.chunking && self.bdat_rng.chance(50);
+        let (text, body) = if bdat {
+            self.bdat_text(text)
+        } else {
+            (text, Body::Data)
+        };
         self.sent.push(Sent {
             id,
             accepted: Vec::new(),
@@ -130,8 +147,19 @@ impl Client {
             text: text.clone(),
             final_code: None,
             text_sent: false,
+            body,
+            unskippable: false,
         });
         let pipelined = self.rng.chance(50);
+        if bdat {
+            let mail = match body {
+                Body::BinaryMime => format!("MAIL FROM:<{sender}> BODY=BINARYMIME"),
+                _ => format!("MAIL FROM:<{sender}>"),
+            };
+            return self
+                .bdat_transaction(&mail, &rcpts, &text, data_len, pipelined)
+                .await;
+        }
         let data_code = if pipelined {
             // RFC 2920: MAIL, the RCPTs and DATA in one go, DATA last.
             let mut batch = format!("MAIL FROM:<{sender}>\r\n");
@@ -177,10 +205,9 @@ impl Client {
         }
         self.last_mut().text_sent = true;
         let wire = stuff(&text);
-        let leave_early = self.rng.chance(3);
+        let (leave_early, pieces) = self.data_draws(wire.len());
         let mut at = 0;
-        while at < wire.len() {
-            let piece = (self.rng.range(1, 96 * 1024) as usize).min(wire.len() - at);
+        for piece in pieces {
             if leave_early && at + piece >= wire.len() / 2 {
                 self.trace
                     .note("client leaves in the middle of the message".into());
@@ -195,7 +222,27 @@ impl Client {
         Ok(())
     }
 
-    fn note_rcpt(&mut self, rcpt: &str, code: u16) {
+    /// The draws DATA makes from the main generator once DATA got its 354, in their order:
+    /// whether the client leaves half-way, and the pieces it writes the `len` octets of stuffed
+    /// text in (with `leave`, up to the piece it leaves in). BDAT makes the same draws where
+    /// DATA would have made them ([`super::bdat`]), so what a session does after a message sent
+    /// as BDAT is what it did when that message went as DATA.
+    pub(super) fn data_draws(&mut self, len: usize) -> (bool, Vec<usize>) {
+        let leave = self.rng.chance(3);
+        let mut pieces = Vec::new();
+        let mut at = 0;
+        while at < len {
+            let piece = (self.rng.range(1, 96 * 1024) as usize).min(len - at);
+            pieces.push(piece);
+            if leave && at + piece >= len / 2 {
+                break;
+            }
+            at += piece;
+        }
+        (leave, pieces)
+    }
+
+    pub(super) fn note_rcpt(&mut self, rcpt: &str, code: u16) {
         let sent = self.last_mut();
         if (200..300).contains(&code) {
             sent.accepted.push(rcpt.to_string());
@@ -204,11 +251,11 @@ impl Client {
         }
     }
 
-    fn last(&self) -> &Sent {
+    pub(super) fn last(&self) -> &Sent {
         self.sent.last().expect("a message")
     }
 
-    fn last_mut(&mut self) -> &mut Sent {
+    pub(super) fn last_mut(&mut self) -> &mut Sent {
         self.sent.last_mut().expect("a message")
     }
 
@@ -235,5 +282,51 @@ impl Client {
             t.extend_from_slice(line);
         }
         t
+    }
+}
+
+/// One whole reply, as the client reads it.
+pub(super) struct Reply {
+    pub(super) code: u16,
+    /// Its last line, CRLF removed.
+    pub(super) line: String,
+    /// It offers CHUNKING (an EHLO reply).
+    pub(super) chunking: bool,
+}
+
+/// One whole reply from `io`, every line of it noted in the trace.
+pub(super) async fn read_reply(
+    io: &mut (impl AsyncRead + Unpin),
+    buf: &mut Vec<u8>,
+    trace: &Trace,
+) -> Result<Reply, Closed> {
+    let mut chunking = false;
+    loop {
+        let Some(i) = buf.iter().position(|b| *b == b'\n') else {
+            let mut chunk = [0u8; 4096];
+            match io.read(&mut chunk).await {
+                Ok(0) | Err(_) => return Err(Closed),
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+            continue;
+        };
+        let line: Vec<u8> = buf.drain(..=i).collect();
+        let text = String::from_utf8_lossy(&line).trim_end().to_string();
+        trace.note(format!("client <- {text:?}"));
+        chunking |= line
+            .get(4..)
+            .is_some_and(|l| l.trim_ascii_end() == b"CHUNKING");
+        if line.get(3) == Some(&b'-') {
+            continue;
+        }
+        let code = std::str::from_utf8(line.get(..3).unwrap_or(b""))
+            .ok()
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        return Ok(Reply {
+            code,
+            line: text,
+            chunking,
+        });
     }
 }

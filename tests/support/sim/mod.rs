@@ -5,15 +5,18 @@
 //!
 //! Generation is fixed: a seed names one scenario for good (the named seeds in
 //! `tests/simulation.rs` depend on it), so a change to what the client, the upstream or the
-//! configuration draw from the seed changes every seed's meaning.
+//! configuration draw from the seed changes every seed's meaning. Choices added later (BDAT,
+//! BINARYMIME) are drawn from generators of their own ([`rng::Rng::sibling`]), never from the
+//! existing streams, so the existing draws stay in place.
 
+mod bdat;
 pub mod client;
 pub mod rng;
 pub mod upstream;
 
 use crate::support::config::ip_tenant;
 use crate::support::message::without_received;
-use client::{Client, Sent};
+use client::{Body, Client, Sent};
 use relaygate::config::{Config, Settings};
 use relaygate::session::{run_session, Peer, Phase};
 use relaygate::upstream::Connector;
@@ -68,12 +71,21 @@ const SESSION_TIMEOUTS: [Duration; 2] = [Duration::from_secs(600), Duration::fro
 /// upstream's QUIT, each bounded.
 const END_SLACK: Duration = Duration::from_secs(30);
 
-/// The gate's configuration for a scenario.
-fn settings(rng: &mut Rng, session_timeout: Duration) -> Settings {
+/// The gate's configuration for a scenario. `added`: choices added after the seeds were named.
+fn settings(rng: &mut Rng, added: &mut Rng, session_timeout: Duration) -> Settings {
     let mode = *rng.pick(&["enforce", "enforce", "audit"]);
     let stage = *rng.pick(&["rcpt", "data"]);
     let pool = *rng.pick(&[0, 4]);
     let chunking = rng.chance(70);
+    // Now and then a limit the large messages run into, over DATA and over BDAT's chunks.
+    let max_size = if added.chance(15) {
+        format!(
+            "max_message_size = {}",
+            added.pick(&[48 * 1024, 128 * 1024])
+        )
+    } else {
+        String::new()
+    };
     let text = format!(
         r#"
 [server]
@@ -82,6 +94,7 @@ listen = ["127.0.0.1:2525"]
 command_timeout_secs = 60
 data_timeout_secs = 60
 session_timeout_secs = {session}
+{max_size}
 [policy]
 mode = "{mode}"
 reject_stage = "{stage}"
@@ -104,8 +117,75 @@ chunking = {chunking}
         .expect("simulation configuration")
 }
 
+/// What scenarios exercised, counted so a run can show it: a promise that held says little
+/// about a path no message took.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Tally {
+    /// Messages the client tried.
+    pub messages: u64,
+    /// Messages told 2xx, sent as DATA, as BDAT, as BDAT with `BODY=BINARYMIME`.
+    pub data_taken: u64,
+    pub bdat_taken: u64,
+    pub binary_mime_taken: u64,
+    /// BINARYMIME messages answered 5xx (an upstream without BINARYMIME, among others).
+    pub binary_mime_refused: u64,
+    /// Messages with a bare line break or NUL but no `BODY=BINARYMIME` the gate answered
+    /// (never 2xx).
+    pub smuggled_answered: u64,
+    /// Messages answered 552 (over `max_message_size`, or refused so by the upstream).
+    pub too_large: u64,
+}
+
+impl Tally {
+    fn count(&mut self, sent: &[Sent]) {
+        for s in sent {
+            self.messages += 1;
+            let taken = s.final_code.is_some_and(|c| (200..300).contains(&c));
+            let refused = s.final_code.is_some_and(|c| c >= 500);
+            self.too_large += u64::from(s.final_code == Some(552));
+            match s.body {
+                Body::Data => self.data_taken += u64::from(taken),
+                Body::Bdat => self.bdat_taken += u64::from(taken),
+                Body::BinaryMime => {
+                    self.binary_mime_taken += u64::from(taken);
+                    self.binary_mime_refused += u64::from(refused);
+                }
+                Body::Smuggled => self.smuggled_answered += u64::from(s.final_code.is_some()),
+            }
+        }
+    }
+
+    pub fn add(&mut self, other: &Tally) {
+        self.messages += other.messages;
+        self.data_taken += other.data_taken;
+        self.bdat_taken += other.bdat_taken;
+        self.binary_mime_taken += other.binary_mime_taken;
+        self.binary_mime_refused += other.binary_mime_refused;
+        self.smuggled_answered += other.smuggled_answered;
+        self.too_large += other.too_large;
+    }
+}
+
+impl std::fmt::Display for Tally {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} messages; told 2xx: {} as DATA, {} as BDAT, {} as BDAT with BODY=BINARYMIME \
+             ({} more of those refused 5xx); {} with a bare line break or NUL without \
+             BINARYMIME answered, none 2xx; {} answered 552",
+            self.messages,
+            self.data_taken,
+            self.bdat_taken,
+            self.binary_mime_taken,
+            self.binary_mime_refused,
+            self.smuggled_answered,
+            self.too_large
+        )
+    }
+}
+
 /// Run one scenario and check the invariant. `Err` says what broke.
-pub fn run(seed: u64, trace: Trace) -> Result<(), String> {
+pub fn run(seed: u64, trace: Trace) -> Result<Tally, String> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .start_paused(true)
@@ -114,13 +194,16 @@ pub fn run(seed: u64, trace: Trace) -> Result<(), String> {
     runtime.block_on(scenario(seed, trace))
 }
 
-async fn scenario(seed: u64, trace: Trace) -> Result<(), String> {
+async fn scenario(seed: u64, trace: Trace) -> Result<Tally, String> {
     let mut rng = Rng::new(seed);
+    // Choices added with BDAT, from a generator of their own (the seeds keep their meaning).
+    let mut added = rng.sibling();
     let session_timeout = *rng.pick(&SESSION_TIMEOUTS);
-    let settings = Arc::new(settings(&mut rng, session_timeout));
+    let settings = Arc::new(settings(&mut rng, &mut added, session_timeout));
     let spec = Spec {
         pipelining: rng.chance(70),
         chunking: rng.chance(50),
+        binarymime: added.chance(60),
         fault_percent: *rng.pick(&[0, 3, 8, 20]),
         dial_fault_percent: *rng.pick(&[0, 0, 10]),
         reply_timeout: Duration::from_secs(10),
@@ -190,13 +273,20 @@ async fn scenario(seed: u64, trace: Trace) -> Result<(), String> {
     }
     // Let every upstream finish what it was doing (late stray lines, slow replies).
     tokio::time::sleep(Duration::from_secs(3600)).await;
+    if let Some(v) = store.violations.lock().unwrap().first() {
+        return Err(format!("the gate broke the upstream's protocol: {v}"));
+    }
     let held = store.held.lock().unwrap().clone();
-    check(&sent, &held)
+    check(&sent, &held)?;
+    let mut tally = Tally::default();
+    tally.count(&sent);
+    Ok(tally)
 }
 
 /// The promise: a message the client was told 2xx for is held exactly once, for exactly the
-/// recipients it was told 2xx, byte for byte; nothing told 5xx is held; nothing is held that
-/// the client did not send.
+/// recipients it was told 2xx, byte for byte (BDAT's octets as sent; DATA's un-stuffed);
+/// nothing told 5xx is held; nothing is held that the client did not send. And a message with
+/// a bare line break or a NUL but no `BODY=BINARYMIME` is never told 2xx nor held.
 fn check(sent: &[Sent], held: &[Held]) -> Result<(), String> {
     let id_of = |h: &Held| -> Option<String> {
         let text = String::from_utf8_lossy(&h.text);
@@ -232,7 +322,25 @@ fn check(sent: &[Sent], held: &[Held]) -> Result<(), String> {
                 ));
             }
         }
+        if s.unskippable && !copies.is_empty() {
+            return Err(format!(
+                "message {} had a BDAT chunk of a size the gate cannot skip and is held",
+                s.id
+            ));
+        }
+        if s.body == Body::Smuggled && !copies.is_empty() {
+            return Err(format!(
+                "message {} has a bare line break or NUL without BODY=BINARYMIME and is held",
+                s.id
+            ));
+        }
         match s.final_code {
+            Some(code) if s.body == Body::Smuggled && (200..300).contains(&code) => {
+                return Err(format!(
+                    "message {} has a bare line break or NUL without BODY=BINARYMIME and was answered {code}",
+                    s.id
+                ));
+            }
             Some(code) if (200..300).contains(&code) => {
                 if copies.len() != 1 {
                     return Err(format!(

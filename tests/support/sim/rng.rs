@@ -40,4 +40,10 @@ impl Rng {
     pub fn fork(&mut self) -> Rng {
         Rng::new(self.next())
     }
+
+    /// An independent generator that draws nothing from this one: for choices added to the
+    /// simulation later (BDAT), so every draw the existing seeds were made of stays in place.
+    pub fn sibling(&self) -> Rng {
+        Rng::new(self.0 ^ 0xD1B5_4A32_D192_ED03)
+    }
 }

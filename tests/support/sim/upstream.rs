@@ -57,6 +57,8 @@ const FAULTS: [Fault; 10] = [
 pub struct Spec {
     pub pipelining: bool,
     pub chunking: bool,
+    /// BINARYMIME, offered with CHUNKING.
+    pub binarymime: bool,
     /// Chance of a fault at each reply, in percent.
     pub fault_percent: u64,
     /// Chance that a connection attempt fails (refused, or never answered), in percent.
@@ -77,6 +79,9 @@ pub struct Held {
 #[derive(Default)]
 pub struct Store {
     pub held: Mutex<Vec<Held>>,
+    /// What the gate did that this upstream never allowed (a BINARYMIME message where it
+    /// cannot go): each one breaks the scenario.
+    pub violations: Mutex<Vec<String>>,
 }
 
 /// The gate's way to the simulated upstream: each dial is a new in-memory pipe with a server
@@ -291,6 +296,8 @@ struct Txn {
     text: Vec<u8>,
     /// A chunk was refused: the message will not be taken.
     spoiled: bool,
+    /// MAIL said `BODY=BINARYMIME`.
+    binary_mime: bool,
 }
 
 async fn serve(io: DuplexStream, rng: Rng, spec: Spec, store: Arc<Store>, trace: Trace, n: usize) {
@@ -323,6 +330,9 @@ async fn serve(io: DuplexStream, rng: Rng, spec: Spec, store: Arc<Store>, trace:
             }
             if spec.chunking {
                 caps.push("250-CHUNKING");
+                if spec.binarymime {
+                    caps.push("250-BINARYMIME");
+                }
             }
             caps.extend(["250-8BITMIME", "250-SMTPUTF8", "250 SIZE 100000000"]);
             let reply = match f {
@@ -335,6 +345,14 @@ async fn serve(io: DuplexStream, rng: Rng, spec: Spec, store: Arc<Store>, trace:
             s.send("250 upstream.sim", f, "354").await
         } else if upper.starts_with("MAIL") {
             txn = Txn::default();
+            txn.binary_mime = upper.contains(" BODY=BINARYMIME");
+            if txn.binary_mime && !(spec.chunking && spec.binarymime) {
+                violation(
+                    &s,
+                    &store,
+                    "MAIL with BODY=BINARYMIME, which it does not offer",
+                );
+            }
             let reply = match f {
                 Some(Fault::Temporary) => "451 4.3.0 try later",
                 Some(Fault::Permanent) => "550 5.7.1 sender refused",
@@ -364,6 +382,9 @@ async fn serve(io: DuplexStream, rng: Rng, spec: Spec, store: Arc<Store>, trace:
             };
             s.send(reply, f, "999").await
         } else if upper == "DATA" {
+            if txn.binary_mime {
+                violation(&s, &store, "DATA for a BODY=BINARYMIME message");
+            }
             if !txn.open || txn.rcpts.is_empty() {
                 s.send("554 5.5.1 no valid recipients", None, "250").await
             } else {
@@ -443,6 +464,15 @@ async fn serve(io: DuplexStream, rng: Rng, spec: Spec, store: Arc<Store>, trace:
             return;
         }
     }
+}
+
+fn violation(s: &Server, store: &Store, what: &str) {
+    s.trace.note(format!("up#{}: VIOLATION: {what}", s.n));
+    store
+        .violations
+        .lock()
+        .unwrap()
+        .push(format!("up#{}: {what}", s.n));
 }
 
 /// The end of a message: decide, hold, then answer (held before answering, as a real server
