@@ -29,6 +29,14 @@ pub struct TransactionRecord {
     /// when read.
     #[serde(default)]
     pub tenant: String,
+    /// The user the client authenticated as on a submission listener; empty on the relay
+    /// listener. Absent from older logs, so optional when read.
+    #[serde(default)]
+    pub user: String,
+    /// The listener the session came from: `relay`, `submission` or `submission-implicit-tls`.
+    /// Absent from older logs, so optional when read.
+    #[serde(default)]
+    pub listener: String,
     pub peer: String,
     pub helo: String,
     /// The TLS version and cipher, or `none`.
@@ -92,6 +100,8 @@ impl TransactionRecord {
             target: TARGET,
             session = %self.session,
             tenant = self.tenant.as_str(),
+            user = self.user.as_str(),
+            listener = %self.listener,
             peer = %self.peer,
             helo = self.helo.as_str(),
             tls = self.tls.as_str(),
@@ -171,6 +181,8 @@ mod tests {
         TransactionRecord {
             session: "6F1C2D3E4A5B6C7D".into(),
             tenant: "contoso".into(),
+            user: "scanner".into(),
+            listener: "submission".into(),
             peer: "127.0.0.1:50312".into(),
             helo: "printer contoso".into(),
             tls: "none".into(),

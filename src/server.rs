@@ -8,7 +8,9 @@
 use crate::config::Settings;
 use crate::observe::metrics::metrics;
 use crate::proxy;
-use crate::session::{run_session, Peer, Phase};
+use crate::session::{run_session_at, Door, Peer, Phase, SharedThrottle};
+use crate::stream::Prefixed;
+use crate::submission::throttle::{AuthThrottle, ThrottleLimits};
 use crate::upstream::{Connector, Legs};
 use std::collections::HashMap;
 use std::future::Future;
@@ -27,6 +29,35 @@ pub async fn bind(addrs: &[SocketAddr]) -> Result<Vec<TcpListener>, (SocketAddr,
         listeners.push(TcpListener::bind(addr).await.map_err(|e| (*addr, e))?);
     }
     Ok(listeners)
+}
+
+/// Which kind of listener a socket is: the sessions it accepts know it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListenerKind {
+    /// `[server] listen`: Exchange Online's MX, no AUTH.
+    Relay,
+    /// `[submission] listen`: STARTTLS, then AUTH (port 587 style).
+    Submission,
+    /// `[submission] implicit_tls_listen`: TLS from the first byte, then AUTH (port 465 style).
+    SubmissionImplicitTls,
+}
+
+/// Every configured listener, each address with its kind, in configuration order.
+pub fn configured_listeners(settings: &Settings) -> Vec<(SocketAddr, ListenerKind)> {
+    let relay = settings
+        .server
+        .listen
+        .iter()
+        .map(|a| (*a, ListenerKind::Relay));
+    let submission = settings.submission.iter().flat_map(|s| {
+        let plain = s.listen.iter().map(|a| (*a, ListenerKind::Submission));
+        let implicit = s
+            .implicit_tls_listen
+            .iter()
+            .map(|a| (*a, ListenerKind::SubmissionImplicitTls));
+        plain.chain(implicit)
+    });
+    relay.chain(submission).collect()
 }
 
 /// Sessions in progress, in total and per client address.
@@ -133,16 +164,35 @@ pub async fn run(
     run_reloadable(listeners, rx, shutdown).await
 }
 
-/// Accept clients until `shutdown` completes; then stop accepting, let sessions finish their
-/// transactions for `shutdown_grace_secs` (idle ones are answered `421 4.3.2` at once), and
-/// drop whatever is left. A dropped session's upstream loses its connection before the final
-/// dot, so nothing half-received is ever delivered, and its client, never having had a 250,
-/// keeps the message.
+/// [`run_kinds`] with relay listeners only.
 pub async fn run_reloadable(
     listeners: Vec<TcpListener>,
     settings: watch::Receiver<Arc<Settings>>,
     shutdown: impl Future<Output = ()>,
 ) {
+    let relay = listeners
+        .into_iter()
+        .map(|l| (l, ListenerKind::Relay))
+        .collect();
+    run_kinds(relay, settings, shutdown).await
+}
+
+/// Accept clients until `shutdown` completes; then stop accepting, let sessions finish their
+/// transactions for `shutdown_grace_secs` (idle ones are answered `421 4.3.2` at once), and
+/// drop whatever is left. A dropped session's upstream loses its connection before the final
+/// dot, so nothing half-received is ever delivered, and its client, never having had a 250,
+/// keeps the message.
+///
+/// The AUTH throttle is one for the whole run: a reload does not forgive an address its
+/// failures.
+pub async fn run_kinds(
+    listeners: Vec<(TcpListener, ListenerKind)>,
+    settings: watch::Receiver<Arc<Settings>>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let throttle: SharedThrottle = Arc::new(Mutex::new(AuthThrottle::new(
+        ThrottleLimits::default(),
+    )));
     let admission = Arc::new(Admission::default());
     let (phase_tx, phase_rx) = watch::channel(Phase::Running);
     let (generation_tx, generation) =
@@ -155,9 +205,17 @@ pub async fn run_reloadable(
             let _ = generation_tx.send(Generation::new(next));
         }
     });
-    for listener in listeners {
+    for (listener, kind) in listeners {
+        let door = match kind {
+            ListenerKind::Relay => Door::Relay,
+            ListenerKind::Submission | ListenerKind::SubmissionImplicitTls => Door::Submission {
+                implicit_tls: kind == ListenerKind::SubmissionImplicitTls,
+                throttle: Arc::clone(&throttle),
+            },
+        };
         accept_tasks.spawn(accept_loop(
             listener,
+            door,
             generation.clone(),
             Arc::clone(&admission),
             phase_rx.clone(),
@@ -212,6 +270,7 @@ fn refuse(stream: TcpStream, hostname: &str, why: &str) {
 
 async fn accept_loop(
     listener: TcpListener,
+    door: Door,
     generation: watch::Receiver<Arc<Generation>>,
     admission: Arc<Admission>,
     phase: watch::Receiver<Phase>,
@@ -254,12 +313,13 @@ async fn accept_loop(
         let admission = Arc::clone(&admission);
         let session_phase = phase.clone();
         let mut phase = phase.clone();
+        let door = door.clone();
         tokio::spawn(async move {
             let stopped = async {
                 let _ = phase.wait_for(|p| *p == Phase::Stopped).await;
             };
             tokio::select! {
-                _ = serve_connection(stream, addr, current, admission, ticket, session_phase) => {}
+                _ = serve_connection(door, stream, addr, current, admission, ticket, session_phase) => {}
                 _ = stopped => {}
             }
         });
@@ -267,6 +327,7 @@ async fn accept_loop(
 }
 
 async fn serve_connection(
+    door: Door,
     mut stream: TcpStream,
     addr: SocketAddr,
     generation: Arc<Generation>,
@@ -303,13 +364,21 @@ async fn serve_connection(
         }
     };
     let upstream = Legs::of(&generation.connectors);
-    run_session(
-        stream,
-        Peer { addr: peer, early },
-        Arc::clone(settings),
-        upstream,
-        phase,
-    )
-    .await;
+    let settings = Arc::clone(settings);
+    if let Door::Submission {
+        implicit_tls: true, ..
+    } = door
+    {
+        // What followed a PROXY header is the start of the TLS handshake, not SMTP.
+        let stream = Prefixed::new(early, stream);
+        let peer = Peer {
+            addr: peer,
+            early: Vec::new(),
+        };
+        run_session_at(door, stream, peer, settings, upstream, phase).await;
+    } else {
+        let peer = Peer { addr: peer, early };
+        run_session_at(door, stream, peer, settings, upstream, phase).await;
+    }
     drop(ticket);
 }

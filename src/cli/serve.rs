@@ -47,6 +47,14 @@ async fn reload_on_sighup(path: PathBuf, tx: tokio::sync::watch::Sender<Arc<Sett
                     if new.admin != tx.borrow().admin {
                         tracing::warn!("[admin] changed: restart relaygate to apply it");
                     }
+                    let submission_listeners = |s: &Settings| {
+                        s.submission
+                            .as_ref()
+                            .map(|s| (s.listen.clone(), s.implicit_tls_listen.clone()))
+                    };
+                    if submission_listeners(&new) != submission_listeners(&tx.borrow()) {
+                        tracing::warn!("[submission] listeners changed: restart relaygate to listen on the new addresses");
+                    }
                     if new.server.listen != tx.borrow().server.listen {
                         tracing::warn!("server.listen changed: restart relaygate to listen on the new addresses");
                     }
@@ -128,18 +136,24 @@ pub fn run(config: PathBuf) -> ExitCode {
         }
     };
     runtime.block_on(async {
-        let listeners = match crate::server::bind(&settings.server.listen).await {
+        let configured = crate::server::configured_listeners(&settings);
+        let addrs: Vec<_> = configured.iter().map(|(a, _)| *a).collect();
+        let listeners = match crate::server::bind(&addrs).await {
             Ok(l) => l,
             Err((addr, e)) => {
                 eprintln!("relaygate: cannot listen on {addr}: {e}");
                 return ExitCode::FAILURE;
             }
         };
-        for l in &listeners {
+        for (l, (_, kind)) in listeners.iter().zip(&configured) {
             if let Ok(addr) = l.local_addr() {
-                tracing::info!(%addr, config = %config.display(), profile = settings.defaults.profile.as_str(), tenants = settings.tenants.len(), "relaygate listening");
+                tracing::info!(%addr, listener = ?kind, config = %config.display(), profile = settings.defaults.profile.as_str(), tenants = settings.tenants.len(), "relaygate listening");
             }
         }
+        let listeners: Vec<_> = listeners
+            .into_iter()
+            .zip(configured.iter().map(|(_, k)| *k))
+            .collect();
         let (tx, rx) = tokio::sync::watch::channel(Arc::clone(&settings));
         let health = match settings.admin {
             None => None,
@@ -168,7 +182,7 @@ pub fn run(config: PathBuf) -> ExitCode {
                 h.set_draining();
             }
         };
-        crate::server::run_reloadable(listeners, rx, shutdown).await;
+        crate::server::run_kinds(listeners, rx, shutdown).await;
         tracing::info!("relaygate stopped");
         ExitCode::SUCCESS
     })

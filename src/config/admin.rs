@@ -1,6 +1,7 @@
 //! `[admin]`: the HTTP endpoint for `/metrics`, `/health/live` and `/health/ready`.
 
 use super::server::no_listen_conflict;
+use super::SubmissionSettings;
 use super::values::seconds;
 use super::ConfigError;
 use serde::{Deserialize, Serialize};
@@ -37,8 +38,13 @@ impl AdminConfig {
     pub(super) fn validate(
         &self,
         smtp_listeners: &[SocketAddr],
+        submission: Option<&SubmissionSettings>,
     ) -> Result<AdminSettings, ConfigError> {
         no_listen_conflict("admin.listen", self.listen, smtp_listeners)?;
+        if let Some(s) = submission {
+            let named = s.named_listeners();
+            super::server::no_listen_conflict_among("admin.listen", self.listen, &named)?;
+        }
         Ok(AdminSettings {
             listen: self.listen,
             probe_interval: seconds("admin.probe_interval_secs", self.probe_interval_secs, 1)?,

@@ -18,6 +18,7 @@ mod keyword;
 mod log;
 mod policy;
 mod server;
+mod submission;
 mod tenant;
 mod tenants;
 mod tls;
@@ -31,6 +32,7 @@ pub use admin::{AdminConfig, AdminSettings};
 pub use log::{LogConfig, LogFormat};
 pub use policy::{Mode, PolicyConfig, PolicySettings, RejectStage};
 pub use server::{ServerConfig, ServerSettings};
+pub use submission::{SubmissionConfig, SubmissionSettings};
 pub(crate) use tenant::{certificate_name, sender_ip_address};
 pub use tenant::{AcceptedDomainConfig, InboundConnectorConfig};
 pub use tenants::{TenantConfig, TenantPolicyConfig, TenantSettings};
@@ -99,6 +101,10 @@ pub struct Config {
     /// top level is the one tenant.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tenants: Vec<TenantConfig>,
+    /// `[submission]`: the second door, SMTP AUTH for applications (port 587 and 465 style).
+    /// Default absent: no submission listener.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub submission: Option<SubmissionConfig>,
     /// `[log]`: format and level. Default: every key's default.
     #[serde(default)]
     pub log: LogConfig,
@@ -111,6 +117,8 @@ pub struct Config {
 pub struct Settings {
     pub server: ServerSettings,
     pub tls: Option<ServerTls>,
+    /// `[submission]` with its users, when a submission listener is configured.
+    pub submission: Option<SubmissionSettings>,
     /// The tenants in configuration order, at least one: for a file without `[[tenants]]`, the
     /// one implicit tenant (named `""`) built from its top level.
     pub tenants: Vec<TenantSettings>,
@@ -177,16 +185,21 @@ impl Config {
         crate::tls::install_crypto_provider();
         let server = self.server.validate()?;
         let tls = self.tls.as_ref().map(TlsConfig::load).transpose()?;
+        let submission = match &self.submission {
+            Some(s) => s.validate(&server.listen, tls.is_some())?,
+            None => None,
+        };
         let tenants = self.tenants()?;
         log::log_level(&self.log.level)?;
         let admin = self
             .admin
             .as_ref()
-            .map(|a| a.validate(&server.listen))
+            .map(|a| a.validate(&server.listen, submission.as_ref()))
             .transpose()?;
         Ok(Settings {
             server,
             tls,
+            submission,
             tenants,
             defaults: PolicyDefaults {
                 profile: self.policy.profile,

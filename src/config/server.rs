@@ -285,17 +285,31 @@ pub(super) fn no_listen_conflict(
     addr: SocketAddr,
     smtp_listeners: &[SocketAddr],
 ) -> Result<(), ConfigError> {
-    match smtp_listeners
+    let named: Vec<(String, SocketAddr)> = smtp_listeners
         .iter()
-        .position(|&other| listeners_conflict(addr, other))
+        .enumerate()
+        .map(|(i, a)| (format!("server.listen[{i}]"), *a))
+        .collect();
+    no_listen_conflict_among(key, addr, &named)
+}
+
+/// [`no_listen_conflict`] among listeners of several keys (`server.listen[0]`,
+/// `submission.listen[1]`, ...), each named in the refusal as it is written.
+pub(super) fn no_listen_conflict_among(
+    key: &str,
+    addr: SocketAddr,
+    listeners: &[(String, SocketAddr)],
+) -> Result<(), ConfigError> {
+    match listeners
+        .iter()
+        .find(|(_, other)| listeners_conflict(addr, *other))
     {
         None => Ok(()),
-        Some(i) => Err(invalid(
+        Some((other_key, other)) => Err(invalid(
             key,
             addr,
             format!(
-                "conflicts with server.listen[{i}] = {}: both cannot be bound (the same port, and the same address or an unspecified one covering the other)",
-                smtp_listeners[i]
+                "conflicts with {other_key} = {other}: both cannot be bound (the same port, and the same address or an unspecified one covering the other)"
             ),
         )),
     }

@@ -29,6 +29,9 @@ pub struct Metrics {
     /// Labels with owned values: the tenant's name is the configuration's, not a constant.
     decisions: Family<Vec<(&'static str, String)>, Counter>,
     upstream_replies: Family<Labels, Counter>,
+    auth_attempts: Family<Labels, Counter>,
+    /// MAIL FROM refused with 5.7.60: an authenticated user not allowed to send as it.
+    pub send_as_refusals: Counter,
     /// Message bytes received from clients (DATA, as received).
     pub message_bytes: Counter,
     /// From MAIL FROM to the final reply of the transaction.
@@ -51,6 +54,8 @@ impl Metrics {
             tls_handshakes: Family::default(),
             decisions: Family::default(),
             upstream_replies: Family::default(),
+            auth_attempts: Family::default(),
+            send_as_refusals: Counter::default(),
             message_bytes: Counter::default(),
             // 1 ms .. ~65 s: a local upstream answers in milliseconds, Exchange Online with a
             // large message in seconds.
@@ -88,6 +93,16 @@ impl Metrics {
             m.upstream_replies.clone(),
         );
         registry.register(
+            "auth_attempts",
+            "AUTH exchanges on the submission listeners that reached a password check, by outcome (ok, failed, locked out); no user label: the log and the report name the user",
+            m.auth_attempts.clone(),
+        );
+        registry.register(
+            "send_as_refusals",
+            "MAIL FROM refused with 550 5.7.60: the authenticated user's allowed_senders do not cover it",
+            m.send_as_refusals.clone(),
+        );
+        registry.register(
             "message_bytes",
             "Message bytes received in DATA",
             m.message_bytes.clone(),
@@ -110,7 +125,8 @@ impl Metrics {
     }
 
     /// `tenant`: the transaction's tenant (`[[tenants]] name`); `verdict`: `relay authorized`,
-    /// `relay not authorized` or `awaiting P2`; `branch`: `1a`, `1b`, `1c` or `none`; `by`:
+    /// `relay not authorized` or `awaiting P2`; `branch`: `1a`, `1b`, `1c`, `auth` (an
+    /// authenticated user on a submission listener) or `none`; `by`:
     /// `ip`, `certificate` or `none`. An empty tenant (the one unnamed tenant, or none
     /// attributed) leaves the label out, which Prometheus reads as the same thing as empty.
     pub fn decision(
@@ -129,6 +145,17 @@ impl Metrics {
             labels.push(("tenant", tenant.to_string()));
         }
         self.decisions.get_or_create(&labels).inc();
+    }
+
+    /// One AUTH exchange that reached the password check: `ok`, `failed` or `locked out`.
+    pub fn auth(&self, outcome: &'static str) {
+        self.auth_attempts
+            .get_or_create(&vec![("outcome", outcome)])
+            .inc();
+    }
+
+    pub fn send_as_refused(&self) {
+        self.send_as_refusals.inc();
     }
 
     /// One upstream reply (`Some(code)`) or a failure to get one (`None`).

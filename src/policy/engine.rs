@@ -52,6 +52,9 @@ pub enum RelayDenial {
     /// Several tenants, and none of them is this transaction's: neither the certificate, the
     /// P1 domain nor a recipient domain is one of their accepted domains (MC1226222).
     NoTenant,
+    /// An authenticated user whose `allowed_senders` do not cover the P1: Exchange Online's
+    /// SendAs refusal, `550 5.7.60`, answered at MAIL.
+    SendAsDenied { user: String },
 }
 
 /// The answer to "may this transaction relay?".
@@ -66,6 +69,18 @@ pub enum RelayDecision {
         condition2: Condition2,
     },
     Denied(RelayDenial),
+    /// An authenticated user allowed to send as the P1: Exchange Online authorises an
+    /// authenticated mailbox for every recipient, whatever the connectors say.
+    Authenticated { user: String },
+}
+
+/// Exchange Online's SendAs refusal on client submission, without the suffix.
+pub fn send_as_refusal() -> Reply {
+    Reply::new(
+        550,
+        "5.7.60",
+        "SMTP; Client does not have permissions to send as this sender",
+    )
 }
 
 /// Why a recipient is accepted.
@@ -194,9 +209,12 @@ impl RelayDecision {
             | RelayDecision::Denied(RelayDenial::SenderNotAttributed { condition2 }) => {
                 Some(condition2)
             }
-            RelayDecision::Denied(RelayDenial::NoOnPremisesConnector | RelayDenial::NoTenant) => {
-                None
-            }
+            RelayDecision::Denied(
+                RelayDenial::NoOnPremisesConnector
+                | RelayDenial::NoTenant
+                | RelayDenial::SendAsDenied { .. },
+            )
+            | RelayDecision::Authenticated { .. } => None,
         }
     }
 }
@@ -277,6 +295,14 @@ pub fn authorize_relay(
     reverse_path: ReversePath<'_>,
     header_sender: HeaderSender<'_>,
 ) -> RelayDecision {
+    // The second door: the authenticated user is the identity, the connectors do not matter.
+    if let Some(submitter) = session.submitter {
+        let user = submitter.user.to_string();
+        return match submitter.may_send_as {
+            true => RelayDecision::Authenticated { user },
+            false => RelayDecision::Denied(RelayDenial::SendAsDenied { user }),
+        };
+    }
     let condition1 = condition1(tenant, profile, session, reverse_path, header_sender);
     // 2: the peer IP or the certificate matched an enabled OnPremises connector.
     let condition2 = match &condition1 {
@@ -329,7 +355,10 @@ pub fn judge_recipient(
     relay: &RelayDecision,
     recipient: &str,
 ) -> RecipientVerdict {
-    if matches!(relay, RelayDecision::Authorized { .. }) {
+    if matches!(
+        relay,
+        RelayDecision::Authorized { .. } | RelayDecision::Authenticated { .. }
+    ) {
         return RecipientVerdict::Accept(AcceptReason::Originating);
     }
     let domain = recipient.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
@@ -385,7 +414,9 @@ pub fn judge_recipient(
         RelayDecision::Denied(d) => {
             RecipientVerdict::Reject(Rejection::RelayAccessDenied(d.clone()))
         }
-        RelayDecision::Authorized { .. } => RecipientVerdict::Accept(AcceptReason::Originating),
+        RelayDecision::Authorized { .. } | RelayDecision::Authenticated { .. } => {
+            RecipientVerdict::Accept(AcceptReason::Originating)
+        }
     }
 }
 

@@ -159,6 +159,9 @@ pub fn suggest_fix(
         Rejection::RelayAccessDenied(RelayDenial::SenderNotAttributed { condition2 }) => {
             unattributed_fix(tenant, session, reverse_path, header_sender, &condition2)
         }
+        Rejection::RelayAccessDenied(RelayDenial::SendAsDenied { user }) => format!(
+            "user \"{user}\" may not send as this P1: add the address (or *@domain) to its allowed_senders in the users file, or send as an address it already has"
+        ),
         Rejection::RelayAccessDenied(RelayDenial::NoTenant) => "no tenant is this transaction's (MC1226222): have the server present in STARTTLS a certificate whose name is an accepted domain of its tenant (one certificate per tenant), or send with a MAIL FROM in an accepted domain of the tenant".to_string(),
         Rejection::OtherTenantRecipient { tenant } => format!(
             "recipients of tenant \"{tenant}\" were answered 452 4.5.3: the sender sends them again in a transaction of their own, which that tenant's rules judge; nothing to change unless it does not retry"

@@ -19,7 +19,7 @@ pub use attribution::{
 };
 pub use canonical::{ipv4_of, is_subdomain_or_equal, normalise, normalise_address, unmap_ipv4};
 pub use engine::{
-    authorize_relay, condition1, judge_recipient, AcceptReason, Condition1, Condition2,
+    authorize_relay, condition1, judge_recipient, send_as_refusal, AcceptReason, Condition1, Condition2,
     HeaderSender, RecipientVerdict, Rejection, RelayDecision, RelayDenial,
 };
 pub use explain::{evaluate, suggest_fix, Comparison, Evaluation, Verdict};
@@ -77,6 +77,20 @@ pub struct SessionFacts<'a> {
     /// The session is under TLS (STARTTLS completed), whatever certificate came with it, if any.
     /// A Partner connector with `RequireTls` refuses mail without it (454 4.7.0).
     pub tls: bool,
+    /// The user the client authenticated as on a submission listener (SMTP AUTH), with what
+    /// the users file says of the transaction's P1; `None` on the relay listener and before AUTH.
+    pub submitter: Option<Submitter<'a>>,
+}
+
+/// An authenticated client (the second door): the user is the identity, as an authenticated
+/// mailbox is for Exchange Online's client submission. The session looks the user up in the
+/// users file; the engine decides what follows from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Submitter<'a> {
+    /// The user name as the users file has it.
+    pub user: &'a str,
+    /// Whether the user's `allowed_senders` cover the P1 (the gate's Send As permission).
+    pub may_send_as: bool,
 }
 
 /// The envelope sender (P1), `MAIL FROM:<...>`.

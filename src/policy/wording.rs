@@ -21,7 +21,9 @@ use std::net::IpAddr;
 /// The relay decision in a word: the log's `relay`, the metrics' `verdict` label.
 pub fn relay(relay: &RelayDecision) -> &'static str {
     match relay {
-        RelayDecision::Authorized { .. } => "relay authorized",
+        RelayDecision::Authorized { .. } | RelayDecision::Authenticated { .. } => {
+            "relay authorized"
+        }
         RelayDecision::AwaitingHeaderSender { .. } => "awaiting P2",
         RelayDecision::Denied(_) => "relay not authorized",
     }
@@ -31,6 +33,7 @@ pub fn relay(relay: &RelayDecision) -> &'static str {
 pub fn condition1_token(relay: &RelayDecision) -> &'static str {
     match relay {
         RelayDecision::Authorized { condition1, .. } => condition1.branch(),
+        RelayDecision::Authenticated { .. } => "auth",
         _ => "none",
     }
 }
@@ -74,6 +77,10 @@ pub fn relay_branch(relay: &RelayDecision) -> String {
             format!("2 by {}; 1 {CONDITION1_FAILED}", condition2.branch())
         }
         RelayDecision::Denied(RelayDenial::NoTenant) => NO_TENANT.into(),
+        RelayDecision::Denied(RelayDenial::SendAsDenied { user }) => {
+            format!("authenticated as {user}, not allowed to send as the P1 (allowed_senders)")
+        }
+        RelayDecision::Authenticated { user } => format!("authenticated as {user} (SMTP AUTH)"),
     }
 }
 
@@ -363,6 +370,12 @@ pub fn identity(certificate_name: Option<&str>, peer_ip: IpAddr) -> String {
         Some(name) => format!("certificate {name}"),
         None => format!("ip {peer_ip}"),
     }
+}
+
+/// An authenticated client's identity (the second door): the user is the identity, so the
+/// report groups a user's flows whatever address they come from.
+pub fn user_identity(user: &str) -> String {
+    format!("user {user}")
 }
 
 /// A flow's verdict under one profile over `count` transactions: `accepted`, or the latest

@@ -6,10 +6,14 @@
 //! lost after a recipient was accepted, a new one would carry only the recipients named from
 //! then on, so the rest of the client's transaction is answered 4xx instead.
 
-use super::{End, Recipient, Session, Transaction};
-use crate::config::PolicyDefaults;
+use super::{Door, End, Recipient, Session, Transaction};
+use crate::observe::metrics::metrics;
+use crate::config::{PolicyDefaults, Settings};
 use crate::policy::enforcement::{answer_rcpt, RcptAnswer};
-use crate::policy::{self, Attribution, HeaderSender, RecipientVerdict, ReversePath, SessionFacts};
+use crate::policy::{
+    self, Attribution, HeaderSender, RecipientVerdict, RelayDenial, ReversePath, SessionFacts,
+    Submitter,
+};
 use crate::upstream::{Envelope, Stage, UpstreamError, UpstreamReply};
 use crate::wire::dsn::{Dropped, MailDsn, RcptDsn};
 use crate::wire::reply::Reply;
@@ -17,13 +21,41 @@ use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 
+/// The authenticated `user`, with whether the users file lets it send as `mail_from`. A user
+/// the session's users file no longer has may send as nobody.
+pub(super) fn submitter<'a>(
+    settings: &Settings,
+    user: Option<&'a str>,
+    mail_from: &str,
+) -> Option<Submitter<'a>> {
+    let user = user?;
+    let may_send_as = settings
+        .submission
+        .as_ref()
+        .and_then(|s| s.users.get(user))
+        .is_some_and(|u| u.may_send_as(mail_from));
+    Some(Submitter { user, may_send_as })
+}
+
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
+    /// What the policy judges the transaction by; its P1 is the transaction's.
     pub(super) fn facts(&self) -> SessionFacts<'_> {
+        let p1 = self.txn.as_ref().map_or("", |t| t.envelope.mail_from.as_str());
+        self.facts_for(p1)
+    }
+
+    /// [`Session::facts`] for a transaction whose P1 is `mail_from` (at MAIL, before it is one).
+    pub(super) fn facts_for(&self, mail_from: &str) -> SessionFacts<'_> {
         SessionFacts {
             peer_ip: self.peer.addr.ip(),
             certificate_names: self.identity.policy_names(),
             tls: self.tls_description.is_some(),
+            submitter: self.submitter(mail_from),
         }
+    }
+
+    fn submitter(&self, mail_from: &str) -> Option<Submitter<'_>> {
+        submitter(&self.settings, self.user.as_deref(), mail_from)
     }
 
     /// The profile, mode and stage in force for a transaction of `tenant`: that tenant's, or the
@@ -41,7 +73,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             &self.settings.tenants,
             tenant.map(|a| a.tenant),
             self.rule(tenant).profile,
-            &self.facts(),
+            &self.facts_for(mail_from),
             ReversePath::of_address(mail_from),
             HeaderSender::NotYetKnown,
         )
@@ -54,6 +86,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         }
         if self.txn.is_some() {
             self.error_reply(Reply::new(503, "5.5.1", "Sender already specified"));
+            return;
+        }
+        if matches!(self.door, Door::Submission { .. }) && self.user.is_none() {
+            self.not_authenticated();
             return;
         }
         let max = self.settings.server.max_message_size;
@@ -89,6 +125,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             self.upstream.select(a.tenant);
         }
         let relay = self.relay_for(tenant, &envelope.mail_from);
+        if let policy::RelayDecision::Denied(RelayDenial::SendAsDenied { user }) = &relay {
+            let line = self.reply_with_suffix(&policy::send_as_refusal());
+            tracing::info!(session = %self.id, peer = %self.peer.addr, user = %user, p1 = %super::record::sanitize(&envelope.mail_from), reply = %line, "refused at MAIL: not allowed to send as this sender");
+            metrics().send_as_refused();
+            return;
+        }
         self.txn = Some(Transaction {
             envelope,
             tenant,

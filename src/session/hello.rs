@@ -13,7 +13,15 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 /// The lines of the EHLO reply, in the order Exchange Online's MX gives them. `STARTTLS` only
 /// when TLS is configured and not yet active; no `HELP` (the command still answers 214).
-fn ehlo_lines(host: &str, client: IpAddr, max_message_size: u64, starttls: bool) -> Vec<String> {
+/// On a submission listener under TLS, `AUTH` takes STARTTLS's place, as in Exchange Online's
+/// client submission EHLO.
+fn ehlo_lines(
+    host: &str,
+    client: IpAddr,
+    max_message_size: u64,
+    starttls: bool,
+    auth: bool,
+) -> Vec<String> {
     let mut lines = vec![
         format!("{host} Hello [{client}]"),
         format!("SIZE {max_message_size}"),
@@ -23,6 +31,9 @@ fn ehlo_lines(host: &str, client: IpAddr, max_message_size: u64, starttls: bool)
     ];
     if starttls {
         lines.push("STARTTLS".into());
+    }
+    if auth {
+        lines.push(super::auth::MECHANISMS.into());
     }
     lines.push("8BITMIME".into());
     lines.push("BINARYMIME".into());
@@ -63,6 +74,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 self.peer.addr.ip(),
                 self.settings.server.max_message_size,
                 self.settings.tls.is_some() && self.tls_description.is_none(),
+                self.offers_auth(),
             );
             let last = lines.len() - 1;
             for (i, l) in lines.iter().enumerate() {
@@ -76,11 +88,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     }
 
     pub(super) async fn starttls(&mut self) -> Result<(), End> {
-        let settings = Arc::clone(&self.settings);
-        let Some(tls) = settings.tls.as_ref() else {
+        if self.settings.tls.is_none() {
             self.error_reply(Reply::new(502, "5.5.1", "STARTTLS is not offered"));
             return Ok(());
-        };
+        }
         if self.tls_description.is_some() {
             self.error_reply(Reply::new(503, "5.5.1", "TLS is already active"));
             return Ok(());
@@ -93,12 +104,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             ));
             return Ok(());
         }
-        let acceptor = tokio_rustls::TlsAcceptor::from(tls.config.clone());
         self.reply(&Reply::new(220, "2.0.0", "SMTP server ready"));
         self.flush().await.map_err(|_| End::Io)?;
         // CVE-2011-0411: whatever the client pipelined behind STARTTLS was sent in clear text
         // and must not be executed inside the TLS session.
         self.discard_input();
+        self.handshake().await?;
+        // RFC 3207: the client must start over with EHLO.
+        self.helo = None;
+        self.esmtp = false;
+        Ok(())
+    }
+
+    /// The TLS handshake, as the server: after STARTTLS, or first thing on an implicit TLS
+    /// listener (RFC 8314), bounded by `tls_handshake_timeout_secs` and the session deadline.
+    pub(super) async fn handshake(&mut self) -> Result<(), End> {
+        let settings = Arc::clone(&self.settings);
+        let Some(tls) = settings.tls.as_ref() else {
+            // The configuration refuses a submission listener without [tls].
+            return Err(End::TlsFailed);
+        };
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls.config.clone());
         let MaybeTls::Plain(plain) = self.io.take().expect("stream present") else {
             return Err(End::TlsFailed);
         };
@@ -152,9 +178,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             untrusted_reason = self.identity.untrusted_reason.as_deref().unwrap_or(""),
             "TLS established"
         );
-        // RFC 3207: the client must start over with EHLO.
-        self.helo = None;
-        self.esmtp = false;
         Ok(())
     }
 }
@@ -166,7 +189,7 @@ mod tests {
     #[test]
     fn ehlo_offers_exchange_onlines_list_in_its_order() {
         let ip: IpAddr = "203.0.113.25".parse().unwrap();
-        let all = ehlo_lines("gate.contoso.com", ip, 36_700_160, true);
+        let all = ehlo_lines("gate.contoso.com", ip, 36_700_160, true, false);
         assert_eq!(
             all,
             [
@@ -182,7 +205,7 @@ mod tests {
                 "SMTPUTF8",
             ]
         );
-        let after_tls = ehlo_lines("gate.contoso.com", ip, 1000, false);
+        let after_tls = ehlo_lines("gate.contoso.com", ip, 1000, false, false);
         assert_eq!(
             after_tls,
             [
@@ -197,5 +220,14 @@ mod tests {
                 "SMTPUTF8",
             ]
         );
+    }
+
+    #[test]
+    fn a_submission_ehlo_under_tls_offers_auth_where_starttls_was() {
+        let ip: IpAddr = "203.0.113.25".parse().unwrap();
+        let lines = ehlo_lines("gate.contoso.com", ip, 1000, false, true);
+        assert_eq!(lines[4], "ENHANCEDSTATUSCODES");
+        assert_eq!(lines[5], "AUTH LOGIN PLAIN");
+        assert_eq!(lines[6], "8BITMIME");
     }
 }

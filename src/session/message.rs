@@ -305,10 +305,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let tenants = &settings.tenants;
         let tenant = self.txn.as_ref().and_then(|t| t.tenant);
         let profile = self.rule(tenant).profile;
+        let mail_from = self
+            .txn
+            .as_ref()
+            .map(|t| t.envelope.mail_from.clone())
+            .unwrap_or_default();
         let facts = crate::policy::SessionFacts {
             peer_ip: self.peer.addr.ip(),
             certificate_names: self.identity.policy_names(),
             tls: self.tls_description.is_some(),
+            submitter: super::envelope::submitter(&settings, self.user.as_deref(), &mail_from),
         };
         let txn = self.txn.as_mut().expect("txn");
         let header = HeaderSender::of_address(p2);

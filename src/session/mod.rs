@@ -28,6 +28,7 @@ macro_rules! within_deadline {
     };
 }
 
+mod auth;
 mod bdat;
 mod data;
 mod envelope;
@@ -63,6 +64,39 @@ pub struct Peer {
     pub early: Vec<u8>,
 }
 
+/// The listener a session came from: the relay listener (Exchange Online's MX, no AUTH) or a
+/// submission listener (its client submission endpoint, AUTH under TLS).
+#[derive(Clone)]
+pub enum Door {
+    Relay,
+    Submission {
+        /// Port 465 style: TLS from the first byte, before the banner (RFC 8314).
+        implicit_tls: bool,
+        /// The failed-AUTH state per client address, shared by every session of the gate.
+        throttle: SharedThrottle,
+    },
+}
+
+impl Door {
+    /// The log's and the metrics' name for the listener.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Door::Relay => "relay",
+            Door::Submission {
+                implicit_tls: false,
+                ..
+            } => "submission",
+            Door::Submission {
+                implicit_tls: true, ..
+            } => "submission-implicit-tls",
+        }
+    }
+}
+
+/// The AUTH throttle as sessions share it: held only for a lookup or an update, never across
+/// an await.
+pub type SharedThrottle = Arc<std::sync::Mutex<crate::submission::throttle::AuthThrottle>>;
+
 /// Where the server is in its life; sessions watch it to end politely on shutdown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
@@ -78,6 +112,20 @@ pub enum Phase {
 /// [`crate::upstream::Upstream`] will do for one tenant); a connection a leg holds between
 /// transactions goes back to its pool at the end.
 pub async fn run_session<S>(
+    stream: S,
+    peer: Peer,
+    settings: Arc<Settings>,
+    upstream: impl Into<Legs>,
+    phase: tokio::sync::watch::Receiver<Phase>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    run_session_at(Door::Relay, stream, peer, settings, upstream, phase).await
+}
+
+/// [`run_session`] for a client of the listener `door`.
+pub async fn run_session_at<S>(
+    door: Door,
     stream: S,
     peer: Peer,
     settings: Arc<Settings>,
@@ -108,9 +156,19 @@ pub async fn run_session<S>(
         errors: 0,
         session_deadline,
         transactions: 0,
+        door,
+        user: None,
     };
-    tracing::debug!(session = %s.id, peer = %s.peer.addr, "connection opened");
-    let end = s.serve().await;
+    tracing::debug!(session = %s.id, peer = %s.peer.addr, listener = s.door.as_str(), "connection opened");
+    let end = match s.door {
+        Door::Submission {
+            implicit_tls: true, ..
+        } => match s.handshake().await {
+            Ok(()) => s.serve().await,
+            Err(end) => end,
+        },
+        _ => s.serve().await,
+    };
     s.end_transaction(&format!("session ended ({end:?})")).await;
     s.upstream.quit().await;
     s.close().await;
@@ -189,6 +247,10 @@ struct Session<S> {
     errors: u32,
     session_deadline: Instant,
     transactions: u32,
+    door: Door,
+    /// The user the client authenticated as (AUTH on a submission listener). A reload that
+    /// removes the user does not end this session: it read its configuration when it started.
+    user: Option<String>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
@@ -251,6 +313,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     }
 
     async fn command(&mut self, line: &[u8]) -> Result<(), End> {
+        if is_verb(line, b"AUTH") {
+            // Parsed here, not by smtp-proto: its answers to unknown mechanisms and to `=`
+            // are not RFC 4954's.
+            return self.auth(line).await;
+        }
         let req = match parse_command(line) {
             Ok(r) => r,
             Err(r) if is_bdat(line) => {
@@ -299,9 +366,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 "2.0.0",
                 "Commands: EHLO HELO STARTTLS MAIL RCPT DATA BDAT RSET NOOP VRFY HELP QUIT",
             )),
-            Request::Auth { .. } => {
-                self.error_reply(Reply::new(502, "5.5.1", "AUTH is not offered"))
-            }
             other => self.error_reply(Reply::new(
                 502,
                 "5.5.1",
@@ -314,7 +378,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
 /// Whether a command line is a BDAT command (whatever its arguments).
 fn is_bdat(line: &[u8]) -> bool {
+    is_verb(line, b"BDAT")
+}
+
+/// Whether a command line is the command `verb` (four letters), whatever its arguments.
+fn is_verb(line: &[u8], verb: &[u8; 4]) -> bool {
     line.len() >= 4
-        && line[..4].eq_ignore_ascii_case(b"BDAT")
+        && line[..4].eq_ignore_ascii_case(verb)
         && line.get(4).is_none_or(|b| b.is_ascii_whitespace())
 }

@@ -79,6 +79,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         TransactionRecord {
             session: self.id.to_string(),
             tenant: self.tenant_name(txn).to_string(),
+            user: self.user.clone().unwrap_or_default(),
+            listener: self.door.as_str().to_string(),
             peer: self.peer.addr.to_string(),
             helo: self.helo.clone().unwrap_or_default(),
             tls: self
@@ -117,6 +119,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             peer_ip: self.peer.addr.ip(),
             certificate_names: self.identity.policy_names(),
             tls: self.tls_description.is_some(),
+            submitter: super::envelope::submitter(
+                &self.settings,
+                self.user.as_deref(),
+                &txn.envelope.mail_from,
+            ),
         };
         let p1 = ReversePath::of_address(&txn.envelope.mail_from);
         let named: Vec<&str> = txn
@@ -146,7 +153,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         };
         let certificate = facts.certificate_names.first().map(|n| sanitize(n));
         FlowRecord {
-            identity: wording::identity(certificate.as_deref(), facts.peer_ip),
+            identity: match self.user.as_deref() {
+                Some(user) => wording::user_identity(user),
+                None => wording::identity(certificate.as_deref(), facts.peer_ip),
+            },
             p1_domain: flow_domain(Some(&txn.envelope.mail_from)),
             p2_domain: flow_domain(p2),
             broken_by_november_2023: Comparison::breaks(&exo_2023, &exo_legacy),

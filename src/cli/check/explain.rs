@@ -49,6 +49,7 @@ impl<'a> Explanation<'a> {
             peer_ip: facts.peer_ip,
             certificate_names: &facts.certificate_names,
             tls: facts.tls,
+            submitter: facts.submitter(),
         };
         let p1 = ReversePath::of_address(&facts.mail_from);
         let p2 = HeaderSender::of_address(facts.header_from.as_deref());
@@ -207,6 +208,7 @@ impl<'a> Explanation<'a> {
             peer_ip: self.facts.peer_ip,
             certificate_names: &self.facts.certificate_names,
             tls: self.facts.tls,
+            submitter: self.facts.submitter(),
         };
         policy::condition1(
             self.tenant(),

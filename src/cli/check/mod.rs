@@ -37,6 +37,37 @@ pub struct Facts {
     /// The `From:` header address, if any.
     pub header_from: Option<String>,
     pub recipients: Vec<String>,
+    /// `--user`: the authenticated user, and whether its `allowed_senders` cover `mail_from`.
+    pub user: Option<(String, bool)>,
+}
+
+impl Facts {
+    /// The authenticated user as the policy sees it.
+    pub fn submitter(&self) -> Option<crate::policy::Submitter<'_>> {
+        self.user
+            .as_ref()
+            .map(|(user, may_send_as)| crate::policy::Submitter {
+                user,
+                may_send_as: *may_send_as,
+            })
+    }
+}
+
+/// `--user NAME`: the user of the configuration's users file, and whether it may send as
+/// `mail_from`.
+fn check_user(settings: &Settings, name: &str, mail_from: &str) -> Result<(String, bool), String> {
+    let Some(submission) = &settings.submission else {
+        return Err(format!(
+            "--user {name}: the configuration has no submission listener ([submission])"
+        ));
+    };
+    match submission.users.get(name) {
+        Some(user) => Ok((user.name.clone(), user.may_send_as(mail_from))),
+        None => Err(format!(
+            "--user {name}: no such user in {}",
+            submission.users_file.display()
+        )),
+    }
 }
 
 /// An address as an admin types it: `app@contoso.com`, `<app@contoso.com>`,
@@ -195,6 +226,10 @@ pub struct CheckArgs {
     /// attributed from the facts, as the gate does (certificate, P1 domain, first recipient).
     #[arg(long)]
     pub tenant: Option<String>,
+    /// Judge the transaction as sent by this user of `[submission] users_file`, authenticated
+    /// on a submission listener: the send-as check, then relay as for an authenticated mailbox.
+    #[arg(long)]
+    pub user: Option<String>,
 }
 
 /// `relaygate check`: explain one transaction; exit 0 when every recipient is accepted, 1
@@ -260,15 +295,29 @@ pub fn run(args: CheckArgs) -> ExitCode {
         _ => None,
     };
     let (tls, tls_note) = tls_fact(asked, certificate_note.is_some(), settings.tls.is_some());
+    let mail_from = bare_address(&args.mail_from);
+    let user = match args
+        .user
+        .as_deref()
+        .map(|n| check_user(&settings, n, &mail_from))
+        .transpose()
+    {
+        Ok(u) => u,
+        Err(why) => {
+            eprintln!("relaygate: {why}");
+            return ExitCode::from(2);
+        }
+    };
     let facts = Facts {
         peer_ip: args.ip,
         certificate_names,
         certificate_note,
         tls,
         tls_note,
-        mail_from: bare_address(&args.mail_from),
+        mail_from,
         header_from: args.header_from.as_deref().map(bare_address),
         recipients: args.rcpts.iter().map(|r| bare_address(r)).collect(),
+        user,
     };
     let explanation = Explanation::new(&settings, &facts, profile, tenant);
     if args.json {

@@ -46,6 +46,7 @@ fn facts(certificate: &[&str], mail_from: &str, rcpts: &[&str]) -> Facts {
         mail_from: mail_from.into(),
         header_from: None,
         recipients: rcpts.iter().map(|r| r.to_string()).collect(),
+        user: None,
     }
 }
 

@@ -244,6 +244,7 @@ impl Client {
             peer_ip: self.peer_ip,
             certificate_names: &self.names,
             tls: self.tls,
+            submitter: None,
         }
     }
 }
