@@ -190,9 +190,8 @@ pub async fn run_kinds(
     settings: watch::Receiver<Arc<Settings>>,
     shutdown: impl Future<Output = ()>,
 ) {
-    let throttle: SharedThrottle = Arc::new(Mutex::new(AuthThrottle::new(
-        ThrottleLimits::default(),
-    )));
+    let throttle: SharedThrottle =
+        Arc::new(Mutex::new(AuthThrottle::new(ThrottleLimits::default())));
     let admission = Arc::new(Admission::default());
     let (phase_tx, phase_rx) = watch::channel(Phase::Running);
     let (generation_tx, generation) =

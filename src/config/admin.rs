@@ -1,9 +1,9 @@
 //! `[admin]`: the HTTP endpoint for `/metrics`, `/health/live` and `/health/ready`.
 
 use super::server::no_listen_conflict;
-use super::SubmissionSettings;
 use super::values::seconds;
 use super::ConfigError;
+use super::SubmissionSettings;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::time::Duration;

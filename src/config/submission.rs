@@ -72,23 +72,23 @@ impl SubmissionConfig {
             if !tls {
                 return Err(ConfigError::Misplaced {
                     key,
-                    reason: "needs [tls]: AUTH is offered only under TLS, with the certificate of [tls]".into(),
+                    reason:
+                        "needs [tls]: AUTH is offered only under TLS, with the certificate of [tls]"
+                            .into(),
                 });
             }
             taken.push((key, addr));
         }
-        let users_file = self.users_file.clone().ok_or_else(|| ConfigError::Misplaced {
-            key: "submission.users_file".into(),
-            reason: "is missing: a submission listener needs the users who may authenticate"
-                .into(),
-        })?;
-        let users = Users::load(&users_file).map_err(|e| {
-            invalid(
-                "submission.users_file",
-                users_file.display(),
-                e.to_string(),
-            )
-        })?;
+        let users_file = self
+            .users_file
+            .clone()
+            .ok_or_else(|| ConfigError::Misplaced {
+                key: "submission.users_file".into(),
+                reason: "is missing: a submission listener needs the users who may authenticate"
+                    .into(),
+            })?;
+        let users = Users::load(&users_file)
+            .map_err(|e| invalid("submission.users_file", users_file.display(), e.to_string()))?;
         Ok(Some(SubmissionSettings {
             listen: self.listen.clone(),
             implicit_tls_listen: self.implicit_tls_listen.clone(),

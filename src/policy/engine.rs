@@ -71,7 +71,9 @@ pub enum RelayDecision {
     Denied(RelayDenial),
     /// An authenticated user allowed to send as the P1: Exchange Online authorises an
     /// authenticated mailbox for every recipient, whatever the connectors say.
-    Authenticated { user: String },
+    Authenticated {
+        user: String,
+    },
 }
 
 /// Exchange Online's SendAs refusal on client submission, without the suffix.

@@ -19,8 +19,8 @@ pub use attribution::{
 };
 pub use canonical::{ipv4_of, is_subdomain_or_equal, normalise, normalise_address, unmap_ipv4};
 pub use engine::{
-    authorize_relay, condition1, judge_recipient, send_as_refusal, AcceptReason, Condition1, Condition2,
-    HeaderSender, RecipientVerdict, Rejection, RelayDecision, RelayDenial,
+    authorize_relay, condition1, judge_recipient, send_as_refusal, AcceptReason, Condition1,
+    Condition2, HeaderSender, RecipientVerdict, Rejection, RelayDecision, RelayDenial,
 };
 pub use explain::{evaluate, suggest_fix, Comparison, Evaluation, Verdict};
 pub use tenant::{

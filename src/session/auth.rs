@@ -30,7 +30,10 @@ pub(super) const MECHANISMS: &str = "AUTH LOGIN PLAIN";
 
 /// What the client sent for the mechanism: the credentials, or why there are none.
 enum Credentials {
-    Given { user: String, password: Vec<u8> },
+    Given {
+        user: String,
+        password: Vec<u8>,
+    },
     /// `*`: the client gave up (RFC 4954 section 4).
     Cancelled,
     /// Not base64, or not the mechanism's shape.
@@ -41,7 +44,9 @@ enum Credentials {
 
 /// An `AUTH` line split: the mechanism (upper-cased) and the initial response, if any.
 fn split(line: &[u8]) -> Option<(String, Option<String>)> {
-    let text = std::str::from_utf8(line).ok()?.trim_end_matches(['\r', '\n']);
+    let text = std::str::from_utf8(line)
+        .ok()?
+        .trim_end_matches(['\r', '\n']);
     let mut words = text.split(' ').filter(|w| !w.is_empty());
     let _auth = words.next()?;
     let mechanism = words.next()?.to_ascii_uppercase();

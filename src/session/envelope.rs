@@ -7,8 +7,8 @@
 //! then on, so the rest of the client's transaction is answered 4xx instead.
 
 use super::{Door, End, Recipient, Session, Transaction};
-use crate::observe::metrics::metrics;
 use crate::config::{PolicyDefaults, Settings};
+use crate::observe::metrics::metrics;
 use crate::policy::enforcement::{answer_rcpt, RcptAnswer};
 use crate::policy::{
     self, Attribution, HeaderSender, RecipientVerdict, RelayDenial, ReversePath, SessionFacts,
@@ -40,7 +40,10 @@ pub(super) fn submitter<'a>(
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// What the policy judges the transaction by; its P1 is the transaction's.
     pub(super) fn facts(&self) -> SessionFacts<'_> {
-        let p1 = self.txn.as_ref().map_or("", |t| t.envelope.mail_from.as_str());
+        let p1 = self
+            .txn
+            .as_ref()
+            .map_or("", |t| t.envelope.mail_from.as_str());
         self.facts_for(p1)
     }
 

@@ -2,6 +2,7 @@
 
 mod keywords;
 mod limits;
+mod submission;
 mod tenant;
 mod tenants;
 mod tls;

@@ -196,6 +196,9 @@ fn outcome(relay: &RelayDecision, verdict: &RecipientVerdict) -> String {
                 Rejection::RelayAccessDenied(RelayDenial::NoTenant) => {
                     format!("{code} (no tenant)")
                 }
+                Rejection::RelayAccessDenied(RelayDenial::SendAsDenied { user }) => {
+                    format!("{code} (send as, {user})")
+                }
                 Rejection::OtherTenantRecipient { tenant } => {
                     let reply = r.reply();
                     format!("{} {code} ({tenant})", reply.code)

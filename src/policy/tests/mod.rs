@@ -16,6 +16,7 @@ mod document;
 mod examples;
 mod fixes;
 mod rules;
+mod submission;
 mod tenants;
 
 /// The external recipient of most examples.
