@@ -15,6 +15,7 @@ pub mod record;
 pub mod server;
 pub mod session;
 pub mod stream;
+pub mod submission;
 pub mod tls;
 pub mod upstream;
 pub mod wire;
