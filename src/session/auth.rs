@@ -144,9 +144,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         };
         // argon2id takes tens of milliseconds of CPU on purpose: off the async workers.
         let attempt = user.clone();
-        let verify = tokio::task::spawn_blocking(move || {
-            users.verify(&attempt, &password).map(|u| u.name.clone())
-        });
+        let password = zeroize::Zeroizing::new(password);
+        let verify = tokio::task::spawn_blocking(move || users.verify_owned(attempt, password));
         let verified = within_deadline!(self, verify).ok().flatten();
         match verified {
             Some(name) => {
