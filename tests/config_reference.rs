@@ -170,6 +170,7 @@ kind = "smtp"
 address = "contoso-com.mail.protection.outlook.com:25"
 [admin]
 listen = "127.0.0.1:9025"
+[submission]
 "#;
 
 /// Only what is required, with one tenant: its name, domain, connector and upstream.
@@ -264,6 +265,10 @@ chunking = false
 [admin]
 listen = "127.0.0.1:9025"
 probe_interval_secs = 5
+[submission]
+listen = ["[::1]:587"]
+implicit_tls_listen = ["[::1]:465"]
+users_file = "/etc/relaygate/users.toml"
 [log]
 format = "json"
 level = "debug"
