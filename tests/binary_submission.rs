@@ -306,3 +306,86 @@ fn a_users_file_others_can_read_is_refused_at_start() {
     assert!(stderr.contains("submission.users_file"), "{stderr}");
     assert!(stderr.contains(&users.display().to_string()), "{stderr}");
 }
+
+/// A configuration for the one-shot commands with `[submission]` and `users`; (its path, the
+/// directory holding both).
+fn check_config(users: &[(&str, &str)]) -> (String, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let users_path = dir.path().join("users.toml");
+    write_users(&users_path, users, 0o600);
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "\n[submission]\nlisten = [\"127.0.0.1:5870\"]\nusers_file = \"{}\"\n",
+            users_path.display()
+        ),
+    );
+    (config, dir)
+}
+
+#[test]
+fn config_check_warns_of_a_sender_domain_exchange_online_would_refuse_from_the_gate() {
+    // fabrikam.com is not accepted, and the directory upstream presents no certificate.
+    let (config, _dir) = check_config(&[SCANNER]);
+    let (status, out, err) = relaygate(&["config", "check", "--config", &config]);
+    assert_eq!(status, 0, "{out}{err}");
+    assert!(
+        out.contains("user \"scanner\" allowed_senders \"*@fabrikam.com\"")
+            && out.contains("550 5.7.64"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("allowed_senders \"scanner@contoso.com\""),
+        "contoso.com is accepted:\n{out}"
+    );
+}
+
+#[test]
+fn check_judges_a_transaction_as_an_authenticated_user() {
+    let (config, _dir) = check_config(&[SCANNER]);
+    let check = |from: &str| {
+        relaygate(&[
+            "check",
+            "--config",
+            &config,
+            "--ip",
+            "198.51.100.7",
+            "--tls",
+            "--user",
+            "scanner",
+            "--mail-from",
+            from,
+            "--rcpt",
+            "bob@example.org",
+        ])
+    };
+    let (status, out, err) = check("scanner@contoso.com");
+    assert_eq!(status, 0, "{out}{err}");
+    assert!(
+        out.contains("authenticated as scanner (SMTP AUTH): its allowed_senders cover"),
+        "{out}"
+    );
+    let (status, out, err) = check("ceo@contoso.com");
+    assert_eq!(status, 1, "{out}{err}");
+    assert!(
+        out.contains(
+            "550 5.7.60 SMTP; Client does not have permissions to send as this sender at MAIL"
+        ),
+        "{out}"
+    );
+    let (status, _, err) = relaygate(&[
+        "check",
+        "--config",
+        &config,
+        "--ip",
+        "198.51.100.7",
+        "--user",
+        "nobody",
+        "--mail-from",
+        "a@contoso.com",
+        "--rcpt",
+        "bob@example.org",
+    ]);
+    assert_eq!(status, 2);
+    assert!(err.contains("--user nobody: no such user"), "{err}");
+}

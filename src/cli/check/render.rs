@@ -35,6 +35,21 @@ impl Explanation<'_> {
             }
         };
         let _ = writeln!(out, "  P1 MAIL FROM     {p1}");
+        if let Some((user, may_send_as)) = &f.user {
+            let send_as = if *may_send_as {
+                "its allowed_senders cover the P1: relay authorized as for an authenticated mailbox"
+                    .to_string()
+            } else {
+                format!(
+                    "its allowed_senders do not cover the P1: {} at MAIL",
+                    crate::policy::send_as_refusal().to_line()
+                )
+            };
+            let _ = writeln!(
+                out,
+                "  user             authenticated as {user} (SMTP AUTH): {send_as}"
+            );
+        }
         let p2 = match f.header_from.as_deref() {
             None => "none given".to_string(),
             Some(a) => match domain_of(a) {
@@ -131,13 +146,14 @@ impl Explanation<'_> {
                     .collect();
                 let branch1 = match &e.relay {
                     RelayDecision::Authorized { condition1, .. } => Some(condition1.branch()),
+                    RelayDecision::Authenticated { .. } => Some("auth"),
                     _ => None,
                 };
                 let condition2 = e.relay.condition2();
                 (
                     p.as_str().to_string(),
                     json!({
-                        "relay_authorized": matches!(e.relay, RelayDecision::Authorized { .. }),
+                        "relay_authorized": matches!(e.relay, RelayDecision::Authorized { .. } | RelayDecision::Authenticated { .. }),
                         "condition1_branch": branch1,
                         "condition1": self.condition1(e).join("\n"),
                         "condition2_by": condition2.map(|c| c.branch()),
@@ -162,6 +178,8 @@ impl Explanation<'_> {
             "tls_note": f.tls_note,
             "mail_from": f.mail_from,
             "header_from": f.header_from,
+            "user": f.user.as_ref().map(|(u, _)| u),
+            "may_send_as": f.user.as_ref().map(|(_, may)| may),
             "connectors": self.connectors().into_iter().map(|(n, w)| json!({"connector": n, "match": w})).collect::<Vec<_>>(),
             "profiles": Value::Object(profiles),
             "broken_by_november_2023": self.comparison.broken_by_november_2023(),

@@ -6,6 +6,7 @@
 //! do what admins usually mean: NDRs that cannot relay, a wildcard that lets every host under a
 //! domain relay, settings Exchange Online silently ignores.
 
+mod submission;
 mod tenants;
 
 use crate::config::{Config, ConfigError, InboundConnectorConfig, Settings, TenantSettings};
@@ -65,6 +66,10 @@ pub fn error_finding(e: &ConfigError) -> Finding {
         ConfigError::Misplaced { key, .. } if key == "upstream" && text.contains("missing") => (
             key.clone(),
             "add [upstream] (kind = \"smtp\" and its address, or kind = \"directory\" and a path)".to_string(),
+        ),
+        ConfigError::Misplaced { key, .. } if key.starts_with("submission.") => (
+            key.clone(),
+            "a submission listener needs [tls] (AUTH is offered only under TLS) and users_file (the users who may authenticate): add them, or remove the listener".to_string(),
         ),
         ConfigError::Misplaced { key, .. } => (
             key.clone(),
@@ -131,6 +136,7 @@ pub fn warnings(config: &Config, settings: &Settings) -> Vec<Finding> {
         out.extend(tenant_warnings(settings, tenant, &prefix, connectors));
     }
     out.extend(tenants::warnings(settings));
+    out.extend(submission::warnings(config, settings));
     out
 }
 
