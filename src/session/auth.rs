@@ -11,6 +11,7 @@
 //! when it names a user of the users file: an application that pasted its password into the
 //! user name field would otherwise leave the password in the log.
 
+use super::io::Input;
 use super::{Door, End, Session};
 use crate::observe::metrics::metrics;
 use crate::submission::throttle::Admission;
@@ -38,6 +39,8 @@ enum Credentials {
     Cancelled,
     /// Not base64, or not the mechanism's shape.
     Malformed,
+    /// Already answered (an over-long response line got `500 5.5.2`): the exchange is over.
+    Answered,
     /// The session ended while waiting for a response.
     Ended(End),
 }
@@ -136,6 +139,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 self.error_reply(Reply::new(501, "5.5.2", "Cannot decode response"));
                 return Ok(());
             }
+            Credentials::Answered => return Ok(()),
             Credentials::Ended(end) => return Err(end),
         };
         let users = match &self.settings.submission {
@@ -254,28 +258,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     }
 
     /// `334 challenge`, then the client's response line (bounded like every command line: an
-    /// over-long one is answered `500 5.5.2` and ends the exchange).
+    /// over-long one is answered `500 5.5.2` and ends the exchange). The line is not kept
+    /// beyond this exchange, and never logged.
     async fn challenge(&mut self, challenge: &str) -> Result<String, Credentials> {
         self.reply(&Reply::new(334, "", challenge));
-        let errors = self.errors;
-        let len = match self.next_line().await {
-            super::io::Input::Line(n) => n,
-            super::io::Input::TimedOut => {
+        let len = match self.read_line().await {
+            Err(_) => return Err(Credentials::Answered),
+            Ok(Input::Line(n)) => n,
+            Ok(Input::TimedOut) => {
                 self.timed_out();
                 return Err(Credentials::Ended(End::Timeout));
             }
-            super::io::Input::ShuttingDown => {
-                return Err(Credentials::Ended(self.shutting_down().await))
-            }
-            super::io::Input::Closed => return Err(Credentials::Ended(End::ClientClosed)),
-            super::io::Input::Failed => return Err(Credentials::Ended(End::Io)),
+            Ok(Input::ShuttingDown) => return Err(Credentials::Ended(self.shutting_down().await)),
+            Ok(Input::Closed) => return Err(Credentials::Ended(End::ClientClosed)),
+            Ok(Input::Failed) => return Err(Credentials::Ended(End::Io)),
         };
         let line = self.buffered()[..len].to_vec();
         self.consume(len);
-        if self.errors != errors {
-            // next_line answered an over-long line: the exchange is over.
-            return Err(Credentials::Malformed);
-        }
         let text = String::from_utf8_lossy(&line);
         Ok(text.trim_end_matches(['\r', '\n']).trim().to_string())
     }

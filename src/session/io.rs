@@ -27,6 +27,9 @@ pub(super) const READ_CHUNK: usize = 64 * 1024;
 /// The last flush and shutdown when a session ends: bounded, since the client may not read.
 const CLOSE_WAIT: Duration = Duration::from_secs(5);
 
+/// A command line longer than the limit was answered `500 5.5.2` and skipped.
+pub(super) struct LineTooLong;
+
 /// The result of waiting for input.
 pub(super) enum Input {
     Line(usize),
@@ -189,16 +192,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// The next command line (its length including LF, at the start of `buffered()`). An
     /// over-long line is answered and skipped here, without being held in memory.
     pub(super) async fn next_line(&mut self) -> Input {
+        loop {
+            if let Ok(input) = self.read_line().await {
+                return input;
+            }
+        }
+    }
+
+    /// [`Session::next_line`], but an over-long line, once answered `500 5.5.2` and skipped,
+    /// is `Err(LineTooLong)`: inside an exchange (AUTH) it ends the exchange.
+    pub(super) async fn read_line(&mut self) -> Result<Input, LineTooLong> {
         let mut discarding = false;
         loop {
             if let Some(nl) = memchr(b'\n', self.buffered()) {
                 if discarding || nl + 1 > MAX_COMMAND_LINE {
                     self.consume(nl + 1);
-                    discarding = false;
                     self.error_reply(Reply::new(500, "5.5.2", "Line too long"));
-                    continue;
+                    return Err(LineTooLong);
                 }
-                return Input::Line(nl + 1);
+                return Ok(Input::Line(nl + 1));
             }
             if discarding || self.buffered().len() > MAX_COMMAND_LINE {
                 let n = self.buffered().len();
@@ -207,14 +219,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             }
             // Nothing more to answer from this batch: let the client see the replies.
             if self.flush().await.is_err() {
-                return Input::Failed;
+                return Ok(Input::Failed);
             }
             match self
                 .fill(self.settings.server.command_timeout, COMMAND_CHUNK)
                 .await
             {
                 Input::Line(_) => {}
-                other => return other,
+                other => return Ok(other),
             }
         }
     }
