@@ -2,7 +2,9 @@
 //! seeded scenarios, each a real relaygate session over in-memory pipes on tokio's paused
 //! clock, against an upstream that drops, stalls, says 421, sends stray lines, odd codes and
 //! mixed multi-line replies, and a client that pipelines, sends large messages, dot lines and
-//! 8-bit text, or leaves mid-message. After each one the invariant is checked.
+//! 8-bit text, or leaves mid-message, and now and then comes to the submission listener with
+//! implicit TLS and AUTH PLAIN (right or wrong password). After each one the invariant is
+//! checked.
 //!
 //! - `RELAYGATE_SIM_SCENARIOS` (default 10,000) and `RELAYGATE_SIM_FIRST_SEED` (default 0)
 //!   choose the seeds; `scripts/simulate.sh` runs a million before a release.

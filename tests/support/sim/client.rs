@@ -6,7 +6,11 @@
 use super::rng::Rng;
 use super::Trace;
 use crate::support::message::stuff;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, DuplexStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// The client's end of the connection: the pipe itself, or TLS over it (a submission session).
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 /// One message as the client saw it.
 #[derive(Debug, Clone)]
@@ -45,7 +49,7 @@ pub enum Body {
 }
 
 pub struct Client {
-    pub(super) io: DuplexStream,
+    pub(super) io: Box<dyn Io>,
     pub(super) buf: Vec<u8>,
     pub(super) rng: Rng,
     /// What BDAT adds (whether to use it, chunks, BINARYMIME) is drawn from a generator of its
@@ -58,6 +62,11 @@ pub struct Client {
     pub(super) last_line: String,
     /// Every message this client tried.
     pub sent: Vec<Sent>,
+    /// AUTH PLAIN's initial response to send after EHLO (a submission session), and whether
+    /// it holds the right password.
+    pub auth: Option<(String, bool)>,
+    /// What the gate said that it must not have (checked by the scenario).
+    pub broken: Option<String>,
 }
 
 /// The connection ended (the gate closed it).
@@ -65,9 +74,9 @@ pub struct Client {
 pub struct Closed;
 
 impl Client {
-    pub fn new(io: DuplexStream, rng: Rng, trace: Trace) -> Client {
+    pub fn new(io: impl Io + 'static, rng: Rng, trace: Trace) -> Client {
         Client {
-            io,
+            io: Box::new(io),
             buf: Vec::new(),
             bdat_rng: rng.sibling(),
             rng,
@@ -75,6 +84,8 @@ impl Client {
             chunking: false,
             last_line: String::new(),
             sent: Vec::new(),
+            auth: None,
+            broken: None,
         }
     }
 
@@ -103,6 +114,25 @@ impl Client {
         }
         if self.command("EHLO client.sim").await? != 250 {
             return Ok(());
+        }
+        if let Some((response, right)) = self.auth.clone() {
+            let code = self.command(&format!("AUTH PLAIN {response}")).await?;
+            let expected = if right { 235 } else { 535 };
+            // 421: the address is locked out after too many wrong passwords.
+            if code != expected && code != 421 {
+                self.broken = Some(format!(
+                    "AUTH answered {code}, expected {expected}: {}",
+                    self.last_line
+                ));
+            }
+            if code != 235 {
+                // Without AUTH every MAIL gets 530: try one, then leave.
+                let mail = self.command("MAIL FROM:<app@contoso.com>").await?;
+                if code == 535 && mail != 530 {
+                    self.broken = Some(format!("MAIL without AUTH answered {mail}"));
+                }
+                return Ok(());
+            }
         }
         let transactions = self.rng.range(1, 3);
         for t in 0..transactions {

@@ -7,18 +7,20 @@
 //! `tests/simulation.rs` depend on it), so a change to what the client, the upstream or the
 //! configuration draw from the seed changes every seed's meaning. Choices added later (BDAT,
 //! BINARYMIME) are drawn from generators of their own ([`rng::Rng::sibling`]), never from the
-//! existing streams, so the existing draws stay in place.
+//! existing streams, so the existing draws stay in place; so are the sessions that authenticate
+//! ([`submission`]: forked from that generator after its last draw).
 
 mod bdat;
 pub mod client;
 pub mod rng;
+mod submission;
 pub mod upstream;
 
 use crate::support::config::ip_tenant;
 use crate::support::message::without_received;
 use client::{Body, Client, Sent};
 use relaygate::config::{Config, Settings};
-use relaygate::session::{run_session, Peer, Phase};
+use relaygate::session::{run_session_at, Door, Peer, Phase};
 use relaygate::upstream::Connector;
 use rng::Rng;
 use std::net::SocketAddr;
@@ -108,9 +110,11 @@ reply_timeout_secs = 10
 data_end_timeout_secs = 20
 pool_max_idle = {pool}
 chunking = {chunking}
+{submission}
 "#,
         session = session_timeout.as_secs(),
         tenant = tenant(),
+        submission = submission::sections(),
     );
     Config::parse(&text)
         .and_then(|c| c.validate().map_err(|e| e.to_string()))
@@ -134,6 +138,10 @@ pub struct Tally {
     pub smuggled_answered: u64,
     /// Messages answered 552 (over `max_message_size`, or refused so by the upstream).
     pub too_large: u64,
+    /// Sessions on the submission listener (implicit TLS, AUTH PLAIN), and those of them whose
+    /// password was wrong.
+    pub authenticated: u64,
+    pub wrong_password: u64,
 }
 
 impl Tally {
@@ -163,6 +171,8 @@ impl Tally {
         self.binary_mime_refused += other.binary_mime_refused;
         self.smuggled_answered += other.smuggled_answered;
         self.too_large += other.too_large;
+        self.authenticated += other.authenticated;
+        self.wrong_password += other.wrong_password;
     }
 }
 
@@ -172,14 +182,17 @@ impl std::fmt::Display for Tally {
             f,
             "{} messages; told 2xx: {} as DATA, {} as BDAT, {} as BDAT with BODY=BINARYMIME \
              ({} more of those refused 5xx); {} with a bare line break or NUL without \
-             BINARYMIME answered, none 2xx; {} answered 552",
+             BINARYMIME answered, none 2xx; {} answered 552; {} sessions with AUTH ({} with a \
+             wrong password)",
             self.messages,
             self.data_taken,
             self.bdat_taken,
             self.binary_mime_taken,
             self.binary_mime_refused,
             self.smuggled_answered,
-            self.too_large
+            self.too_large,
+            self.authenticated,
+            self.wrong_password
         )
     }
 }
@@ -208,6 +221,10 @@ async fn scenario(seed: u64, trace: Trace) -> Result<Tally, String> {
         dial_fault_percent: *rng.pick(&[0, 0, 10]),
         reply_timeout: Duration::from_secs(10),
     };
+    // Sessions that authenticate, added later still: drawn after every draw of `added`.
+    let mut auth_rng = added.fork();
+    let throttle = submission::throttle();
+    let mut tally = Tally::default();
     let store = Arc::new(Store::default());
     let dial = SimDial {
         spec,
@@ -240,17 +257,46 @@ async fn scenario(seed: u64, trace: Trace) -> Result<Tally, String> {
             early: Vec::new(),
         };
         let started = tokio::time::Instant::now();
-        let gate = tokio::spawn(run_session(
+        let auth = auth_rng.chance(10).then(|| auth_rng.chance(85));
+        let door = match auth {
+            None => Door::Relay,
+            Some(_) => Door::Submission {
+                implicit_tls: true,
+                throttle: Arc::clone(&throttle),
+            },
+        };
+        let gate = tokio::spawn(run_session_at(
+            door,
             gate_end,
             peer,
             Arc::clone(&settings),
             connector.leg(),
             phase.clone(),
         ));
-        let mut client = Client::new(client_end, rng.fork(), trace.clone());
+        let mut client = match auth {
+            None => Client::new(client_end, rng.fork(), trace.clone()),
+            Some(right) => {
+                tally.authenticated += 1;
+                tally.wrong_password += u64::from(!right);
+                trace.note(format!(
+                    "session {session}: implicit TLS, AUTH PLAIN (right password: {right})"
+                ));
+                let Some(tls) = submission::handshake(client_end).await else {
+                    return Err(format!(
+                        "session {session}: the implicit TLS handshake failed"
+                    ));
+                };
+                let mut client = Client::new(tls, rng.fork(), trace.clone());
+                client.auth = Some((submission::plain(right), right));
+                client
+            }
+        };
         let outcome =
             tokio::time::timeout(session_timeout + END_SLACK, client.run(session as usize)).await;
         sent.append(&mut client.sent);
+        if let Some(why) = client.broken.take() {
+            return Err(format!("session {session}: {why}"));
+        }
         drop(client);
         if outcome.is_err() {
             return Err(format!(
@@ -278,7 +324,6 @@ async fn scenario(seed: u64, trace: Trace) -> Result<Tally, String> {
     }
     let held = store.held.lock().unwrap().clone();
     check(&sent, &held)?;
-    let mut tally = Tally::default();
     tally.count(&sent);
     Ok(tally)
 }
