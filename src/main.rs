@@ -55,6 +55,9 @@ enum Command {
         #[arg(long)]
         html: Option<PathBuf>,
     },
+    /// Read a password from standard input (one line) and print its argon2id PHC string, the
+    /// `password_hash` of a user in the [submission] users file.
+    Passwd,
 }
 
 #[derive(Subcommand)]
@@ -88,5 +91,6 @@ fn main() -> ExitCode {
             tenant,
         } => cli::import_exo::run(inbound_connectors, accepted_domains, tenant),
         Command::Report { logfile, html } => cli::report::run(logfile, html),
+        Command::Passwd => cli::passwd::run(),
     }
 }

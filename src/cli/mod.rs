@@ -1,13 +1,15 @@
 //! The one-shot commands an Exchange admin runs beside the gate: explain a decision (`check`),
 //! check a configuration (`config check`), print it with every default filled in (`config
 //! show`), import the tenant from Exchange Online (`import-exo`), report on an audit log
-//! (`report`), and `serve`, which runs the gate. Each is its own module with a `run` function;
-//! `main.rs` only parses the command line and dispatches.
+//! (`report`), hash a submission user's password (`passwd`), and `serve`, which runs the gate.
+//! Each is its own module with a `run` function; `main.rs` only parses the command line and
+//! dispatches.
 
 pub mod check;
 pub mod config_check;
 pub mod config_show;
 pub mod import_exo;
+pub mod passwd;
 pub mod report;
 pub mod serve;
 

@@ -15,5 +15,5 @@
 //! ([`users`]), and how wrong passwords are slowed down and locked out per client address
 //! ([`throttle`]). The session speaks AUTH and asks them.
 
-// pub mod throttle;
+pub mod throttle;
 pub mod users;
