@@ -72,7 +72,8 @@ pub struct Flow {
     /// The tenant (`[[tenants]] name`) the flow's transactions were attributed to; empty for a
     /// gate with one unnamed tenant, or when no tenant was attributed. Flows are grouped by it.
     pub tenant: String,
-    /// `certificate NAME` or `ip ADDRESS`, as logged.
+    /// `user NAME` (authenticated on a submission listener), `certificate NAME` or
+    /// `ip ADDRESS`, as logged.
     pub identity: String,
     /// Envelope sender domain; empty for the null sender (shown as `<>`).
     pub p1_domain: String,

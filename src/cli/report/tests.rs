@@ -480,3 +480,43 @@ fn transactions_that_ended_before_their_header_are_counted_but_not_blamed_on_202
         f.verdict_legacy()
     );
 }
+
+#[test]
+fn an_authenticated_users_transactions_make_its_own_flow_whatever_its_address() {
+    // The session logs `user NAME` as the identity, not the address it came from.
+    let lines = [
+        event(
+            "2026-11-25T02:00:00Z",
+            "user scanner",
+            "contoso.com",
+            "contoso.com",
+            "accepted",
+            "accepted",
+        ),
+        event(
+            "2026-11-25T02:00:01Z",
+            "user scanner",
+            "contoso.com",
+            "contoso.com",
+            "accepted",
+            "accepted",
+        ),
+        event(
+            "2026-11-25T02:00:02Z",
+            "ip 127.0.0.1",
+            "contoso.com",
+            "contoso.com",
+            "accepted",
+            "accepted",
+        ),
+    ];
+    let r = report(&lines);
+    assert_eq!(r.flows.len(), 2);
+    let user = r
+        .flows
+        .iter()
+        .find(|f| f.identity == "user scanner")
+        .unwrap();
+    assert_eq!(user.count, 2);
+    assert!(r.render_text().contains("user scanner"));
+}
