@@ -58,11 +58,16 @@ impl Submission {
 }
 
 fn gate_with_users(users: &[(&str, &str)]) -> Submission {
+    gate_with_users_and(users, "")
+}
+
+/// [`gate_with_users`] with `server_extra` in `[server]`.
+fn gate_with_users_and(users: &[(&str, &str)], server_extra: &str) -> Submission {
     let dir = tempfile::tempdir().unwrap();
     let users_path = dir.path().join("users.toml");
     write_users(&users_path, users, 0o600);
     let (starttls, implicit) = (free_port(), free_port());
-    let gate = start_edited("203.0.113.0/24", "", |config| {
+    let gate = start_edited("203.0.113.0/24", server_extra, |config| {
         config
             + &format!(
                 "\n[submission]\nlisten = [\"{starttls}\"]\nimplicit_tls_listen = [\"{implicit}\"]\nusers_file = \"{}\"\n",
@@ -388,4 +393,54 @@ fn check_judges_a_transaction_as_an_authenticated_user() {
     ]);
     assert_eq!(status, 2);
     assert!(err.contains("--user nobody: no such user"), "{err}");
+}
+
+#[test]
+fn behind_a_proxy_header_the_implicit_tls_handshake_starts_right_after_it() {
+    use std::io::{BufRead, BufReader, Write};
+    let s = gate_with_users_and(
+        &[SCANNER],
+        "proxy_protocol = true\nproxy_trusted_networks = [\"127.0.0.1/32\"]",
+    );
+    let mut roots = rustls::RootCertStore::empty();
+    use rustls::pki_types::{pem::PemObject, CertificateDer};
+    for c in CertificateDer::pem_file_iter(cert("ca.pem")).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
+    let mut tcp = std::net::TcpStream::connect(s.implicit).unwrap();
+    tcp.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    // The header and the ClientHello in one write: the gate reads both at once.
+    let mut first = b"PROXY TCP4 192.0.2.9 127.0.0.1 50000 465\r\n".to_vec();
+    conn.write_tls(&mut first).unwrap();
+    tcp.write_all(&first).unwrap();
+    let mut tls = BufReader::new(rustls::StreamOwned::new(conn, tcp));
+    let mut banner = String::new();
+    tls.read_line(&mut banner).unwrap();
+    assert!(banner.starts_with("220 gate.contoso.com"), "{banner:?}");
+    tls.get_mut()
+        .write_all(b"EHLO app.contoso.com\r\n")
+        .unwrap();
+    let mut ehlo = String::new();
+    loop {
+        let mut line = String::new();
+        tls.read_line(&mut line).unwrap();
+        ehlo.push_str(&line);
+        if line.as_bytes().get(3) != Some(&b'-') {
+            break;
+        }
+    }
+    assert!(
+        ehlo.starts_with("250-gate.contoso.com Hello [192.0.2.9]"),
+        "{ehlo}"
+    );
+    assert!(ehlo.contains("250-AUTH LOGIN PLAIN"), "{ehlo}");
 }
