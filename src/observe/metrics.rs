@@ -201,4 +201,26 @@ mod tests {
             "{text}"
         );
     }
+
+    #[test]
+    fn auth_outcomes_and_send_as_refusals_are_counted_without_a_user_label() {
+        let m = Metrics::new();
+        m.auth("ok");
+        m.auth("failed");
+        m.auth("failed");
+        m.send_as_refused();
+        let text = m.render();
+        assert!(
+            text.contains("relaygate_auth_attempts_total{outcome=\"failed\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("relaygate_auth_attempts_total{outcome=\"ok\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("relaygate_send_as_refusals_total 1"),
+            "{text}"
+        );
+    }
 }

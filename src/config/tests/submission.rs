@@ -49,6 +49,19 @@ fn a_submission_listener_may_not_take_the_relay_listeners_address() {
 }
 
 #[test]
+fn the_admin_endpoint_may_not_take_a_submission_listeners_address() {
+    let dir = users_file();
+    let e = refused(&format!(
+        "{TLS}[submission]\nlisten = [\"127.0.0.1:5870\"]\nusers_file = \"{}\"\n[admin]\nlisten = \"0.0.0.0:5870\"\n",
+        dir.path().join("users.toml").display()
+    ));
+    assert!(
+        e.starts_with("configuration key admin.listen = 0.0.0.0:5870: conflicts with submission.listen[0] = 127.0.0.1:5870"),
+        "{e}"
+    );
+}
+
+#[test]
 fn a_submission_listener_needs_a_users_file() {
     let e = refused(&format!(
         "{TLS}[submission]\nlisten = [\"127.0.0.1:5870\"]\n"
