@@ -307,3 +307,17 @@ fn allowed_senders_must_be_addresses_or_whole_domains() {
         );
     }
 }
+
+#[test]
+fn users_can_be_shared_with_blocking_threads() {
+    fn shareable<T: Send + Sync + 'static>() {}
+    shareable::<Users>();
+    let users = Arc::new(scanner());
+    let name = std::thread::spawn({
+        let users = Arc::clone(&users);
+        move || users.verify_owned("APP".into(), Zeroizing::new(b"battery staple".to_vec()))
+    })
+    .join()
+    .unwrap();
+    assert_eq!(name.as_deref(), Some("app"));
+}
