@@ -7,16 +7,14 @@
 //! that comes back to the pool is always between transactions and in step.
 
 use super::connection::{Capabilities, Connection, Expect};
-use super::dial::Dial;
+use super::open::{self, Route};
 use super::pool::Pool;
-use super::{format_path, Envelope, Stage, TlsFailure, UpstreamError, UpstreamReply};
-use crate::config::{SmtpUpstreamSettings, UpstreamTls};
-use crate::stream::MaybeTls;
+use super::{format_path, Envelope, Stage, UpstreamError, UpstreamReply};
+use crate::config::SmtpUpstreamSettings;
 use crate::wire::data::DotStuffer;
 use crate::wire::dsn::RcptDsn;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::time::timeout;
 
 /// A pooled connection idle longer than this is checked with NOOP before reuse.
 const POOL_CHECK_AFTER: Duration = Duration::from_secs(2);
@@ -36,7 +34,7 @@ pub(super) struct SmtpShared {
     pub(super) settings: Arc<SmtpUpstreamSettings>,
     pub(super) helo_name: String,
     pub(super) pool: Pool<Connection>,
-    pub(super) dial: Box<dyn Dial>,
+    pub(super) route: Route,
 }
 
 /// One client session's SMTP upstream.
@@ -84,62 +82,7 @@ impl SmtpLeg {
 
     /// A new connection through greeting, EHLO and STARTTLS as configured.
     pub(super) async fn connect(shared: &SmtpShared) -> Result<Connection, UpstreamError> {
-        let s = &shared.settings;
-        let stream = match timeout(s.connect_timeout, shared.dial.dial()).await {
-            Err(_) => return Err(UpstreamError::Timeout(Stage::Connect)),
-            Ok(Err(e)) => return Err(UpstreamError::Connect(e)),
-            Ok(Ok(t)) => t,
-        };
-        let mut c = Connection::new(stream);
-        let greeting = c
-            .read_expected(Expect::Ready, s.reply_timeout, Stage::Greeting)
-            .await?;
-        if greeting.code != 220 {
-            return Err(UpstreamError::Refused {
-                stage: Stage::Greeting,
-                reply: greeting.summary(),
-            });
-        }
-        c.hello(&shared.helo_name, s.reply_timeout).await?;
-        match (s.tls, c.caps.starttls) {
-            (UpstreamTls::None, _) | (UpstreamTls::Opportunistic, false) => {}
-            (UpstreamTls::Required, false) => {
-                return Err(UpstreamError::Tls(TlsFailure::NotOffered))
-            }
-            (_, true) => {
-                let reply = c
-                    .command("STARTTLS", Expect::Ready, s.reply_timeout, Stage::StartTls)
-                    .await?;
-                if reply.code != 220 {
-                    return Err(UpstreamError::Tls(TlsFailure::Refused(reply.summary())));
-                }
-                c.clear_input();
-                let config = s
-                    .tls_config
-                    .clone()
-                    .ok_or(UpstreamError::Tls(TlsFailure::NoConfiguration))?;
-                let connector = tokio_rustls::TlsConnector::from(config);
-                let MaybeTls::Plain(plain) = c.stream else {
-                    return Err(UpstreamError::OutOfStep {
-                        stage: Stage::StartTls,
-                        seen: "STARTTLS twice".into(),
-                    });
-                };
-                let tls = match timeout(
-                    s.connect_timeout,
-                    connector.connect(s.tls_server_name.clone(), plain),
-                )
-                .await
-                {
-                    Err(_) => return Err(UpstreamError::Timeout(Stage::TlsHandshake)),
-                    Ok(Err(e)) => return Err(UpstreamError::Tls(TlsFailure::Handshake(e))),
-                    Ok(Ok(t)) => t,
-                };
-                c.stream = MaybeTls::Client(Box::new(tls));
-                c.hello(&shared.helo_name, s.reply_timeout).await?;
-            }
-        }
-        Ok(c)
+        open::connect(shared).await
     }
 
     /// A connection for the next transaction: a pooled one that is still in step (and, after
@@ -253,19 +196,23 @@ impl SmtpLeg {
         } else {
             vec![mail]
         };
-        let mut replies = match self.exchange(&lines, Stage::Mail).await {
-            // A pooled connection the upstream had closed or spoiled meanwhile: nothing of
-            // this transaction is committed yet, so once more on a new connection.
-            Err(
-                UpstreamError::Dropped(_)
-                | UpstreamError::Timeout(_)
-                | UpstreamError::OutOfStep { .. },
-            ) if self.reused => {
-                self.conn = Some(Self::connect(&self.shared).await?);
-                self.reused = false;
-                self.exchange(&lines, Stage::Mail).await?
+        let mut failovers = 0;
+        let mut replies = loop {
+            let via = self.conn.as_ref().and_then(|c| c.via.clone());
+            match self.exchange(&lines, Stage::Mail).await {
+                // A pooled connection the upstream had closed or spoiled meanwhile, or (on a
+                // new connection) an address failing at MAIL: nothing of this transaction is
+                // committed yet, so once more on a new connection, which skips that address.
+                Err(e) if mail_may_retry(&e, self.reused, via.is_some(), failovers) => {
+                    if let (false, Some(target)) = (self.reused, &via) {
+                        open::failed(target, &e);
+                        failovers += 1;
+                    }
+                    self.conn = Some(Self::connect(&self.shared).await?);
+                    self.reused = false;
+                }
+                other => break other?,
             }
-            other => other?,
         };
         let mail_reply = replies.remove(0);
         self.in_transaction = mail_reply.is_positive();
@@ -568,6 +515,27 @@ impl SmtpLeg {
             c.close().await;
         }
     }
+}
+
+/// Failovers at MAIL per transaction (each on a new connection, which skips the address that
+/// failed): bounded, so a transaction never walks an endless list.
+const MAX_MAIL_FAILOVERS: usize = 2;
+
+/// Whether MAIL goes again on a new connection: a pooled connection's death (it may simply
+/// have been idle too long), or, for a new connection to a configured address, any trouble
+/// including the upstream's 421 (that server is closing; another may not be). A 4xx or 5xx
+/// reply to MAIL is the upstream's verdict on the sender, passed on as it came.
+fn mail_may_retry(e: &UpstreamError, reused: bool, addressed: bool, failovers: usize) -> bool {
+    let broken = matches!(
+        e,
+        UpstreamError::Dropped(_) | UpstreamError::Timeout(_) | UpstreamError::OutOfStep { .. }
+    );
+    if reused {
+        return broken;
+    }
+    addressed
+        && failovers < MAX_MAIL_FAILOVERS
+        && (broken || matches!(e, UpstreamError::Refused { .. }))
 }
 
 /// `RCPT TO:<path>`, with the recipient's DSN parameters when the upstream offers DSN.
