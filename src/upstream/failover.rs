@@ -135,6 +135,25 @@ impl Book {
         targets
     }
 
+    /// Whether `entries` (as last resolved) hold an address other than `except` that is not
+    /// being skipped.
+    pub fn has_alternative(&self, entries: &[String], except: SocketAddr) -> bool {
+        let candidates: Vec<SocketAddr> = {
+            let known = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+            entries
+                .iter()
+                .filter_map(|e| known.get(e))
+                .filter_map(|r| r.as_ref().ok())
+                .flatten()
+                .copied()
+                .filter(|a| *a != except)
+                .collect()
+        };
+        candidates
+            .into_iter()
+            .any(|a| self.skipped_for(a).is_none())
+    }
+
     /// Is a configured entry up, and a line saying why: up while one of its addresses is not
     /// being skipped.
     pub fn state(&self, entry: &str) -> (bool, String) {
@@ -245,5 +264,24 @@ mod tests {
         assert!(!book.state("localhost:25").0);
         tokio::time::advance(MAX_BACKOFF).await;
         assert_eq!(book.state("localhost:25"), (true, "up".to_string()));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_alternative_is_another_address_not_being_skipped() {
+        let book = Book::default();
+        let (a, b) = (target(1).addr, target(2).addr);
+        let entries = ["one:25".to_string(), "two:25".to_string()];
+        book.entries
+            .lock()
+            .unwrap()
+            .insert("one:25".into(), Ok(vec![a]));
+        assert!(!book.has_alternative(&entries, a), "the only address");
+        book.entries
+            .lock()
+            .unwrap()
+            .insert("two:25".into(), Ok(vec![b]));
+        assert!(book.has_alternative(&entries, a));
+        book.failed(b);
+        assert!(!book.has_alternative(&entries, a), "the other is skipped");
     }
 }

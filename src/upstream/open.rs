@@ -12,6 +12,7 @@ use super::smtp::SmtpShared;
 use super::{Stage, TlsFailure, UpstreamError};
 use crate::config::UpstreamTls;
 use crate::stream::MaybeTls;
+use std::net::SocketAddr;
 use tokio::time::timeout;
 
 /// How a connector reaches its upstream.
@@ -50,6 +51,15 @@ pub(super) async fn connect(shared: &SmtpShared) -> Result<Connection, UpstreamE
         book.publish(entry);
     }
     Err(last.unwrap_or(UpstreamError::Unresolved))
+}
+
+/// Whether a connection would now have an address other than `addr` to try first (one that
+/// is not being skipped), from the configured entries' last resolution.
+pub(super) fn has_alternative(shared: &SmtpShared, addr: SocketAddr) -> bool {
+    match &shared.route {
+        Route::Fixed(_) => false,
+        Route::Addresses(entries) => book().has_alternative(entries, addr),
+    }
 }
 
 /// An address failed before anything of a message was committed: logged, skipped a while.

@@ -167,13 +167,61 @@ impl SmtpLeg {
         address: &str,
         dsn: &RcptDsn,
     ) -> Result<(UpstreamReply, Option<UpstreamReply>), UpstreamError> {
-        let caps = self.conn().await?.caps;
-        if env.smtputf8 && !caps.smtputf8 {
-            // RFC 6531 section 3.2: a relay must not pass such a message to a server without
-            // SMTPUTF8. A permanent answer, like Exchange's own.
-            let r = UpstreamReply::local(553, "5.6.7 The upstream does not support SMTPUTF8");
-            return Ok((r, None));
+        let mut failovers = 0;
+        // Built again for each connection: after a failover the next server may offer other
+        // extensions (PIPELINING, SIZE, DSN, SMTPUTF8) than the one that failed.
+        let (mut replies, rcpt) = loop {
+            let caps = self.conn().await?.caps;
+            if env.smtputf8 && !caps.smtputf8 {
+                // RFC 6531 section 3.2: a relay must not pass such a message to a server
+                // without SMTPUTF8. A permanent answer, like Exchange's own.
+                let r = UpstreamReply::local(553, "5.6.7 The upstream does not support SMTPUTF8");
+                return Ok((r, None));
+            }
+            let (lines, rcpt) = self.mail_lines(env, address, dsn, caps);
+            let via = self.conn.as_ref().and_then(|c| c.via.clone());
+            // Failover at MAIL only to another address: the same server again would most
+            // likely fail the same way, and a single upstream keeps its old behaviour.
+            let elsewhere = via
+                .as_ref()
+                .is_some_and(|t| open::has_alternative(&self.shared, t.addr));
+            match self.exchange(&lines, Stage::Mail).await {
+                // A pooled connection the upstream had closed or spoiled meanwhile, or (on a
+                // new connection) an address failing at MAIL: nothing of this transaction is
+                // committed yet, so once more on a new connection, which skips that address.
+                Err(e) if mail_may_retry(&e, self.reused, elsewhere, failovers) => {
+                    if let (false, Some(target)) = (self.reused, &via) {
+                        open::failed(target, &e);
+                        failovers += 1;
+                    }
+                    self.conn = Some(Self::connect(&self.shared).await?);
+                    self.reused = false;
+                }
+                other => break (other?, rcpt),
+            }
+        };
+        let mail_reply = replies.remove(0);
+        self.in_transaction = mail_reply.is_positive();
+        if !mail_reply.is_positive() {
+            // A pipelined RCPT after a refused MAIL only says "need MAIL"; MAIL's reply counts.
+            return Ok((mail_reply, None));
         }
+        let rcpt_reply = match replies.pop() {
+            Some(r) => r,
+            None => self.exchange_one(rcpt, Stage::Rcpt).await?,
+        };
+        Ok((mail_reply, Some(rcpt_reply)))
+    }
+
+    /// MAIL (and RCPT with it when the upstream offers PIPELINING), for a connection that
+    /// offers `caps`; and the RCPT command on its own.
+    fn mail_lines(
+        &self,
+        env: &Envelope,
+        address: &str,
+        dsn: &RcptDsn,
+        caps: Capabilities,
+    ) -> (Vec<String>, String) {
         let mut mail = format!("MAIL FROM:{}", format_path(&env.mail_from));
         if let (Some(size), true) = (env.size, caps.size) {
             mail.push_str(&format!(" SIZE={size}"));
@@ -196,35 +244,7 @@ impl SmtpLeg {
         } else {
             vec![mail]
         };
-        let mut failovers = 0;
-        let mut replies = loop {
-            let via = self.conn.as_ref().and_then(|c| c.via.clone());
-            match self.exchange(&lines, Stage::Mail).await {
-                // A pooled connection the upstream had closed or spoiled meanwhile, or (on a
-                // new connection) an address failing at MAIL: nothing of this transaction is
-                // committed yet, so once more on a new connection, which skips that address.
-                Err(e) if mail_may_retry(&e, self.reused, via.is_some(), failovers) => {
-                    if let (false, Some(target)) = (self.reused, &via) {
-                        open::failed(target, &e);
-                        failovers += 1;
-                    }
-                    self.conn = Some(Self::connect(&self.shared).await?);
-                    self.reused = false;
-                }
-                other => break other?,
-            }
-        };
-        let mail_reply = replies.remove(0);
-        self.in_transaction = mail_reply.is_positive();
-        if !mail_reply.is_positive() {
-            // A pipelined RCPT after a refused MAIL only says "need MAIL"; MAIL's reply counts.
-            return Ok((mail_reply, None));
-        }
-        let rcpt_reply = match replies.pop() {
-            Some(r) => r,
-            None => self.exchange_one(rcpt, Stage::Rcpt).await?,
-        };
-        Ok((mail_reply, Some(rcpt_reply)))
+        (lines, rcpt)
     }
 
     pub async fn rcpt(
