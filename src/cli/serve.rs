@@ -201,6 +201,23 @@ async fn probe_tenants(settings: &Settings) -> Result<(), String> {
     Ok(())
 }
 
+/// Each configured upstream address's state as the failover has learned it (and the gauge
+/// `relaygate_upstream_address_up` set from it, so it moves even when no mail flows).
+fn address_states(settings: &Settings) -> Vec<(bool, String, String)> {
+    let book = crate::upstream::failover::book();
+    let mut states = Vec::new();
+    for tenant in &settings.tenants {
+        if let crate::config::UpstreamSettings::Smtp(s) = &tenant.upstream {
+            for a in &s.addresses {
+                book.publish(&a.address);
+                let (up, detail) = book.state(&a.address);
+                states.push((up, a.address.clone(), detail));
+            }
+        }
+    }
+    states
+}
+
 /// Probe the upstream of the configuration in force, every `probe_interval`, forever, for
 /// `/health/ready`. Wired here, where the upstream and the endpoint meet, so the observation
 /// module does not depend on the upstream leg it observes.
@@ -215,6 +232,7 @@ async fn probe_loop(
             tracing::warn!(error = %e, "upstream probe failed: /health/ready answers 503");
         }
         health.record_probe(result);
+        health.record_upstream_addresses(address_states(&current));
         tokio::time::sleep(health.probe_interval()).await;
     }
 }

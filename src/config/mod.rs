@@ -38,7 +38,8 @@ pub use tenant::{AcceptedDomainConfig, InboundConnectorConfig};
 pub use tenants::{TenantConfig, TenantPolicyConfig, TenantSettings};
 pub use tls::TlsConfig;
 pub use upstream::{
-    SmtpUpstreamSettings, UpstreamConfig, UpstreamKind, UpstreamSettings, UpstreamTls,
+    AddressList, SmtpUpstreamSettings, UpstreamAddress, UpstreamConfig, UpstreamKind,
+    UpstreamSettings, UpstreamTls,
 };
 pub(crate) use values::domain_name;
 

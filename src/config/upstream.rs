@@ -92,8 +92,9 @@ pub struct UpstreamConfig {
     /// `"smtp"` or `"directory"`. Required.
     #[serde(with = "keyword")]
     pub kind: UpstreamKind,
-    /// `host:port` of the upstream SMTP server. Required with kind smtp.
-    pub address: Option<String>,
+    /// `host:port` of the upstream SMTP server, or a list of them tried in order (failover).
+    /// Required with kind smtp.
+    pub address: Option<AddressList>,
     /// `"required"`, `"opportunistic"` or `"none"`. Default `"required"`.
     #[serde(with = "keyword", default = "default_upstream_tls")]
     pub tls: UpstreamTls,
@@ -131,6 +132,32 @@ pub struct UpstreamConfig {
     pub chunking: bool,
 }
 
+/// `[upstream] address`: one `host:port`, or a list tried in order. Kept as written, so
+/// `config show` prints a single address as the string it was.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum AddressList {
+    One(String),
+    List(Vec<String>),
+}
+
+impl AddressList {
+    pub fn entries(&self) -> Vec<String> {
+        match self {
+            AddressList::One(a) => vec![a.clone()],
+            AddressList::List(l) => l.clone(),
+        }
+    }
+}
+
+/// One configured upstream address with the name its certificate is verified against.
+#[derive(Debug, Clone)]
+pub struct UpstreamAddress {
+    /// `host:port` as configured (resolved at each connect, so DNS changes are followed).
+    pub address: String,
+    pub tls_server_name: rustls_pki_types::ServerName<'static>,
+}
+
 /// Validated upstream settings.
 #[derive(Clone)]
 pub enum UpstreamSettings {
@@ -143,10 +170,9 @@ pub enum UpstreamSettings {
 
 /// Validated SMTP upstream settings.
 pub struct SmtpUpstreamSettings {
-    /// `host:port` as configured (resolved at connect time, so DNS changes are followed).
-    pub address: String,
+    /// The configured addresses, in order (never empty).
+    pub addresses: Vec<UpstreamAddress>,
     pub tls: UpstreamTls,
-    pub tls_server_name: rustls_pki_types::ServerName<'static>,
     pub tls_config: Option<Arc<rustls::ClientConfig>>,
     pub connect_timeout: Duration,
     pub reply_timeout: Duration,
@@ -164,7 +190,7 @@ impl fmt::Debug for UpstreamSettings {
         match self {
             UpstreamSettings::Smtp(s) => f
                 .debug_struct("Smtp")
-                .field("address", &s.address)
+                .field("addresses", &s.addresses)
                 .field("tls", &s.tls)
                 .finish_non_exhaustive(),
             UpstreamSettings::Directory { path } => {
@@ -213,33 +239,28 @@ impl UpstreamConfig {
     }
 
     fn validate_smtp(&self) -> Result<SmtpUpstreamSettings, ConfigError> {
-        let address = self.address.clone().ok_or_else(|| {
-            invalid(
-                "upstream.address",
-                "(missing)",
-                "is required with kind = \"smtp\" (host:port)",
-            )
-        })?;
-        let (host, port) = address
-            .rsplit_once(':')
-            .ok_or_else(|| invalid("upstream.address", quoted(&address), "must be host:port"))?;
-        if port.parse::<u16>().is_err() {
-            return Err(invalid(
-                "upstream.address",
-                quoted(&address),
-                "the port is not a number from 0 to 65535",
-            ));
-        }
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        let name = self.tls_server_name.as_deref().unwrap_or(host).to_string();
-        let tls_server_name =
-            rustls_pki_types::ServerName::try_from(name.clone()).map_err(|_| {
+        let entries = self
+            .address
+            .as_ref()
+            .map(AddressList::entries)
+            .ok_or_else(|| {
                 invalid(
-                    "upstream.tls_server_name",
-                    quoted(&name),
-                    "is not a valid DNS name or IP address",
+                    "upstream.address",
+                    "(missing)",
+                    "is required with kind = \"smtp\" (host:port, or a list of them)",
                 )
             })?;
+        if entries.is_empty() {
+            return Err(invalid(
+                "upstream.address",
+                "[]",
+                "needs at least one host:port",
+            ));
+        }
+        let addresses = entries
+            .into_iter()
+            .map(|a| self.validate_address(a))
+            .collect::<Result<Vec<_>, _>>()?;
         match (&self.client_certificate, &self.client_private_key) {
             (Some(_), None) => {
                 return Err(invalid(
@@ -275,9 +296,8 @@ impl UpstreamConfig {
             }
         }
         Ok(SmtpUpstreamSettings {
-            address,
+            addresses,
             tls: self.tls,
-            tls_server_name,
             tls_config,
             connect_timeout: Duration::from_secs(self.connect_timeout_secs),
             reply_timeout: Duration::from_secs(self.reply_timeout_secs),
@@ -285,6 +305,35 @@ impl UpstreamConfig {
             chunking: self.chunking,
             pool_max_idle: self.pool_max_idle,
             pool_idle_timeout: Duration::from_secs(self.pool_idle_timeout_secs),
+        })
+    }
+
+    /// `host:port` (an IPv6 host in brackets), and the name its certificate must carry:
+    /// `tls_server_name` when set, else the host itself.
+    fn validate_address(&self, address: String) -> Result<UpstreamAddress, ConfigError> {
+        let (host, port) = address
+            .rsplit_once(':')
+            .ok_or_else(|| invalid("upstream.address", quoted(&address), "must be host:port"))?;
+        if port.parse::<u16>().is_err() {
+            return Err(invalid(
+                "upstream.address",
+                quoted(&address),
+                "the port is not a number from 0 to 65535",
+            ));
+        }
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let name = self.tls_server_name.as_deref().unwrap_or(host).to_string();
+        let tls_server_name =
+            rustls_pki_types::ServerName::try_from(name.clone()).map_err(|_| {
+                invalid(
+                    "upstream.tls_server_name",
+                    quoted(&name),
+                    "is not a valid DNS name or IP address",
+                )
+            })?;
+        Ok(UpstreamAddress {
+            address,
+            tls_server_name,
         })
     }
 }

@@ -6,6 +6,8 @@
 //!   the gate is not draining, and the last upstream probe (connect, EHLO, STARTTLS as
 //!   configured) succeeded and is recent; 503 otherwise, with the failing check in the body.
 //!   A load balancer then sends no new clients to a gate that could only answer 4xx.
+//!   Each configured upstream address gets a line of its own (`up` or `down` and why); one
+//!   address down is not a failure while another takes mail (failover).
 //!
 //! No web framework: three fixed GET routes, one request per connection, bounded reads and a
 //! timeout are all it needs. Requests are parsed by `httparse` (hyper's own parser, without
@@ -41,6 +43,8 @@ pub struct Health {
     config_loaded: AtomicBool,
     draining: AtomicBool,
     upstream: Mutex<Option<ProbeResult>>,
+    /// Each configured upstream address: (up, `host:port`, detail), from the failover's book.
+    upstream_addresses: Mutex<Vec<(bool, String, String)>>,
     probe_interval: Duration,
 }
 
@@ -56,6 +60,7 @@ impl Health {
             config_loaded: AtomicBool::new(false),
             draining: AtomicBool::new(false),
             upstream: Mutex::new(None),
+            upstream_addresses: Mutex::new(Vec::new()),
             probe_interval,
         })
     }
@@ -80,6 +85,14 @@ impl Health {
             at: Instant::now(),
             result,
         });
+    }
+
+    /// Each configured upstream address's state, shown as detail lines (not checks).
+    pub fn record_upstream_addresses(&self, states: Vec<(bool, String, String)>) {
+        *self
+            .upstream_addresses
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = states;
     }
 
     /// (ready, one line per check).
@@ -115,6 +128,14 @@ impl Health {
                     Ok(()) => line(true, &format!("upstream: probed {}s ago", age.as_secs())),
                 }
             }
+        }
+        let addresses = self
+            .upstream_addresses
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        for (up, address, detail) in addresses.iter() {
+            let state = if *up { "up  " } else { "down" };
+            body.push_str(&format!("{state} upstream address {address}: {detail}\n"));
         }
         (ready, body)
     }
@@ -312,6 +333,27 @@ mod tests {
         h.set_config_loaded();
         h.record_probe(Ok(()));
         h
+    }
+
+    #[test]
+    fn each_upstream_address_gets_a_line_and_one_down_is_not_a_failure() {
+        let h = ready_health();
+        h.record_upstream_addresses(vec![
+            (
+                false,
+                "10.0.0.1:25".into(),
+                "down (10.0.0.1:25 skipped for 30s)".into(),
+            ),
+            (true, "10.0.0.2:25".into(), "up".into()),
+        ]);
+        let (ready, body) = h.readiness();
+        assert!(ready, "{body}");
+        assert!(
+            body.contains(
+                "down upstream address 10.0.0.1:25: down (10.0.0.1:25 skipped for 30s)\n"
+            ) && body.contains("up   upstream address 10.0.0.2:25: up\n"),
+            "{body}"
+        );
     }
 
     #[test]

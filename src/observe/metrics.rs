@@ -29,6 +29,9 @@ pub struct Metrics {
     /// Labels with owned values: the tenant's name is the configuration's, not a constant.
     decisions: Family<Vec<(&'static str, String)>, Counter>,
     upstream_replies: Family<Labels, Counter>,
+    /// 1 while a configured upstream address has an address not being skipped; labelled by
+    /// the configured `host:port` (bounded by the configuration, not by what DNS returns).
+    upstream_address_up: Family<Vec<(&'static str, String)>, Gauge>,
     auth_attempts: Family<Labels, Counter>,
     /// MAIL FROM refused with 5.7.60: an authenticated user not allowed to send as it.
     pub send_as_refusals: Counter,
@@ -54,6 +57,7 @@ impl Metrics {
             tls_handshakes: Family::default(),
             decisions: Family::default(),
             upstream_replies: Family::default(),
+            upstream_address_up: Family::default(),
             auth_attempts: Family::default(),
             send_as_refusals: Counter::default(),
             message_bytes: Counter::default(),
@@ -91,6 +95,11 @@ impl Metrics {
             "upstream_replies",
             "Replies from the upstream by class (2xx, 3xx, 4xx, 5xx) or error (no reply)",
             m.upstream_replies.clone(),
+        );
+        registry.register(
+            "upstream_address_up",
+            "1 while a configured upstream address can be tried, 0 while all it resolves to failed and are skipped (failover)",
+            m.upstream_address_up.clone(),
         );
         registry.register(
             "auth_attempts",
@@ -171,6 +180,13 @@ impl Metrics {
         self.upstream_replies
             .get_or_create(&vec![("class", class)])
             .inc();
+    }
+
+    /// A configured upstream address's state (failover).
+    pub fn upstream_address_up(&self, address: &str, up: bool) {
+        self.upstream_address_up
+            .get_or_create(&vec![("address", address.to_string())])
+            .set(i64::from(up));
     }
 
     /// The OpenMetrics text exposition.

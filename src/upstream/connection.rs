@@ -10,6 +10,7 @@
 //! [`UpstreamError::OutOfStep`]: the transaction gets `451 4.4.3` and the connection is closed,
 //! never pooled.
 
+use super::failover::Target;
 use super::{Stage, Transport, UpstreamError, UpstreamReply};
 use crate::stream::MaybeTls;
 use memchr::memchr;
@@ -107,6 +108,9 @@ pub struct Connection {
     pub(super) stream: MaybeTls<Box<dyn Transport>>,
     rbuf: Vec<u8>,
     pub(super) caps: Capabilities,
+    /// The address it was opened to (None behind a scripted [`super::Dial`]): a failure
+    /// before anything is committed marks that address.
+    pub(super) via: Option<Target>,
 }
 
 impl Connection {
@@ -115,6 +119,7 @@ impl Connection {
             stream: MaybeTls::Plain(stream),
             rbuf: Vec::with_capacity(READ_ROOM),
             caps: Capabilities::default(),
+            via: None,
         }
     }
 

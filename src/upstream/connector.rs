@@ -6,8 +6,9 @@
 //! new connector with a fresh pool. Dialing is a trait ([`Dial`]) so the fault simulation can
 //! put an in-memory upstream behind the very same leg code that talks to Exchange Online.
 
-use super::dial::{Dial, TcpDial};
+use super::dial::Dial;
 use super::directory::DirectoryLeg;
+use super::open::Route;
 use super::pool::Pool;
 use super::smtp::{SmtpLeg, SmtpShared};
 use super::Upstream;
@@ -26,15 +27,15 @@ pub struct Connector {
 }
 
 impl Connector {
-    /// The connector production uses: TCP to `[upstream] address`.
+    /// The connector production uses: TCP to each `[upstream] address` in turn (failover).
     pub fn new(settings: &UpstreamSettings, helo_name: &str) -> Connector {
-        let dial = match settings {
-            UpstreamSettings::Smtp(s) => Some(Box::new(TcpDial {
-                address: s.address.clone(),
-            }) as Box<dyn Dial>),
+        let route = match settings {
+            UpstreamSettings::Smtp(s) => Some(Route::Addresses(
+                s.addresses.iter().map(|a| a.address.clone()).collect(),
+            )),
             UpstreamSettings::Directory { .. } => None,
         };
-        Connector::build(settings, helo_name, dial)
+        Connector::build(settings, helo_name, route)
     }
 
     /// A connector that dials with `dial` instead of TCP (tests; the directory kind ignores it).
@@ -43,16 +44,16 @@ impl Connector {
         helo_name: &str,
         dial: Box<dyn Dial>,
     ) -> Connector {
-        Connector::build(settings, helo_name, Some(dial))
+        Connector::build(settings, helo_name, Some(Route::Fixed(dial)))
     }
 
-    fn build(settings: &UpstreamSettings, helo_name: &str, dial: Option<Box<dyn Dial>>) -> Self {
-        let kind = match (settings, dial) {
-            (UpstreamSettings::Smtp(s), Some(dial)) => Kind::Smtp(Arc::new(SmtpShared {
+    fn build(settings: &UpstreamSettings, helo_name: &str, route: Option<Route>) -> Self {
+        let kind = match (settings, route) {
+            (UpstreamSettings::Smtp(s), Some(route)) => Kind::Smtp(Arc::new(SmtpShared {
                 settings: Arc::clone(s),
                 helo_name: helo_name.to_string(),
                 pool: Pool::new(s.pool_max_idle, s.pool_idle_timeout),
-                dial,
+                route,
             })),
             (UpstreamSettings::Smtp(s), None) => {
                 return Connector::new(&UpstreamSettings::Smtp(Arc::clone(s)), helo_name)

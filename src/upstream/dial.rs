@@ -18,15 +18,21 @@ pub trait Dial: Send + Sync {
     fn dial(&self) -> Dialing<'_>;
 }
 
-/// TCP to `host:port`, resolved at each connect so DNS changes are followed.
+/// TCP to one resolved address (the failover resolves names and picks the address).
 pub(super) struct TcpDial {
-    pub(super) address: String,
+    address: std::net::SocketAddr,
+}
+
+impl TcpDial {
+    pub(super) fn to(address: std::net::SocketAddr) -> TcpDial {
+        TcpDial { address }
+    }
 }
 
 impl Dial for TcpDial {
     fn dial(&self) -> Dialing<'_> {
         Box::pin(async move {
-            let tcp = tokio::net::TcpStream::connect(&self.address).await?;
+            let tcp = tokio::net::TcpStream::connect(self.address).await?;
             let _ = tcp.set_nodelay(true);
             Ok(Box::new(tcp) as Box<dyn Transport>)
         })

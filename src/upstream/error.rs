@@ -83,6 +83,9 @@ pub enum UpstreamError {
     /// was owed: the connection cannot be trusted with anything more.
     #[error("upstream out of step at {stage}: {seen}")]
     OutOfStep { stage: Stage, seen: String },
+    /// No configured upstream address resolved to anything to connect to.
+    #[error("no upstream address resolves")]
+    Unresolved,
     #[error("upstream storage failed: {what}: {source}")]
     Storage {
         what: String,
@@ -98,7 +101,9 @@ impl UpstreamError {
     /// the session id the reply's suffix carries, never to the client.
     pub fn reply(&self) -> Reply {
         let enhanced = match self {
-            UpstreamError::Connect(_) | UpstreamError::Timeout(Stage::Connect) => "4.4.1",
+            UpstreamError::Connect(_)
+            | UpstreamError::Unresolved
+            | UpstreamError::Timeout(Stage::Connect) => "4.4.1",
             UpstreamError::Timeout(_) | UpstreamError::Dropped(_) => "4.4.2",
             _ => "4.4.3",
         };

@@ -14,7 +14,9 @@ mod connector;
 mod dial;
 pub mod directory;
 mod error;
+pub mod failover;
 mod legs;
+mod open;
 mod pool;
 mod smtp;
 

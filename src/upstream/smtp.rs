@@ -7,16 +7,14 @@
 //! that comes back to the pool is always between transactions and in step.
 
 use super::connection::{Capabilities, Connection, Expect};
-use super::dial::Dial;
+use super::open::{self, Route};
 use super::pool::Pool;
-use super::{format_path, Envelope, Stage, TlsFailure, UpstreamError, UpstreamReply};
-use crate::config::{SmtpUpstreamSettings, UpstreamTls};
-use crate::stream::MaybeTls;
+use super::{format_path, Envelope, Stage, UpstreamError, UpstreamReply};
+use crate::config::SmtpUpstreamSettings;
 use crate::wire::data::DotStuffer;
 use crate::wire::dsn::RcptDsn;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::time::timeout;
 
 /// A pooled connection idle longer than this is checked with NOOP before reuse.
 const POOL_CHECK_AFTER: Duration = Duration::from_secs(2);
@@ -36,7 +34,7 @@ pub(super) struct SmtpShared {
     pub(super) settings: Arc<SmtpUpstreamSettings>,
     pub(super) helo_name: String,
     pub(super) pool: Pool<Connection>,
-    pub(super) dial: Box<dyn Dial>,
+    pub(super) route: Route,
 }
 
 /// One client session's SMTP upstream.
@@ -84,62 +82,7 @@ impl SmtpLeg {
 
     /// A new connection through greeting, EHLO and STARTTLS as configured.
     pub(super) async fn connect(shared: &SmtpShared) -> Result<Connection, UpstreamError> {
-        let s = &shared.settings;
-        let stream = match timeout(s.connect_timeout, shared.dial.dial()).await {
-            Err(_) => return Err(UpstreamError::Timeout(Stage::Connect)),
-            Ok(Err(e)) => return Err(UpstreamError::Connect(e)),
-            Ok(Ok(t)) => t,
-        };
-        let mut c = Connection::new(stream);
-        let greeting = c
-            .read_expected(Expect::Ready, s.reply_timeout, Stage::Greeting)
-            .await?;
-        if greeting.code != 220 {
-            return Err(UpstreamError::Refused {
-                stage: Stage::Greeting,
-                reply: greeting.summary(),
-            });
-        }
-        c.hello(&shared.helo_name, s.reply_timeout).await?;
-        match (s.tls, c.caps.starttls) {
-            (UpstreamTls::None, _) | (UpstreamTls::Opportunistic, false) => {}
-            (UpstreamTls::Required, false) => {
-                return Err(UpstreamError::Tls(TlsFailure::NotOffered))
-            }
-            (_, true) => {
-                let reply = c
-                    .command("STARTTLS", Expect::Ready, s.reply_timeout, Stage::StartTls)
-                    .await?;
-                if reply.code != 220 {
-                    return Err(UpstreamError::Tls(TlsFailure::Refused(reply.summary())));
-                }
-                c.clear_input();
-                let config = s
-                    .tls_config
-                    .clone()
-                    .ok_or(UpstreamError::Tls(TlsFailure::NoConfiguration))?;
-                let connector = tokio_rustls::TlsConnector::from(config);
-                let MaybeTls::Plain(plain) = c.stream else {
-                    return Err(UpstreamError::OutOfStep {
-                        stage: Stage::StartTls,
-                        seen: "STARTTLS twice".into(),
-                    });
-                };
-                let tls = match timeout(
-                    s.connect_timeout,
-                    connector.connect(s.tls_server_name.clone(), plain),
-                )
-                .await
-                {
-                    Err(_) => return Err(UpstreamError::Timeout(Stage::TlsHandshake)),
-                    Ok(Err(e)) => return Err(UpstreamError::Tls(TlsFailure::Handshake(e))),
-                    Ok(Ok(t)) => t,
-                };
-                c.stream = MaybeTls::Client(Box::new(tls));
-                c.hello(&shared.helo_name, s.reply_timeout).await?;
-            }
-        }
-        Ok(c)
+        open::connect(shared).await
     }
 
     /// A connection for the next transaction: a pooled one that is still in step (and, after
@@ -224,13 +167,61 @@ impl SmtpLeg {
         address: &str,
         dsn: &RcptDsn,
     ) -> Result<(UpstreamReply, Option<UpstreamReply>), UpstreamError> {
-        let caps = self.conn().await?.caps;
-        if env.smtputf8 && !caps.smtputf8 {
-            // RFC 6531 section 3.2: a relay must not pass such a message to a server without
-            // SMTPUTF8. A permanent answer, like Exchange's own.
-            let r = UpstreamReply::local(553, "5.6.7 The upstream does not support SMTPUTF8");
-            return Ok((r, None));
+        let mut failovers = 0;
+        // Built again for each connection: after a failover the next server may offer other
+        // extensions (PIPELINING, SIZE, DSN, SMTPUTF8) than the one that failed.
+        let (mut replies, rcpt) = loop {
+            let caps = self.conn().await?.caps;
+            if env.smtputf8 && !caps.smtputf8 {
+                // RFC 6531 section 3.2: a relay must not pass such a message to a server
+                // without SMTPUTF8. A permanent answer, like Exchange's own.
+                let r = UpstreamReply::local(553, "5.6.7 The upstream does not support SMTPUTF8");
+                return Ok((r, None));
+            }
+            let (lines, rcpt) = self.mail_lines(env, address, dsn, caps);
+            let via = self.conn.as_ref().and_then(|c| c.via.clone());
+            // Failover at MAIL only to another address: the same server again would most
+            // likely fail the same way, and a single upstream keeps its old behaviour.
+            let elsewhere = via
+                .as_ref()
+                .is_some_and(|t| open::has_alternative(&self.shared, t.addr));
+            match self.exchange(&lines, Stage::Mail).await {
+                // A pooled connection the upstream had closed or spoiled meanwhile, or (on a
+                // new connection) an address failing at MAIL: nothing of this transaction is
+                // committed yet, so once more on a new connection, which skips that address.
+                Err(e) if mail_may_retry(&e, self.reused, elsewhere, failovers) => {
+                    if let (false, Some(target)) = (self.reused, &via) {
+                        open::failed(target, &e);
+                        failovers += 1;
+                    }
+                    self.conn = Some(Self::connect(&self.shared).await?);
+                    self.reused = false;
+                }
+                other => break (other?, rcpt),
+            }
+        };
+        let mail_reply = replies.remove(0);
+        self.in_transaction = mail_reply.is_positive();
+        if !mail_reply.is_positive() {
+            // A pipelined RCPT after a refused MAIL only says "need MAIL"; MAIL's reply counts.
+            return Ok((mail_reply, None));
         }
+        let rcpt_reply = match replies.pop() {
+            Some(r) => r,
+            None => self.exchange_one(rcpt, Stage::Rcpt).await?,
+        };
+        Ok((mail_reply, Some(rcpt_reply)))
+    }
+
+    /// MAIL (and RCPT with it when the upstream offers PIPELINING), for a connection that
+    /// offers `caps`; and the RCPT command on its own.
+    fn mail_lines(
+        &self,
+        env: &Envelope,
+        address: &str,
+        dsn: &RcptDsn,
+        caps: Capabilities,
+    ) -> (Vec<String>, String) {
         let mut mail = format!("MAIL FROM:{}", format_path(&env.mail_from));
         if let (Some(size), true) = (env.size, caps.size) {
             mail.push_str(&format!(" SIZE={size}"));
@@ -253,31 +244,7 @@ impl SmtpLeg {
         } else {
             vec![mail]
         };
-        let mut replies = match self.exchange(&lines, Stage::Mail).await {
-            // A pooled connection the upstream had closed or spoiled meanwhile: nothing of
-            // this transaction is committed yet, so once more on a new connection.
-            Err(
-                UpstreamError::Dropped(_)
-                | UpstreamError::Timeout(_)
-                | UpstreamError::OutOfStep { .. },
-            ) if self.reused => {
-                self.conn = Some(Self::connect(&self.shared).await?);
-                self.reused = false;
-                self.exchange(&lines, Stage::Mail).await?
-            }
-            other => other?,
-        };
-        let mail_reply = replies.remove(0);
-        self.in_transaction = mail_reply.is_positive();
-        if !mail_reply.is_positive() {
-            // A pipelined RCPT after a refused MAIL only says "need MAIL"; MAIL's reply counts.
-            return Ok((mail_reply, None));
-        }
-        let rcpt_reply = match replies.pop() {
-            Some(r) => r,
-            None => self.exchange_one(rcpt, Stage::Rcpt).await?,
-        };
-        Ok((mail_reply, Some(rcpt_reply)))
+        (lines, rcpt)
     }
 
     pub async fn rcpt(
@@ -568,6 +535,27 @@ impl SmtpLeg {
             c.close().await;
         }
     }
+}
+
+/// Failovers at MAIL per transaction (each on a new connection, which skips the address that
+/// failed): bounded, so a transaction never walks an endless list.
+const MAX_MAIL_FAILOVERS: usize = 2;
+
+/// Whether MAIL goes again on a new connection: a pooled connection's death (it may simply
+/// have been idle too long), or, for a new connection to a configured address, any trouble
+/// including the upstream's 421 (that server is closing; another may not be). A 4xx or 5xx
+/// reply to MAIL is the upstream's verdict on the sender, passed on as it came.
+fn mail_may_retry(e: &UpstreamError, reused: bool, addressed: bool, failovers: usize) -> bool {
+    let broken = matches!(
+        e,
+        UpstreamError::Dropped(_) | UpstreamError::Timeout(_) | UpstreamError::OutOfStep { .. }
+    );
+    if reused {
+        return broken;
+    }
+    addressed
+        && failovers < MAX_MAIL_FAILOVERS
+        && (broken || matches!(e, UpstreamError::Refused { .. }))
 }
 
 /// `RCPT TO:<path>`, with the recipient's DSN parameters when the upstream offers DSN.

@@ -6,6 +6,7 @@ mod submission;
 mod tenant;
 mod tenants;
 mod tls;
+mod upstream_addresses;
 
 use super::*;
 use crate::policy::Profile;
