@@ -42,6 +42,8 @@ pub struct Health {
     draining: AtomicBool,
     upstream: Mutex<Option<ProbeResult>>,
     probe_interval: Duration,
+    /// One detail line per certificate in force (its expiry): information, never a failure.
+    certificates: Mutex<Vec<String>>,
 }
 
 impl Health {
@@ -57,6 +59,7 @@ impl Health {
             draining: AtomicBool::new(false),
             upstream: Mutex::new(None),
             probe_interval,
+            certificates: Mutex::new(Vec::new()),
         })
     }
 
@@ -80,6 +83,17 @@ impl Health {
             at: Instant::now(),
             result,
         });
+    }
+
+    /// The certificates' detail lines, each `(expiring soon, text)`: shown after the checks,
+    /// `WARN` or `info`, without ever making the gate unready (a certificate that still works
+    /// is no reason to take the gate out of a load balancer).
+    pub fn set_certificates(&self, lines: Vec<(bool, String)>) {
+        let lines = lines
+            .into_iter()
+            .map(|(soon, text)| format!("{}{text}", if soon { "WARN " } else { "info " }))
+            .collect();
+        *self.certificates.lock().unwrap_or_else(|e| e.into_inner()) = lines;
     }
 
     /// (ready, one line per check).
@@ -115,6 +129,15 @@ impl Health {
                     Ok(()) => line(true, &format!("upstream: probed {}s ago", age.as_secs())),
                 }
             }
+        }
+        for detail in self
+            .certificates
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            body.push_str(detail);
+            body.push('\n');
         }
         (ready, body)
     }
