@@ -5,6 +5,7 @@
 //! Data flows one way: bytes → [`session`] → facts → [`policy`] → verdict → session →
 //! [`upstream`]. The policy never sees a socket; the session never decides a rule.
 
+pub mod certs;
 pub mod cli;
 pub mod config;
 pub mod files;

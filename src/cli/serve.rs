@@ -1,7 +1,6 @@
 //! `relaygate serve`: load the configuration, set up logging, the admin endpoint, signals
 //! (SIGTERM drains, SIGHUP reloads) and the listeners, then run until told to stop.
 
-use super::load_settings;
 use crate::config::{Config, LogFormat, Settings, UpstreamSettings};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -31,44 +30,126 @@ async fn shutdown_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
-/// SIGHUP: re-read and validate the configuration and certificates. On success new sessions
-/// use it (running ones keep theirs); on failure the error is logged and the old one stays.
-async fn reload_on_sighup(path: PathBuf, tx: tokio::sync::watch::Sender<Arc<Settings>>) {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let Ok(mut hup) = signal(SignalKind::hangup()) else {
-            tracing::warn!("cannot install the SIGHUP handler: reload is unavailable");
-            return;
-        };
-        while hup.recv().await.is_some() {
-            match Config::load(&path).and_then(|c| c.validate()) {
-                Ok(new) => {
-                    if new.admin != tx.borrow().admin {
-                        tracing::warn!("[admin] changed: restart relaygate to apply it");
-                    }
-                    let submission_listeners = |s: &Settings| {
-                        s.submission
-                            .as_ref()
-                            .map(|s| (s.listen.clone(), s.implicit_tls_listen.clone()))
-                    };
-                    if submission_listeners(&new) != submission_listeners(&tx.borrow()) {
-                        tracing::warn!("[submission] listeners changed: restart relaygate to listen on the new addresses");
-                    }
-                    if new.server.listen != tx.borrow().server.listen {
-                        tracing::warn!("server.listen changed: restart relaygate to listen on the new addresses");
-                    }
+/// Keeps the configuration in force current: on SIGHUP the whole file is read again; when one
+/// of its certificate, key or CA files changes (an ACME renewal, a secret update), the same
+/// configuration is loaded again with the new files. Either way new sessions get the result and
+/// running ones keep theirs; a configuration or set of files that does not load is logged and
+/// the running one stays. Also publishes the certificates' expiry (metric, log, readiness).
+async fn keep_current(
+    path: PathBuf,
+    mut config: Config,
+    tx: tokio::sync::watch::Sender<Arc<Settings>>,
+    health: Option<Arc<crate::observe::http::Health>>,
+) {
+    use crate::certs::{self, expiry};
+    let mut files = certs::files(&config);
+    let mut watch = certs::Watch::new(&files);
+    let mut certificates = expiry::inspect_all(&files);
+    expiry::publish(&certificates);
+    let mut warnings = expiry::Warnings::default();
+    let mut hangups = Hangups::install();
+    let mut tick = tokio::time::interval(certs::POLL_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let now = expiry::now();
+        warnings.check(&certificates, now);
+        if let Some(health) = &health {
+            health.set_certificates(
+                certificates
+                    .iter()
+                    .map(|c| (c.days_left(now) < expiry::WARN_BEFORE_DAYS, c.describe(now)))
+                    .collect(),
+            );
+        }
+        let loaded = tokio::select! {
+            () = hangups.next() => match Config::load(&path).and_then(|c| Ok((c.validate()?, c))) {
+                Ok((new, source)) => {
+                    warn_what_needs_a_restart(&new, &tx.borrow());
                     tracing::info!(config = %path.display(), "configuration reloaded");
-                    let _ = tx.send(Arc::new(new));
+                    config = source;
+                    files = certs::files(&config);
+                    watch.reset(&files);
+                    Some(new)
                 }
                 Err(e) => {
-                    tracing::error!(config = %path.display(), error = %e, "reload failed, keeping the running configuration")
+                    tracing::error!(config = %path.display(), error = %e, "reload failed, keeping the running configuration");
+                    None
+                }
+            },
+            _ = tick.tick() => {
+                if !watch.poll(&files) {
+                    continue;
+                }
+                match config.validate() {
+                    Ok(new) => {
+                        tracing::info!(config = %path.display(), "certificate files changed: reloaded, new sessions use them");
+                        Some(new)
+                    }
+                    Err(e) => {
+                        tracing::warn!(config = %path.display(), error = %e, "certificate files changed but do not load: keeping the running ones (tried again when the files change again)");
+                        None
+                    }
                 }
             }
+        };
+        if let Some(new) = loaded {
+            let _ = tx.send(Arc::new(new));
+            certificates = expiry::inspect_all(&files);
+            expiry::publish(&certificates);
         }
     }
-    #[cfg(not(unix))]
-    let _ = (path, tx);
+}
+
+/// What a reload cannot change, said so.
+fn warn_what_needs_a_restart(new: &Settings, old: &Settings) {
+    if new.admin != old.admin {
+        tracing::warn!("[admin] changed: restart relaygate to apply it");
+    }
+    let submission_listeners = |s: &Settings| {
+        s.submission
+            .as_ref()
+            .map(|s| (s.listen.clone(), s.implicit_tls_listen.clone()))
+    };
+    if submission_listeners(new) != submission_listeners(old) {
+        tracing::warn!(
+            "[submission] listeners changed: restart relaygate to listen on the new addresses"
+        );
+    }
+    if new.server.listen != old.server.listen {
+        tracing::warn!("server.listen changed: restart relaygate to listen on the new addresses");
+    }
+}
+
+/// SIGHUP, as a stream that never ends where there is no such signal (or no handler).
+struct Hangups {
+    #[cfg(unix)]
+    signal: Option<tokio::signal::unix::Signal>,
+}
+
+impl Hangups {
+    fn install() -> Hangups {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let signal = signal(SignalKind::hangup()).ok();
+            if signal.is_none() {
+                tracing::warn!("cannot install the SIGHUP handler: reload is unavailable");
+            }
+            Hangups { signal }
+        }
+        #[cfg(not(unix))]
+        Hangups {}
+    }
+
+    async fn next(&mut self) {
+        #[cfg(unix)]
+        if let Some(signal) = &mut self.signal {
+            if signal.recv().await.is_some() {
+                return;
+            }
+        }
+        std::future::pending::<()>().await
+    }
 }
 
 /// Raise the soft open-files limit to the hard one and return it. Each relayed session holds
@@ -108,9 +189,13 @@ fn remove_stale_temporary_files_in(path: &std::path::Path) {
 
 /// Run the gate on the configuration at `config` until SIGTERM or SIGINT.
 pub fn run(config: PathBuf) -> ExitCode {
-    let settings = match load_settings(&config) {
-        Ok(s) => Arc::new(s),
-        Err(code) => return code,
+    // The file as written is kept: a certificate renewal reloads it with the new files.
+    let (settings, source) = match Config::load(&config).and_then(|c| Ok((c.validate()?, c))) {
+        Ok((s, c)) => (Arc::new(s), c),
+        Err(e) => {
+            eprintln!("relaygate: {e}");
+            return ExitCode::from(2);
+        }
     };
     init_logging(&settings);
     remove_stale_temporary_files(&settings);
@@ -175,7 +260,7 @@ pub fn run(config: PathBuf) -> ExitCode {
                 Some(health)
             }
         };
-        tokio::spawn(reload_on_sighup(config.clone(), tx));
+        tokio::spawn(keep_current(config.clone(), source, tx, health.clone()));
         let shutdown = async move {
             shutdown_signal().await;
             if let Some(h) = health {

@@ -13,14 +13,13 @@
 //! timeout are all it needs. Requests are parsed by `httparse` (hyper's own parser, without
 //! hyper's tree); the answers are three fixed header lines and a body.
 
+pub use crate::observe::health::Health;
 use crate::observe::metrics::metrics;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
-use tokio::time::Instant;
 
 /// Largest request head read; anything longer is answered 431.
 const MAX_REQUEST: usize = 8192;
@@ -31,115 +30,6 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Concurrent admin connections; beyond that new ones get an immediate 503.
 const MAX_CONNECTIONS: usize = 64;
-
-struct ProbeResult {
-    at: Instant,
-    result: Result<(), String>,
-}
-
-/// What readiness is made of, updated by the server and the probe task.
-pub struct Health {
-    listeners_bound: AtomicBool,
-    config_loaded: AtomicBool,
-    draining: AtomicBool,
-    upstream: Mutex<Option<ProbeResult>>,
-    /// Each configured upstream address: (up, `host:port`, detail), from the failover's book.
-    upstream_addresses: Mutex<Vec<(bool, String, String)>>,
-    probe_interval: Duration,
-}
-
-impl Health {
-    /// How often the upstream is to be probed.
-    pub fn probe_interval(&self) -> Duration {
-        self.probe_interval
-    }
-
-    pub fn new(probe_interval: Duration) -> Arc<Health> {
-        Arc::new(Health {
-            listeners_bound: AtomicBool::new(false),
-            config_loaded: AtomicBool::new(false),
-            draining: AtomicBool::new(false),
-            upstream: Mutex::new(None),
-            upstream_addresses: Mutex::new(Vec::new()),
-            probe_interval,
-        })
-    }
-
-    pub fn set_listeners_bound(&self) {
-        self.listeners_bound.store(true, Ordering::Release);
-    }
-
-    pub fn set_config_loaded(&self) {
-        self.config_loaded.store(true, Ordering::Release);
-    }
-
-    /// Shutdown began: stop taking new clients.
-    pub fn set_draining(&self) {
-        self.draining.store(true, Ordering::Release);
-    }
-
-    /// The outcome of an upstream probe (run by whoever wires the gate together).
-    pub fn record_probe(&self, result: Result<(), String>) {
-        let mut slot = self.upstream.lock().unwrap_or_else(|e| e.into_inner());
-        *slot = Some(ProbeResult {
-            at: Instant::now(),
-            result,
-        });
-    }
-
-    /// Each configured upstream address's state, shown as detail lines (not checks).
-    pub fn record_upstream_addresses(&self, states: Vec<(bool, String, String)>) {
-        *self
-            .upstream_addresses
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = states;
-    }
-
-    /// (ready, one line per check).
-    pub fn readiness(&self) -> (bool, String) {
-        let mut ready = true;
-        let mut body = String::new();
-        let mut line = |ok: bool, what: &str| {
-            ready &= ok;
-            body.push_str(if ok { "ok   " } else { "FAIL " });
-            body.push_str(what);
-            body.push('\n');
-        };
-        line(
-            self.listeners_bound.load(Ordering::Acquire),
-            "listeners bound",
-        );
-        line(
-            self.config_loaded.load(Ordering::Acquire),
-            "configuration loaded",
-        );
-        line(!self.draining.load(Ordering::Acquire), "not shutting down");
-        let slot = self.upstream.lock().unwrap_or_else(|e| e.into_inner());
-        match &*slot {
-            None => line(false, "upstream: not probed yet"),
-            Some(p) => {
-                let age = p.at.elapsed();
-                match &p.result {
-                    Err(e) => line(false, &format!("upstream: {e}")),
-                    Ok(()) if age > self.probe_interval * 3 => line(
-                        false,
-                        &format!("upstream: last successful probe {}s ago", age.as_secs()),
-                    ),
-                    Ok(()) => line(true, &format!("upstream: probed {}s ago", age.as_secs())),
-                }
-            }
-        }
-        let addresses = self
-            .upstream_addresses
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        for (up, address, detail) in addresses.iter() {
-            let state = if *up { "up  " } else { "down" };
-            body.push_str(&format!("{state} upstream address {address}: {detail}\n"));
-        }
-        (ready, body)
-    }
-}
 
 /// Serve the admin endpoint until the task is dropped.
 pub async fn serve(listener: TcpListener, health: Arc<Health>) {
@@ -374,23 +264,6 @@ mod tests {
         let h = ready_health();
         h.set_draining();
         assert!(!h.readiness().0);
-    }
-
-    #[test]
-    fn a_successful_probe_goes_stale_after_three_intervals() {
-        let h = Health::new(Duration::from_millis(1));
-        h.set_listeners_bound();
-        h.set_config_loaded();
-        *h.upstream.lock().unwrap() = Some(ProbeResult {
-            at: Instant::now() - Duration::from_millis(50),
-            result: Ok(()),
-        });
-        let (ready, body) = h.readiness();
-        assert!(!ready);
-        assert!(
-            body.contains("FAIL upstream: last successful probe"),
-            "{body}"
-        );
     }
 
     #[tokio::test]

@@ -39,6 +39,8 @@ pub struct Metrics {
     pub message_bytes: Counter,
     /// From MAIL FROM to the final reply of the transaction.
     pub transaction_seconds: Histogram,
+    /// `notAfter` of each configured certificate, replaced as a whole on every (re)load.
+    certificates_not_after: Family<Vec<(&'static str, String)>, Gauge>,
 }
 
 /// The process-wide metrics.
@@ -64,6 +66,7 @@ impl Metrics {
             // 1 ms .. ~65 s: a local upstream answers in milliseconds, Exchange Online with a
             // large message in seconds.
             transaction_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 17)),
+            certificates_not_after: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -120,6 +123,11 @@ impl Metrics {
             "transaction_seconds",
             "Time from MAIL FROM to the transaction's final reply",
             m.transaction_seconds.clone(),
+        );
+        registry.register(
+            "certificate_not_after_seconds",
+            "notAfter of each configured certificate (Unix time), by role (server, client_ca, upstream_client, upstream_ca), file, subject and tenant",
+            m.certificates_not_after.clone(),
         );
         Metrics { registry, ..m }
     }
@@ -187,6 +195,20 @@ impl Metrics {
         self.upstream_address_up
             .get_or_create(&vec![("address", address.to_string())])
             .set(i64::from(up));
+    }
+
+    /// The certificates in force, each as its labels and `notAfter`: those of the files no
+    /// longer configured (or renewed) are dropped, so the gauge shows what is loaded now.
+    pub fn certificates_not_after(
+        &self,
+        certificates: impl IntoIterator<Item = (Vec<(&'static str, String)>, i64)>,
+    ) {
+        self.certificates_not_after.clear();
+        for (labels, not_after) in certificates {
+            self.certificates_not_after
+                .get_or_create(&labels)
+                .set(not_after);
+        }
     }
 
     /// The OpenMetrics text exposition.

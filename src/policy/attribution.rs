@@ -65,7 +65,7 @@ pub fn tenant_of_domain<T: AsRef<Tenant>>(tenants: &[T], domain: &str) -> Option
 /// Whether a trusted certificate name points at `tenant`: it is one of its accepted domains,
 /// or it matches one of its enabled `*.` OnPremises certificate connectors whose domain is
 /// accepted (`mail.contoso.com` under `*.contoso.com`).
-fn certificate_points_at(tenant: &Tenant, name: &str) -> bool {
+pub fn certificate_points_at(tenant: &Tenant, name: &str) -> bool {
     tenant.accepted_domain(name).is_some()
         || tenant.inbound_connectors.iter().any(|c| {
             c.enabled

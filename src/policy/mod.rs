@@ -14,8 +14,9 @@ mod tenant;
 pub mod wording;
 
 pub use attribution::{
-    attribute_recipient, attribute_sender, authorize_relay_among, evaluate_among,
-    judge_recipient_among, tenant_name, tenant_of_domain, AttributedBy, Attribution,
+    attribute_recipient, attribute_sender, authorize_relay_among, certificate_points_at,
+    evaluate_among, judge_recipient_among, tenant_name, tenant_of_domain, AttributedBy,
+    Attribution,
 };
 pub use canonical::{ipv4_of, is_subdomain_or_equal, normalise, normalise_address, unmap_ipv4};
 pub use engine::{

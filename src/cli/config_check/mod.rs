@@ -6,6 +6,7 @@
 //! do what admins usually mean: NDRs that cannot relay, a wildcard that lets every host under a
 //! domain relay, settings Exchange Online silently ignores.
 
+mod certificates;
 mod submission;
 mod tenants;
 
@@ -137,6 +138,7 @@ pub fn warnings(config: &Config, settings: &Settings) -> Vec<Finding> {
     }
     out.extend(tenants::warnings(settings));
     out.extend(submission::warnings(config, settings));
+    out.extend(certificates::warnings(config, settings));
     out
 }
 
@@ -338,6 +340,12 @@ pub fn check(path: &std::path::Path) -> Vec<Finding> {
 pub fn run(config: PathBuf) -> ExitCode {
     use crate::cli::config_check::{check, Severity};
     let findings = check(&config);
+    // Names and expiry of every certificate, when the file parses (a renewal is due when?).
+    if let Ok(c) = Config::load(&config) {
+        for line in certificates::lines(&c) {
+            println!("{line}");
+        }
+    }
     for f in &findings {
         println!("{f}");
     }
