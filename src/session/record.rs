@@ -17,6 +17,10 @@ pub(super) struct Outcome {
     pub(super) reply: String,
     /// What enforce mode would have answered, when audit mode answered differently.
     pub(super) enforce_reply: Option<String>,
+    /// The upstream's final reply to the message, when it answered one.
+    pub(super) upstream_reply: Option<String>,
+    /// The message's `Message-ID`, once its header block was read.
+    pub(super) message_id: Option<String>,
 }
 
 impl Outcome {
@@ -24,6 +28,8 @@ impl Outcome {
         Outcome {
             reply,
             enforce_reply: None,
+            upstream_reply: None,
+            message_id: None,
         }
     }
 }
@@ -101,6 +107,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             reply: outcome.reply.clone(),
             enforce_would_reply: outcome.enforce_reply.clone().unwrap_or_default(),
             dsn_dropped: txn.dsn_dropped.to_string(),
+            message_id: outcome.message_id.clone().unwrap_or_default(),
+            upstream_reply: outcome.upstream_reply.clone().unwrap_or_default(),
             flow: self.flow(txn, header, p2),
         }
     }

@@ -28,6 +28,8 @@ mod tests;
 mod tests_tenants;
 
 pub use read::{load, read};
+/// The bounded line reader, shared with `relaygate trace`.
+pub(crate) use read::{next_line, Line, MAX_SKIPPED_LINE};
 
 use crate::policy::{wording, RecordedVerdict};
 use std::io;
