@@ -44,7 +44,12 @@ pub struct TransactionRecord {
     /// The client certificate's names as a list (`["mail.contoso.com"]`), trusted or not.
     pub certificate_names: String,
     pub certificate_trusted: bool,
+    /// The envelope sender as the client gave it.
     pub p1: String,
+    /// The envelope sender a `[[rewrite]]` rule set instead (what the policy judged and the
+    /// upstream got); empty when none applied. Absent from older logs.
+    #[serde(default)]
+    pub rewritten_to: String,
     pub p2: String,
     /// Each recipient with its outcome, as a list (`["bob@example.org=550 5.7.64"]`).
     pub recipients: String,
@@ -119,6 +124,7 @@ impl TransactionRecord {
             certificate_names = %self.certificate_names,
             certificate_trusted = self.certificate_trusted,
             p1 = %self.p1,
+            rewritten_to = %self.rewritten_to,
             p2 = self.p2.as_str(),
             recipients = %self.recipients,
             size = self.size,
@@ -202,6 +208,7 @@ mod tests {
             certificate_names: list_text(&["mail.contoso.com"]),
             certificate_trusted: true,
             p1: "app@example.net".into(),
+            rewritten_to: String::new(),
             p2: "app@contoso.com".into(),
             recipients: list_text(&["bob@example.org=550 5.7.64"]),
             size: 2048,

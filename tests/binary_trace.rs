@@ -75,3 +75,43 @@ fn trace_tells_the_story_of_a_message_found_by_its_message_id_or_an_address() {
     let (status, _, err) = relaygate(&["trace", "/nonexistent.log", "x@example.org"]);
     assert_eq!(status, 2, "{err}");
 }
+
+#[test]
+fn a_rewritten_sender_is_logged_beside_the_one_the_client_gave_and_traced() {
+    let gate = start_edited("127.0.0.0/24", "", |config| {
+        format!(
+            "{config}\n[[rewrite]]\nsenders = [\"*@example.net\"]\nnew_sender = \"app@contoso.com\"\n"
+        )
+    });
+    send(
+        &gate,
+        "scanner@example.net",
+        "<rewritten.3@app.contoso.com>",
+    );
+    let event = gate.transaction("scanner@example.net");
+    assert_eq!(event["rewritten_to"], "app@contoso.com", "{event}");
+    assert_eq!(event["p1_domain"], "example.net", "{event}");
+    // Judged on the new sender: accepted, where the client's would be refused (5.7.64).
+    assert_eq!(event["exo_2023"], "accepted", "{event}");
+    let stored = stored(gate.out.path());
+    assert_eq!(stored.len(), 1);
+    let envelope = std::fs::read_to_string(stored[0].with_extension("envelope.json")).unwrap();
+    let envelope: serde_json::Value = serde_json::from_str(&envelope).unwrap();
+    assert_eq!(
+        envelope["mail_from"], "app@contoso.com",
+        "the upstream got the new sender"
+    );
+
+    let log = gate.log_path();
+    let (status, out, err) = relaygate(&[
+        "trace",
+        log.to_str().unwrap(),
+        "<rewritten.3@app.contoso.com>",
+    ]);
+    assert_eq!(status, 0, "{out}{err}");
+    assert!(
+        out.contains("P1 MAIL FROM    <scanner@example.net>"),
+        "{out}"
+    );
+    assert!(out.contains("rewritten to    <app@contoso.com>"), "{out}");
+}

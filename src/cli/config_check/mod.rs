@@ -6,6 +6,7 @@
 //! do what admins usually mean: NDRs that cannot relay, a wildcard that lets every host under a
 //! domain relay, settings Exchange Online silently ignores.
 
+mod rewrite;
 mod submission;
 mod tenants;
 
@@ -137,6 +138,7 @@ pub fn warnings(config: &Config, settings: &Settings) -> Vec<Finding> {
     }
     out.extend(tenants::warnings(settings));
     out.extend(submission::warnings(config, settings));
+    out.extend(rewrite::warnings(settings));
     out
 }
 

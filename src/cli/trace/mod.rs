@@ -65,6 +65,7 @@ impl Key {
             .trim_end_matches('>');
         (!id.is_empty() && id == bare)
             || record.session.eq_ignore_ascii_case(bare)
+            || record.rewritten_to.eq_ignore_ascii_case(bare)
             || addresses(record)
                 .iter()
                 .any(|a| a.eq_ignore_ascii_case(bare))
@@ -194,6 +195,13 @@ fn story(at: &str, r: &TransactionRecord, out: &mut impl Write) -> io::Result<()
     )?;
     writeln!(out, "  connector       {}", or_none(&r.connector))?;
     writeln!(out, "  P1 MAIL FROM    <{}>", shown(&r.p1))?;
+    if !r.rewritten_to.is_empty() {
+        writeln!(
+            out,
+            "  rewritten to    <{}> by a [[rewrite]] rule: judged and sent upstream as this",
+            shown(&r.rewritten_to)
+        )?;
+    }
     writeln!(out, "  P2 From:        {}", or_none(&r.p2))?;
     writeln!(out, "  Message-ID      {}", or_none(&r.message_id))?;
     for entry in recipient_entries(&r.recipients) {

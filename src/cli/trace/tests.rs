@@ -15,6 +15,7 @@ fn record(session: &str, p1: &str, message_id: &str) -> TransactionRecord {
         certificate_names: "[]".into(),
         certificate_trusted: false,
         p1: p1.into(),
+        rewritten_to: String::new(),
         p2: "scanner@contoso.com".into(),
         recipients: list_text(&["Bob@Example.org=accepted (relay)"]),
         size: 512,
