@@ -19,6 +19,7 @@ mod aggregate;
 mod chart;
 mod html;
 mod read;
+mod rewrite;
 mod text;
 mod time;
 
