@@ -55,6 +55,16 @@ enum Command {
         #[arg(long)]
         html: Option<PathBuf>,
     },
+    /// Tell the story of the transactions a JSON decision log holds for one message: who
+    /// connected, how it was identified, the decision under both profiles, what the upstream
+    /// said. Exit 1 when none matches.
+    Trace {
+        /// The JSON log (`[log] format = "json"`), `-` for standard input.
+        logfile: PathBuf,
+        /// A `Message-ID` (with or without `<>`), a session id, or an address (P1, From: or a
+        /// recipient).
+        key: String,
+    },
     /// Read a password from standard input (one line) and print its argon2id PHC string, the
     /// `password_hash` of a user in the [submission] users file.
     Passwd,
@@ -91,6 +101,7 @@ fn main() -> ExitCode {
             tenant,
         } => cli::import_exo::run(inbound_connectors, accepted_domains, tenant),
         Command::Report { logfile, html } => cli::report::run(logfile, html),
+        Command::Trace { logfile, key } => cli::trace::run(logfile, key),
         Command::Passwd => cli::passwd::run(),
     }
 }

@@ -44,7 +44,12 @@ pub struct TransactionRecord {
     /// The client certificate's names as a list (`["mail.contoso.com"]`), trusted or not.
     pub certificate_names: String,
     pub certificate_trusted: bool,
+    /// The envelope sender as the client gave it.
     pub p1: String,
+    /// The envelope sender a `[[rewrite]]` rule set instead (what the policy judged and the
+    /// upstream got); empty when none applied. Absent from older logs.
+    #[serde(default)]
+    pub rewritten_to: String,
     pub p2: String,
     /// Each recipient with its outcome, as a list (`["bob@example.org=550 5.7.64"]`).
     pub recipients: String,
@@ -65,6 +70,17 @@ pub struct TransactionRecord {
     /// from older logs, so optional when read.
     #[serde(default)]
     pub dsn_dropped: String,
+    /// The message's `Message-ID` header as the client wrote it (bounded, printable:
+    /// [`crate::wire::header::message_id`]); empty when it had none or the transaction ended
+    /// before its header. Message Trace searches by it. Absent from older logs.
+    #[serde(default)]
+    pub message_id: String,
+    /// The upstream's final reply to the message, as received (lines joined by ` / `): Exchange
+    /// Online's `250 2.6.0 <message-id> [InternalId=..., Hostname=...] ... Queued mail for
+    /// delivery` names the server that has it. Empty when the upstream never answered the
+    /// message (refused at the gate, or the upstream failed). Absent from older logs.
+    #[serde(default)]
+    pub upstream_reply: String,
     #[serde(flatten)]
     pub flow: FlowRecord,
 }
@@ -108,6 +124,7 @@ impl TransactionRecord {
             certificate_names = %self.certificate_names,
             certificate_trusted = self.certificate_trusted,
             p1 = %self.p1,
+            rewritten_to = %self.rewritten_to,
             p2 = self.p2.as_str(),
             recipients = %self.recipients,
             size = self.size,
@@ -119,6 +136,8 @@ impl TransactionRecord {
             reply = %self.reply,
             enforce_would_reply = self.enforce_would_reply.as_str(),
             dsn_dropped = %self.dsn_dropped,
+            message_id = self.message_id.as_str(),
+            upstream_reply = self.upstream_reply.as_str(),
             identity = %f.identity,
             p1_domain = f.p1_domain.as_str(),
             p2_domain = f.p2_domain.as_str(),
@@ -189,6 +208,7 @@ mod tests {
             certificate_names: list_text(&["mail.contoso.com"]),
             certificate_trusted: true,
             p1: "app@example.net".into(),
+            rewritten_to: String::new(),
             p2: "app@contoso.com".into(),
             recipients: list_text(&["bob@example.org=550 5.7.64"]),
             size: 2048,
@@ -201,6 +221,8 @@ mod tests {
             reply: "250 2.6.0 Message accepted".into(),
             enforce_would_reply: "550 5.7.64 TenantAttribution; Relay Access Denied".into(),
             dsn_dropped: "RET=HDRS ENVID NOTIFY".into(),
+            message_id: "<1234@app.contoso.com>".into(),
+            upstream_reply: "250 2.6.0 <1234@app.contoso.com> [InternalId=1, Hostname=AM0PR01MB0001.eurprd01.prod.exchangelabs.com] Queued mail for delivery".into(),
             flow: FlowRecord {
                 identity: "certificate mail.contoso.com".into(),
                 p1_domain: "example.net".into(),
@@ -235,6 +257,11 @@ mod tests {
         assert_eq!(event["tenant"], "contoso");
         assert_eq!(event["profile"], "exo-2023");
         assert_eq!(event["dsn_dropped"], "RET=HDRS ENVID NOTIFY");
+        assert_eq!(event["message_id"], "<1234@app.contoso.com>");
+        assert!(event["upstream_reply"]
+            .as_str()
+            .unwrap()
+            .starts_with("250 2.6.0 <1234@app.contoso.com> [InternalId=1,"));
         let read: TransactionRecord = serde_json::from_str(&line).unwrap();
         assert_eq!(read, sent);
     }

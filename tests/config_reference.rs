@@ -168,6 +168,8 @@ connector_type = "OnPremises"
 [upstream]
 kind = "smtp"
 address = "contoso-com.mail.protection.outlook.com:25"
+[[rewrite]]
+new_sender = "app@contoso.com"
 [admin]
 listen = "127.0.0.1:9025"
 [submission]
@@ -262,6 +264,13 @@ data_end_timeout_secs = 60
 pool_max_idle = 0
 pool_idle_timeout_secs = 5
 chunking = false
+[[rewrite]]
+client_ips = ["192.0.2.0/24"]
+client_certificate_names = ["*.fabrikam.com"]
+client_users = ["scanner"]
+senders = ["*@example.net"]
+null_sender = true
+new_sender = "app@contoso.com"
 [admin]
 listen = "127.0.0.1:9025"
 probe_interval_secs = 5

@@ -17,6 +17,7 @@ mod decode;
 mod keyword;
 mod log;
 mod policy;
+mod rewrite;
 mod server;
 mod submission;
 mod tenant;
@@ -31,6 +32,7 @@ mod tests;
 pub use admin::{AdminConfig, AdminSettings};
 pub use log::{LogConfig, LogFormat};
 pub use policy::{Mode, PolicyConfig, PolicySettings, RejectStage};
+pub use rewrite::RewriteConfig;
 pub use server::{ServerConfig, ServerSettings};
 pub use submission::{SubmissionConfig, SubmissionSettings};
 pub(crate) use tenant::{certificate_name, sender_ip_address};
@@ -102,6 +104,10 @@ pub struct Config {
     /// top level is the one tenant.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tenants: Vec<TenantConfig>,
+    /// `[[rewrite]]`: envelope senders the gate sets before the policy decides, first match
+    /// wins. Default none: no sender is ever changed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rewrite: Vec<RewriteConfig>,
     /// `[submission]`: the second door, SMTP AUTH for applications (port 587 and 465 style).
     /// Default absent: no submission listener.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -123,6 +129,8 @@ pub struct Settings {
     /// The tenants in configuration order, at least one: for a file without `[[tenants]]`, the
     /// one implicit tenant (named `""`) built from its top level.
     pub tenants: Vec<TenantSettings>,
+    /// `[[rewrite]]`, in order (first match wins); empty when there are none.
+    pub rewrites: Vec<crate::policy::rewrite::RewriteRule>,
     /// The top-level `[policy]`: how a transaction no tenant is attributed to is answered.
     pub defaults: PolicyDefaults,
     pub log_format: LogFormat,
@@ -191,6 +199,7 @@ impl Config {
             None => None,
         };
         let tenants = self.tenants()?;
+        let rewrites = rewrite::validate(&self.rewrite)?;
         log::log_level(&self.log.level)?;
         let admin = self
             .admin
@@ -202,6 +211,7 @@ impl Config {
             tls,
             submission,
             tenants,
+            rewrites,
             defaults: PolicyDefaults {
                 profile: self.policy.profile,
                 mode: self.policy.mode,

@@ -10,6 +10,7 @@ mod canonical;
 pub mod enforcement;
 mod engine;
 mod explain;
+pub mod rewrite;
 mod tenant;
 pub mod wording;
 

@@ -10,6 +10,7 @@ use super::{Door, End, Recipient, Session, Transaction};
 use crate::config::{PolicyDefaults, Settings};
 use crate::observe::metrics::metrics;
 use crate::policy::enforcement::{answer_rcpt, RcptAnswer};
+use crate::policy::rewrite::{rewrite, RewriteClient};
 use crate::policy::{
     self, Attribution, HeaderSender, RecipientVerdict, RelayDenial, ReversePath, SessionFacts,
     Submitter,
@@ -82,6 +83,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         )
     }
 
+    /// The sender the first `[[rewrite]]` rule that matches sets instead of `mail_from`, if any.
+    fn rewritten_sender(&self, mail_from: &str) -> Option<String> {
+        let client = RewriteClient {
+            ip: self.peer.addr.ip(),
+            certificate_names: self.identity.policy_names(),
+            user: self.user.as_deref(),
+        };
+        rewrite(&self.settings.rewrites, &client, mail_from).map(|r| r.new_sender.clone())
+    }
+
     pub(super) fn mail(&mut self, from: smtp_proto::MailFrom<String>) {
         if self.helo.is_none() {
             self.error_reply(Reply::new(503, "5.5.1", "Send EHLO or HELO first"));
@@ -110,7 +121,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             return;
         }
         let dsn = MailDsn::of(&from);
-        let envelope = Envelope {
+        let mut envelope = Envelope {
             mail_from: from.address,
             size: (from.size > 0).then_some(from.size as u64),
             eight_bit: from.flags & smtp_proto::MAIL_BODY_8BITMIME != 0,
@@ -118,6 +129,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             dsn,
             binary_mime: from.flags & smtp_proto::MAIL_BODY_BINARYMIME != 0,
         };
+        // A [[rewrite]] rule sets the sender before anything judges it: the policy then decides
+        // on what the upstream (and Exchange Online) will actually get.
+        let client_mail_from = self
+            .rewritten_sender(&envelope.mail_from)
+            .map(|new| std::mem::replace(&mut envelope.mail_from, new));
+        if let Some(sent) = &client_mail_from {
+            tracing::info!(session = %self.id, peer = %self.peer.addr, p1 = %super::record::sanitize(sent), rewritten_to = %envelope.mail_from, "sender rewritten");
+        }
         // The certificate or the P1 domain may show the tenant now; else its first recipient will.
         let tenant = policy::attribute_sender(
             &self.settings.tenants,
@@ -136,6 +155,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         }
         self.txn = Some(Transaction {
             envelope,
+            client_mail_from,
             tenant,
             relay,
             recipients: Vec::new(),

@@ -13,7 +13,7 @@ use crate::policy::enforcement::{refusal_at_end_of_data, refusals_answered};
 use crate::policy::{self, HeaderSender, RecipientVerdict, Rejection, RelayDecision, ReversePath};
 use crate::upstream::{ClientFacts, Stage, UpstreamError, UpstreamReply};
 use crate::wire::data::{DataDecoder, DataError};
-use crate::wire::header::{header_sender, HeaderCollector};
+use crate::wire::header::{header_sender, message_id, HeaderCollector};
 use crate::wire::reply::{rfc5322_date, Reply};
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -90,6 +90,8 @@ pub(super) struct Message {
     /// The header block while it is being collected; `None` once the message is decided.
     headers: Option<HeaderCollector>,
     p2: Option<String>,
+    /// The `Message-ID` header, for the log (Message Trace searches by it).
+    message_id: Option<String>,
     decision: Option<Decision>,
     /// A refusal known once the header block is (policy in enforce mode, header size).
     early_refusal: Option<Reply>,
@@ -119,6 +121,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             },
             headers: Some(HeaderCollector::new(server.max_header_size)),
             p2: None,
+            message_id: None,
             decision: None,
             early_refusal: None,
             forwarding: Forwarding::NotSent,
@@ -153,6 +156,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     async fn decide(&mut self, message: &mut Message) -> Result<(), End> {
         let headers = message.headers.take().expect("undecided message");
         message.p2 = header_sender(headers.header());
+        message.message_id = message_id(headers.header());
         let decision = self.final_decision(message.p2.as_deref());
         message.early_refusal = if headers.too_large() {
             Some(Reply::new(
@@ -192,6 +196,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let Message {
             text,
             p2,
+            message_id,
             decision,
             early_refusal,
             forwarding,
@@ -200,6 +205,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let decision = decision.expect("decided");
         let sending = matches!(forwarding, Forwarding::Sending);
         let refusal = early_refusal.or_else(|| text.refusal(self.settings.server.max_line_length));
+        let mut upstream_reply = None;
         let reply = match (refusal, forwarding) {
             (Some(r), f) => {
                 if matches!(f, Forwarding::Sending) {
@@ -207,14 +213,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 }
                 self.reply_with_suffix(&r)
             }
-            (None, Forwarding::Refused(r)) => self.reply_upstream(&r),
+            (None, Forwarding::Refused(r)) => {
+                upstream_reply = Some(r.summary());
+                self.reply_upstream(&r)
+            }
             (None, Forwarding::Failed(r)) => self.reply_with_suffix(&r),
             (None, Forwarding::NotSent) => {
                 self.reply_with_suffix(&UpstreamError::Dropped(Stage::Data).reply())
             }
             (None, Forwarding::Sending) => {
                 match within_deadline!(self, self.upstream.leg().finish_data()) {
-                    Ok(r) => self.reply_upstream(&r),
+                    Ok(r) => {
+                        upstream_reply = Some(r.summary());
+                        self.reply_upstream(&r)
+                    }
                     Err(e) => {
                         tracing::warn!(session = %self.id, error = %e, "upstream end of DATA failed");
                         self.reply_with_suffix(&e.reply())
@@ -223,6 +235,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             }
         };
         let mut outcome = super::record::Outcome::new(reply);
+        outcome.upstream_reply = upstream_reply;
+        outcome.message_id = message_id;
         let tenant = self.txn.as_ref().and_then(|t| t.tenant);
         if !refusals_answered(self.rule(tenant).mode) {
             outcome.enforce_reply = decision.refusal.map(|mut r| {

@@ -200,7 +200,11 @@ struct Recipient {
 }
 
 struct Transaction {
+    /// `mail_from` is the sender the policy judges and the upstream gets: a `[[rewrite]]`
+    /// rule's `new_sender` when one applied.
     envelope: Envelope,
+    /// The sender as the client gave it, when a `[[rewrite]]` rule replaced it.
+    client_mail_from: Option<String>,
     /// The tenant the transaction belongs to: known at MAIL when the certificate or the P1
     /// domain shows it, else at the first recipient of a tenant; `None` until then.
     tenant: Option<Attribution>,

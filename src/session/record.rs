@@ -17,6 +17,10 @@ pub(super) struct Outcome {
     pub(super) reply: String,
     /// What enforce mode would have answered, when audit mode answered differently.
     pub(super) enforce_reply: Option<String>,
+    /// The upstream's final reply to the message, when it answered one.
+    pub(super) upstream_reply: Option<String>,
+    /// The message's `Message-ID`, once its header block was read.
+    pub(super) message_id: Option<String>,
 }
 
 impl Outcome {
@@ -24,6 +28,8 @@ impl Outcome {
         Outcome {
             reply,
             enforce_reply: None,
+            upstream_reply: None,
+            message_id: None,
         }
     }
 }
@@ -89,7 +95,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 .unwrap_or_else(|| "none".into()),
             certificate_names: record::list_text(&self.identity.names),
             certificate_trusted: self.identity.trusted,
-            p1: txn.envelope.mail_from.clone(),
+            p1: txn
+                .client_mail_from
+                .clone()
+                .unwrap_or_else(|| txn.envelope.mail_from.clone()),
+            rewritten_to: if txn.client_mail_from.is_some() {
+                txn.envelope.mail_from.clone()
+            } else {
+                String::new()
+            },
             p2: p2.unwrap_or_default().to_string(),
             recipients: record::list_text(&recipients(txn)),
             size,
@@ -101,6 +115,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             reply: outcome.reply.clone(),
             enforce_would_reply: outcome.enforce_reply.clone().unwrap_or_default(),
             dsn_dropped: txn.dsn_dropped.to_string(),
+            message_id: outcome.message_id.clone().unwrap_or_default(),
+            upstream_reply: outcome.upstream_reply.clone().unwrap_or_default(),
             flow: self.flow(txn, header, p2),
         }
     }
@@ -157,7 +173,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 Some(user) => wording::user_identity(user),
                 None => wording::identity(certificate.as_deref(), facts.peer_ip),
             },
-            p1_domain: flow_domain(Some(&txn.envelope.mail_from)),
+            // The flow is the client's: its own sender, even when a rule rewrote it.
+            p1_domain: flow_domain(Some(
+                txn.client_mail_from
+                    .as_deref()
+                    .unwrap_or(&txn.envelope.mail_from),
+            )),
             p2_domain: flow_domain(p2),
             broken_by_november_2023: Comparison::breaks(&exo_2023, &exo_legacy),
             exo_2023: RecordedVerdict::from(&exo_2023),

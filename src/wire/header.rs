@@ -97,6 +97,29 @@ pub fn header_sender(header: &[u8]) -> Option<String> {
     first.contains('@').then_some(first)
 }
 
+/// The longest `Message-ID` the log keeps: RFC 5322 sets no limit, but a line is 998 octets and
+/// a real id is well under this; longer is cut, so a client cannot grow the log line.
+pub const MAX_MESSAGE_ID: usize = 255;
+
+/// The `Message-ID` header's value (angle brackets kept, as Message Trace shows it), unfolded,
+/// trimmed, cut to [`MAX_MESSAGE_ID`] and with anything but printable ASCII replaced by `?`: it
+/// is what the client wrote and goes into the log. `None` when there is none (or it is empty).
+pub fn message_id(header: &[u8]) -> Option<String> {
+    let (headers, _) = mailparse::parse_headers(header).ok()?;
+    let field = headers
+        .iter()
+        .find(|h| h.get_key_ref().eq_ignore_ascii_case("message-id"))?;
+    let value = field.get_value();
+    let value = value.trim();
+    (!value.is_empty()).then(|| {
+        value
+            .chars()
+            .take(MAX_MESSAGE_ID)
+            .map(|c| if c.is_ascii_graphic() { c } else { '?' })
+            .collect()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,5 +209,26 @@ mod tests {
         }
         assert!(done && c.too_large());
         assert!(c.collected().len() <= 1024 + line.len());
+    }
+
+    #[test]
+    fn message_id_is_kept_with_its_angle_brackets() {
+        let h = b"From: a@contoso.com\r\nMessage-ID:\r\n <1234.5678@app.contoso.com>\r\n\r\n";
+        assert_eq!(
+            message_id(h).as_deref(),
+            Some("<1234.5678@app.contoso.com>")
+        );
+        assert_eq!(message_id(b"Subject: x\r\n\r\n"), None);
+        assert_eq!(message_id(b"Message-ID:   \r\n\r\n"), None);
+    }
+
+    #[test]
+    fn message_id_is_bounded_and_printable() {
+        let long = format!("Message-Id: <\x01{}@y>\r\n\r\n", "a".repeat(1000));
+        let id = message_id(long.as_bytes()).unwrap();
+        assert_eq!(id.len(), MAX_MESSAGE_ID);
+        assert!(id.chars().all(|c| c.is_ascii_graphic()), "{id}");
+        let tab = message_id(b"Message-ID: <a b@c>\r\n\r\n").unwrap();
+        assert_eq!(tab, "<a?b@c>");
     }
 }

@@ -39,6 +39,9 @@ pub struct Facts {
     pub recipients: Vec<String>,
     /// `--user`: the authenticated user, and whether its `allowed_senders` cover `mail_from`.
     pub user: Option<(String, bool)>,
+    /// When a `[[rewrite]]` rule applies: its index and the sender as the client gives it
+    /// (`mail_from` is then the rule's `new_sender`, what the gate judges and sends).
+    pub rewritten_from: Option<(usize, String)>,
 }
 
 impl Facts {
@@ -50,6 +53,26 @@ impl Facts {
                 user,
                 may_send_as: *may_send_as,
             })
+    }
+}
+
+/// The sender as the gate would judge and send it: a `[[rewrite]]` rule's `new_sender` when
+/// one applies (with the rule's index and the sender given), else the sender given.
+fn rewritten(
+    settings: &Settings,
+    ip: IpAddr,
+    certificate_names: &[String],
+    user: Option<&str>,
+    mail_from: String,
+) -> (String, Option<(usize, String)>) {
+    let client = crate::policy::rewrite::RewriteClient {
+        ip,
+        certificate_names,
+        user,
+    };
+    match (settings.rewrites.iter().enumerate()).find(|(_, r)| r.matches(&client, &mail_from)) {
+        Some((index, rule)) => (rule.new_sender.clone(), Some((index, mail_from))),
+        None => (mail_from, None),
     }
 }
 
@@ -295,7 +318,13 @@ pub fn run(args: CheckArgs) -> ExitCode {
         _ => None,
     };
     let (tls, tls_note) = tls_fact(asked, certificate_note.is_some(), settings.tls.is_some());
-    let mail_from = bare_address(&args.mail_from);
+    let (mail_from, rewritten_from) = rewritten(
+        &settings,
+        args.ip,
+        &certificate_names,
+        args.user.as_deref(),
+        bare_address(&args.mail_from),
+    );
     let user = match args
         .user
         .as_deref()
@@ -318,6 +347,7 @@ pub fn run(args: CheckArgs) -> ExitCode {
         header_from: args.header_from.as_deref().map(bare_address),
         recipients: args.rcpts.iter().map(|r| bare_address(r)).collect(),
         user,
+        rewritten_from,
     };
     let explanation = Explanation::new(&settings, &facts, profile, tenant);
     if args.json {

@@ -34,6 +34,17 @@ impl Explanation<'_> {
                 None => format!("<{}>: no domain", f.mail_from),
             }
         };
+        if let Some((rule, given)) = &f.rewritten_from {
+            let given = if given.is_empty() {
+                "<>".to_string()
+            } else {
+                format!("<{given}>")
+            };
+            let _ = writeln!(
+                out,
+                "  P1 as given      {given}: rewritten by rewrite[{rule}] to the sender below, which is judged and sent upstream (the From: header is not changed)"
+            );
+        }
         let _ = writeln!(out, "  P1 MAIL FROM     {p1}");
         if let Some((user, may_send_as)) = &f.user {
             let send_as = if *may_send_as {
@@ -176,7 +187,9 @@ impl Explanation<'_> {
             "certificate": f.certificate_note,
             "tls": f.tls,
             "tls_note": f.tls_note,
-            "mail_from": f.mail_from,
+            "mail_from": f.rewritten_from.as_ref().map_or(&f.mail_from, |(_, given)| given),
+            "rewritten_to": f.rewritten_from.as_ref().map(|_| &f.mail_from),
+            "rewrite_rule": f.rewritten_from.as_ref().map(|(i, _)| i),
             "header_from": f.header_from,
             "user": f.user.as_ref().map(|(u, _)| u),
             "may_send_as": f.user.as_ref().map(|(_, may)| may),

@@ -47,6 +47,7 @@ fn facts(certificate: &[&str], mail_from: &str, rcpts: &[&str]) -> Facts {
         header_from: None,
         recipients: rcpts.iter().map(|r| r.to_string()).collect(),
         user: None,
+        rewritten_from: None,
     }
 }
 
@@ -102,4 +103,36 @@ fn nothing_attributes_and_check_says_so() {
         "{text}"
     );
     assert!(text.contains("550 5.7.64 TenantAttribution"), "{text}");
+}
+
+#[test]
+fn check_shows_what_a_rewrite_rule_does_and_judges_the_new_sender() {
+    let text = "[server]\nhostname = \"gate.contoso.com\"\n[[accepted_domains]]\ndomain = \"contoso.com\"\n[[inbound_connectors]]\nname = \"OnPrem by IP\"\nconnector_type = \"OnPremises\"\nsender_ip_addresses = [\"203.0.113.0/24\"]\n[upstream]\nkind = \"directory\"\npath = \"out\"\n[[rewrite]]\nclient_ips = [\"203.0.113.0/24\"]\nsenders = [\"*@example.net\"]\nnew_sender = \"app@contoso.com\"\n";
+    let s = crate::config::Config::parse(text)
+        .unwrap()
+        .validate()
+        .unwrap();
+    let ip = "203.0.113.10".parse().unwrap();
+    let (sender, from) = rewritten(&s, ip, &[], None, "crm@example.net".into());
+    assert_eq!(sender, "app@contoso.com");
+    assert_eq!(from, Some((0, "crm@example.net".to_string())));
+    // The null sender is never matched by senders (nor by their absence).
+    assert_eq!(
+        rewritten(&s, ip, &[], None, String::new()),
+        (String::new(), None)
+    );
+    let mut f = facts(&[], &sender, &["bob@example.org"]);
+    f.rewritten_from = from;
+    let e = Explanation::new(&s, &f, None, None);
+    let out = e.render_text();
+    assert!(
+        out.contains("P1 as given      <crm@example.net>: rewritten by rewrite[0]"),
+        "{out}"
+    );
+    assert!(out.contains("P1 MAIL FROM     <app@contoso.com>"), "{out}");
+    assert_eq!(e.exit_status(), 0, "accepted on the new sender:\n{out}");
+    let json = e.render_json();
+    assert_eq!(json["mail_from"], "crm@example.net");
+    assert_eq!(json["rewritten_to"], "app@contoso.com");
+    assert_eq!(json["rewrite_rule"], 0);
 }

@@ -7,6 +7,7 @@
 //! domain relay, settings Exchange Online silently ignores.
 
 mod certificates;
+mod rewrite;
 mod submission;
 mod tenants;
 
@@ -139,6 +140,7 @@ pub fn warnings(config: &Config, settings: &Settings) -> Vec<Finding> {
     out.extend(tenants::warnings(settings));
     out.extend(submission::warnings(config, settings));
     out.extend(certificates::warnings(config, settings));
+    out.extend(rewrite::warnings(settings));
     out
 }
 

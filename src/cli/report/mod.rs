@@ -19,6 +19,7 @@ mod aggregate;
 mod chart;
 mod html;
 mod read;
+mod rewrite;
 mod text;
 mod time;
 
@@ -28,6 +29,8 @@ mod tests;
 mod tests_tenants;
 
 pub use read::{load, read};
+/// The bounded line reader, shared with `relaygate trace`.
+pub(crate) use read::{next_line, Line, MAX_SKIPPED_LINE};
 
 use crate::policy::{wording, RecordedVerdict};
 use std::io;

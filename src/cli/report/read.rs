@@ -13,7 +13,7 @@ use std::path::Path;
 pub(super) const MAX_LINE: usize = 1 << 20;
 /// A line still going at this length is no log at all (`/dev/zero`, a binary file), and
 /// skipping it could take forever: the report stops with an error naming the line.
-pub(super) const MAX_SKIPPED_LINE: usize = 64 << 20;
+pub(crate) const MAX_SKIPPED_LINE: usize = 64 << 20;
 
 /// Reads a whole log. Lines that are not transaction events are counted, not fatal: the
 /// gate's log interleaves them with startup, TLS and upstream events.
@@ -70,7 +70,7 @@ pub fn load(path: &Path) -> Result<Report, ReportError> {
 }
 
 /// What [`next_line`] did with a line.
-enum Line {
+pub(crate) enum Line {
     /// In the buffer.
     Kept,
     /// Longer than [`MAX_LINE`]: consumed but not kept.
@@ -80,7 +80,7 @@ enum Line {
 }
 
 /// Reads one line into `buf` (without its end of line); `None` at the end of the input.
-fn next_line(reader: &mut impl BufRead, buf: &mut Vec<u8>) -> io::Result<Option<Line>> {
+pub(crate) fn next_line(reader: &mut impl BufRead, buf: &mut Vec<u8>) -> io::Result<Option<Line>> {
     buf.clear();
     let mut any = false;
     let mut too_long = false;

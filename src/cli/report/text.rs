@@ -99,6 +99,27 @@ impl Report {
             }
             out.push_str(&line(row.each_ref().map(String::as_str)));
         }
+        let blocks: Vec<(&super::Flow, String)> = self
+            .flows
+            .iter()
+            .filter_map(|f| f.rewrite_block().map(|b| (f, b)))
+            .collect();
+        if !blocks.is_empty() {
+            out.push_str(
+                "\nOr fix a flow broken by the November 2023 change at the gate, with a [[rewrite]] \
+                 rule (README: Fix a flow at the gate; the From: header is not changed):\n",
+            );
+        }
+        for (f, block) in blocks {
+            // Not the identity: the block names the client, and a line per flow is the table's.
+            let _ = writeln!(
+                out,
+                "\n# MAIL FROM {}, From: {}",
+                printable(f.p1_display()),
+                printable(f.p2_display())
+            );
+            out.push_str(&block);
+        }
         out
     }
 }

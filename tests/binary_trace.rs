@@ -1,0 +1,117 @@
+//! `relaygate trace` on a log the real binary wrote: the transaction event carries the
+//! `Message-ID` and the upstream's reply, and `trace` finds the story by either key an admin
+//! holds (a Message Trace result, an address), with its exit status.
+
+mod support;
+use support::*;
+
+/// One message with a `Message-ID`, sent line by line (no swaks needed).
+fn send(gate: &Binary, from: &str, message_id: &str) {
+    let mut c = LineClient::connect(gate.addr);
+    c.expect("220");
+    for (cmd, code) in [
+        ("EHLO app.contoso.com", "250"),
+        (&*format!("MAIL FROM:<{from}>"), "250"),
+        ("RCPT TO:<bob@example.org>", "250"),
+        ("DATA", "354"),
+    ] {
+        c.send(cmd);
+        c.expect(code);
+    }
+    c.send(&format!("From: {from}"));
+    c.send(&format!("Message-ID: {message_id}"));
+    c.send("Subject: trace me");
+    c.send("");
+    c.send("body");
+    c.send(".");
+    c.expect("250");
+    c.send("QUIT");
+    c.expect("221");
+}
+
+#[test]
+fn trace_tells_the_story_of_a_message_found_by_its_message_id_or_an_address() {
+    let gate = start_with("127.0.0.0/24", "\n[policy]\nmode = \"audit\"\n");
+    send(&gate, "app@contoso.com", "<first.1@app.contoso.com>");
+    send(&gate, "scanner@example.net", "<second.2@app.contoso.com>");
+    let event = gate.transaction("scanner@example.net");
+    assert_eq!(event["message_id"], "<second.2@app.contoso.com>", "{event}");
+    let upstream = event["upstream_reply"].as_str().unwrap_or_default();
+    assert!(upstream.starts_with("250 "), "{event}");
+    let session = event["session"].as_str().unwrap().to_string();
+
+    let log = gate.log_path();
+    let log = log.to_str().unwrap();
+    let (status, out, err) = relaygate(&["trace", log, "<second.2@app.contoso.com>"]);
+    assert_eq!(status, 0, "{out}{err}");
+    assert_eq!(out.matches("transaction ").count(), 1, "{out}");
+    for expected in [
+        &*format!("transaction {session} at "),
+        "on the relay listener, HELO app.contoso.com",
+        "identified as   ip 127.0.0.1",
+        "connector       OnPrem by IP",
+        "P1 MAIL FROM    <scanner@example.net>",
+        "Message-ID      <second.2@app.contoso.com>",
+        "exo-2023        refused 550 5.7.64",
+        &*format!("upstream said   {upstream}"),
+    ] {
+        assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
+    }
+
+    // The recipient is in both transactions; the session id names one.
+    let (status, out, _) = relaygate(&["trace", log, "BOB@example.org"]);
+    assert_eq!(
+        (status, out.matches("\ntransaction ").count() + 1),
+        (0, 2),
+        "{out}"
+    );
+    let (status, out, _) = relaygate(&["trace", log, &session]);
+    assert_eq!(status, 0);
+    assert!(out.contains("<second.2@app.contoso.com>"), "{out}");
+
+    let (status, _, err) = relaygate(&["trace", log, "<nowhere@example.org>"]);
+    assert_eq!(status, 1, "{err}");
+    assert!(err.contains("no transaction"), "{err}");
+    let (status, _, err) = relaygate(&["trace", "/nonexistent.log", "x@example.org"]);
+    assert_eq!(status, 2, "{err}");
+}
+
+#[test]
+fn a_rewritten_sender_is_logged_beside_the_one_the_client_gave_and_traced() {
+    let gate = start_edited("127.0.0.0/24", "", |config| {
+        format!(
+            "{config}\n[[rewrite]]\nsenders = [\"*@example.net\"]\nnew_sender = \"app@contoso.com\"\n"
+        )
+    });
+    send(
+        &gate,
+        "scanner@example.net",
+        "<rewritten.3@app.contoso.com>",
+    );
+    let event = gate.transaction("scanner@example.net");
+    assert_eq!(event["rewritten_to"], "app@contoso.com", "{event}");
+    assert_eq!(event["p1_domain"], "example.net", "{event}");
+    // Judged on the new sender: accepted, where the client's would be refused (5.7.64).
+    assert_eq!(event["exo_2023"], "accepted", "{event}");
+    let stored = stored(gate.out.path());
+    assert_eq!(stored.len(), 1);
+    let envelope = std::fs::read_to_string(stored[0].with_extension("envelope.json")).unwrap();
+    let envelope: serde_json::Value = serde_json::from_str(&envelope).unwrap();
+    assert_eq!(
+        envelope["mail_from"], "app@contoso.com",
+        "the upstream got the new sender"
+    );
+
+    let log = gate.log_path();
+    let (status, out, err) = relaygate(&[
+        "trace",
+        log.to_str().unwrap(),
+        "<rewritten.3@app.contoso.com>",
+    ]);
+    assert_eq!(status, 0, "{out}{err}");
+    assert!(
+        out.contains("P1 MAIL FROM    <scanner@example.net>"),
+        "{out}"
+    );
+    assert!(out.contains("rewritten to    <app@contoso.com>"), "{out}");
+}
