@@ -127,6 +127,22 @@ fn with_pki_tls(config: String, pki: &Pki) -> String {
     config.replace(&dev_tls(), &pki.tls_section())
 }
 
+/// The standard configuration relaying to the recording upstream at `addr` instead of storing
+/// messages in a directory.
+fn relaying_to(config: String, addr: std::net::SocketAddr) -> String {
+    let start = config.find("[upstream]").expect("an [upstream] section");
+    let end = start
+        + config[start..]
+            .find("\n[log]")
+            .expect("[log] after [upstream]");
+    format!(
+        "{}{}{}",
+        &config[..start],
+        smtp_upstream(addr),
+        &config[end..]
+    )
+}
+
 /// A message with `Message-ID: <id>`, as a test client sends it after DATA.
 fn message(from: &str, id: &str) -> Vec<u8> {
     format!("From: {from}\r\nMessage-ID: <{id}>\r\nSubject: trace me\r\n\r\nbody\r\n").into_bytes()
@@ -181,4 +197,42 @@ async fn the_event_says_how_the_sender_was_attributed_and_trace_shows_it() {
             "{out}"
         );
     }
+}
+
+/// What Exchange Online's front door answers the final dot with: the key Message Trace shows.
+const EXCHANGE_ONLINE_REPLY: &str = "250 2.6.0 <exo.1@app.contoso.com> [InternalId=123, Hostname=AM0PR01MB1234.eurprd01.prod.exchangelabs.com] 1234 bytes in 0.123, 12.345 KB/sec Queued mail for delivery";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exchange_onlines_reply_to_the_final_dot_is_logged_exactly_and_traced() {
+    let up = Upstream::start(Script {
+        end_reply: Some(EXCHANGE_ONLINE_REPLY),
+        ..Script::default()
+    })
+    .await;
+    let gate = start_edited("127.0.0.0/24", "", |c| relaying_to(c, up.addr));
+    let mut c = Client::connect(gate.addr).await;
+    c.cmd("EHLO app.contoso.com", "250").await;
+    let r = c
+        .send_message(
+            "app@contoso.com",
+            &["bob@example.org"],
+            &message("app@contoso.com", "exo.1@app.contoso.com"),
+        )
+        .await;
+    assert!(r.starts_with("250 2.6.0 "), "{r}");
+    assert_eq!(
+        up.next_completed().await.mail,
+        "MAIL FROM:<app@contoso.com>"
+    );
+    c.quit().await;
+
+    let event = gate.transaction("app@contoso.com");
+    assert_eq!(event["upstream_reply"], EXCHANGE_ONLINE_REPLY, "{event}");
+    let log = gate.log_path();
+    let (status, out, err) = relaygate(&["trace", log.to_str().unwrap(), "exo.1@app.contoso.com"]);
+    assert_eq!(status, 0, "{out}{err}");
+    assert!(
+        out.contains(&format!("\n  upstream said   {EXCHANGE_ONLINE_REPLY}\n")),
+        "{out}"
+    );
 }
