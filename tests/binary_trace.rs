@@ -93,6 +93,10 @@ fn a_rewritten_sender_is_logged_beside_the_one_the_client_gave_and_traced() {
     assert_eq!(event["p1_domain"], "example.net", "{event}");
     // Judged on the new sender: accepted, where the client's would be refused (5.7.64).
     assert_eq!(event["exo_2023"], "accepted", "{event}");
+    assert_eq!(
+        event["attributed_by"], "P1 domain",
+        "by the new sender's domain"
+    );
     let stored = stored(gate.out.path());
     assert_eq!(stored.len(), 1);
     let envelope = std::fs::read_to_string(stored[0].with_extension("envelope.json")).unwrap();
@@ -114,4 +118,121 @@ fn a_rewritten_sender_is_logged_beside_the_one_the_client_gave_and_traced() {
         "{out}"
     );
     assert!(out.contains("rewritten to    <app@contoso.com>"), "{out}");
+}
+
+/// The standard configuration with `[tls]` on `pki` (so a test client can present one of its
+/// certificates) instead of the shipped development certificates.
+fn with_pki_tls(config: String, pki: &Pki) -> String {
+    assert!(config.contains(&dev_tls()), "{config}");
+    config.replace(&dev_tls(), &pki.tls_section())
+}
+
+/// The standard configuration relaying to the recording upstream at `addr` instead of storing
+/// messages in a directory.
+fn relaying_to(config: String, addr: std::net::SocketAddr) -> String {
+    let start = config.find("[upstream]").expect("an [upstream] section");
+    let end = start
+        + config[start..]
+            .find("\n[log]")
+            .expect("[log] after [upstream]");
+    format!(
+        "{}{}{}",
+        &config[..start],
+        smtp_upstream(addr),
+        &config[end..]
+    )
+}
+
+/// A message with `Message-ID: <id>`, as a test client sends it after DATA.
+fn message(from: &str, id: &str) -> Vec<u8> {
+    format!("From: {from}\r\nMessage-ID: <{id}>\r\nSubject: trace me\r\n\r\nbody\r\n").into_bytes()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_event_says_how_the_sender_was_attributed_and_trace_shows_it() {
+    let pki = Pki::new();
+    let gate = start_edited("127.0.0.0/24", "\n[policy]\nmode = \"audit\"\n", |c| {
+        with_pki_tls(c, &pki)
+    });
+    // 1a: a trusted certificate under the certificate connector's accepted domain, whatever
+    // the P1 says.
+    let mut c = Client::connect(gate.addr).await;
+    c.cmd("EHLO mail.contoso.com", "250").await;
+    let cert = pki.leaf(Leaf {
+        cn: Some("mail.contoso.com"),
+        sans: &["mail.contoso.com"],
+        ..Default::default()
+    });
+    let mut c = c.starttls(&pki, Some(cert)).await;
+    let r = c
+        .send_message(
+            "printer@example.net",
+            &["bob@example.org"],
+            &message("printer@example.net", "by-certificate@contoso.com"),
+        )
+        .await;
+    assert!(r.starts_with("250 "), "{r}");
+    c.quit().await;
+    // 1b: the P1 domain is accepted; none: neither is (audit mode forwards it all the same).
+    send(&gate, "app@contoso.com", "<by-p1@contoso.com>");
+    send(&gate, "scanner@example.net", "<by-none@contoso.com>");
+
+    let log = gate.log_path();
+    let log = log.to_str().unwrap();
+    for (p1, id, attributed_by) in [
+        (
+            "printer@example.net",
+            "<by-certificate@contoso.com>",
+            "certificate domain",
+        ),
+        ("app@contoso.com", "<by-p1@contoso.com>", "P1 domain"),
+        ("scanner@example.net", "<by-none@contoso.com>", "none"),
+    ] {
+        let event = gate.transaction(p1);
+        assert_eq!(event["attributed_by"], attributed_by, "{event}");
+        let (status, out, err) = relaygate(&["trace", log, id]);
+        assert_eq!(status, 0, "{out}{err}");
+        assert!(
+            out.contains(&format!("\n  attributed by   {attributed_by}\n")),
+            "{out}"
+        );
+    }
+}
+
+/// What Exchange Online's front door answers the final dot with: the key Message Trace shows.
+const EXCHANGE_ONLINE_REPLY: &str = "250 2.6.0 <exo.1@app.contoso.com> [InternalId=123, Hostname=AM0PR01MB1234.eurprd01.prod.exchangelabs.com] 1234 bytes in 0.123, 12.345 KB/sec Queued mail for delivery";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exchange_onlines_reply_to_the_final_dot_is_logged_exactly_and_traced() {
+    let up = Upstream::start(Script {
+        end_reply: Some(EXCHANGE_ONLINE_REPLY),
+        ..Script::default()
+    })
+    .await;
+    let gate = start_edited("127.0.0.0/24", "", |c| relaying_to(c, up.addr));
+    let mut c = Client::connect(gate.addr).await;
+    c.cmd("EHLO app.contoso.com", "250").await;
+    let r = c
+        .send_message(
+            "app@contoso.com",
+            &["bob@example.org"],
+            &message("app@contoso.com", "exo.1@app.contoso.com"),
+        )
+        .await;
+    assert!(r.starts_with("250 2.6.0 "), "{r}");
+    assert_eq!(
+        up.next_completed().await.mail,
+        "MAIL FROM:<app@contoso.com>"
+    );
+    c.quit().await;
+
+    let event = gate.transaction("app@contoso.com");
+    assert_eq!(event["upstream_reply"], EXCHANGE_ONLINE_REPLY, "{event}");
+    let log = gate.log_path();
+    let (status, out, err) = relaygate(&["trace", log.to_str().unwrap(), "exo.1@app.contoso.com"]);
+    assert_eq!(status, 0, "{out}{err}");
+    assert!(
+        out.contains(&format!("\n  upstream said   {EXCHANGE_ONLINE_REPLY}\n")),
+        "{out}"
+    );
 }

@@ -145,6 +145,10 @@ fn check_report(report: &report::Report, html: &str) {
     assert_eq!(report.skipped_lines, 15 + 3);
     assert!(report.timeline.buckets > 12 && report.timeline.buckets <= 48);
     assert!(!html.contains(HOSTILE) && !html.contains("<img"));
+    // The printers' flow, broken by the November 2023 change, gets its [[rewrite]] block after
+    // the table, as in the text report; the flow refused under both profiles does not.
+    assert_eq!(html.matches("<pre class=\"rewrite\"").count(), 1, "{html}");
+    assert!(html.contains("<pre class=\"rewrite\" id=\"rewrite-1\" data-flow=\"1\">"));
 }
 
 #[test]
@@ -259,6 +263,17 @@ fn check_dom(dom: &str) {
             "axis labels of flow {flow}"
         );
     }
+    // The block reads in the browser as the text report prints it.
+    let at = dom
+        .find("<pre class=\"rewrite\"")
+        .expect("no [[rewrite]] block");
+    let pre = &dom[at..at + dom[at..].find("</pre>").unwrap()];
+    assert!(
+        pre.contains(
+            "[[rewrite]]\nclient_certificate_names = [\"mail.contoso.com\"]\nsenders = [\"*@contoso-mail.com\"]\nnew_sender = \"relay@contoso-mail.com\""
+        ),
+        "{pre}"
+    );
     // The hostile strings stayed text: no element was made of them.
     assert!(!dom.contains("<script"), "a script element reached the DOM");
     assert!(!dom.contains("<img"), "an img element reached the DOM");

@@ -84,6 +84,19 @@ pub fn relay_branch(relay: &RelayDecision) -> String {
     }
 }
 
+/// How the sender was attributed to the tenant's own mail: which accepted domain made condition
+/// 1 hold, in the branch's own words (`certificate domain` 1a, `P1 domain` 1b, `P2 domain` 1c),
+/// `SMTP AUTH` for an authenticated submission, or `none`. The log's `attributed_by`: since
+/// November 2023 a flow Exchange Online accepts only by its `P2 domain` is one it will refuse,
+/// so an admin filters on this word rather than parsing `branch`.
+pub fn attributed_by(relay: &RelayDecision) -> &'static str {
+    match relay {
+        RelayDecision::Authorized { condition1, .. } => condition1.subject(),
+        RelayDecision::Authenticated { .. } => "SMTP AUTH",
+        RelayDecision::AwaitingHeaderSender { .. } | RelayDecision::Denied(_) => "none",
+    }
+}
+
 /// No tenant of several was attributed, as `check` and the log both say it.
 pub const NO_TENANT: &str =
     "no tenant: neither the certificate, the P1 domain nor a recipient domain is an accepted domain of a tenant";
@@ -404,6 +417,50 @@ mod tests {
         );
         assert_eq!(connector(&denied), "");
         assert_eq!(condition2_token(&denied), "none");
+    }
+
+    #[test]
+    fn attributed_by_names_the_accepted_domain_branch_that_held() {
+        let by_ip = Condition2::SenderIpAddress {
+            connector: "C".into(),
+        };
+        for (condition1, word) in [
+            (
+                Condition1::CertificateDomain {
+                    connector: "C".into(),
+                    accepted_domain: "contoso.com".into(),
+                },
+                "certificate domain",
+            ),
+            (
+                Condition1::EnvelopeSender {
+                    domain: "contoso.com".into(),
+                },
+                "P1 domain",
+            ),
+            (
+                Condition1::HeaderSender {
+                    domain: "contoso.com".into(),
+                },
+                "P2 domain",
+            ),
+        ] {
+            let relay = RelayDecision::Authorized {
+                condition1,
+                condition2: by_ip.clone(),
+            };
+            assert_eq!(attributed_by(&relay), word);
+            assert!(
+                relay_branch(&relay).contains(word),
+                "the same words as `branch`"
+            );
+        }
+        let denied = RelayDecision::Denied(RelayDenial::SenderNotAttributed { condition2: by_ip });
+        assert_eq!(attributed_by(&denied), "none");
+        let user = RelayDecision::Authenticated {
+            user: "scanner".into(),
+        };
+        assert_eq!(attributed_by(&user), "SMTP AUTH");
     }
 
     #[test]

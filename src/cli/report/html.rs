@@ -83,6 +83,7 @@ impl Report {
                             }
                         }
                     }
+                    (rewrite_blocks(self))
                     section id="charts" {
                         h2 { "Over time" }
                         p class="note" {
@@ -118,6 +119,42 @@ fn flow_row(n: usize, f: &Flow, tenants: bool) -> Markup {
                 (badge(f))
             }
             td class="fix" { (visible(f.fix.as_deref().unwrap_or(""))) }
+        }
+    }
+}
+
+/// The `[[rewrite]]` blocks that would fix each flow the November 2023 change broke, after the
+/// table as in the text report; none, no section. A block is TOML from the log's values (the
+/// `toml` crate escaped them for TOML), and maud escapes it again for HTML: an admin copies
+/// exactly what the text report prints.
+fn rewrite_blocks(report: &Report) -> Markup {
+    let blocks: Vec<(usize, &Flow, String)> = report
+        .flows
+        .iter()
+        .enumerate()
+        .filter_map(|(i, f)| f.rewrite_block().map(|b| (i + 1, f, b)))
+        .collect();
+    html! {
+        @if !blocks.is_empty() {
+            section id="rewrites" {
+                h2 { "Or fix a flow at the gate" }
+                p class="note" {
+                    "Each flow broken by the November 2023 change, fixed with a "
+                    code { "[[rewrite]]" }
+                    " rule instead of a connector change (README: Fix a flow at the gate; the "
+                    code { "From:" } " header is not changed)."
+                }
+                @for (n, f, block) in &blocks {
+                    pre class="rewrite" id={ "rewrite-" (n) } data-flow=(n) {
+                        code {
+                            "# MAIL FROM " (visible(f.p1_display())) ", From: "
+                            (visible(f.p2_display())) "\n"
+                            // Line by line: its line breaks are the block's own.
+                            @for line in block.lines() { (visible(line)) "\n" }
+                        }
+                    }
+                }
+            }
         }
     }
 }
@@ -228,6 +265,8 @@ a { color: inherit; }
 .flow-chart .rank { color: var(--muted); }
 .flow-chart .arrow { color: var(--muted); }
 .flow-chart p.fix { margin: 0 0 6px; color: var(--bad); }
+pre.rewrite { background: #f3f5f7; border: 1px solid var(--line); border-radius: 6px;
+  padding: 10px 14px; margin: 0 0 10px; font-size: 12px; overflow-x: auto; }
 svg.chart { display: block; width: 100%; max-width: 1200px; height: auto; }
 svg.chart text { font: 11px system-ui, 'DejaVu Sans', sans-serif; fill: var(--muted); }
 svg.chart .accepted { fill: var(--ok); }

@@ -94,6 +94,50 @@ mod tests {
     }
 
     #[test]
+    fn the_html_report_shows_each_block_after_the_table_escaped() {
+        let hostile = "ip 192.0.2.66\"><img src=x onerror=alert(1)>";
+        let event = serde_json::json!({
+            "target": "relaygate::transaction",
+            "timestamp": "2026-11-30T20:00:00Z",
+            "identity": hostile,
+            "p1_domain": "example.net",
+            "p2_domain": "contoso.com",
+            "exo_2023": "refused 550 5.7.64",
+            "exo_legacy": "accepted",
+            "broken_by_november_2023": true,
+        });
+        let r = read(event.to_string().as_bytes()).unwrap();
+        let html = r.render_html();
+        assert!(!html.contains("<img"), "{html}");
+        let table_end = html.find("</table>").unwrap();
+        let at = html
+            .find("<pre class=\"rewrite\" id=\"rewrite-1\"")
+            .unwrap();
+        assert!(at > table_end, "the blocks come after the table");
+        let pre = &html[at..at + html[at..].find("</pre>").unwrap()];
+        let shown = pre[pre.find("<code>").unwrap() + "<code>".len()..]
+            .trim_end_matches("</code>")
+            .replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&quot;", "\"")
+            .replace("&amp;", "&");
+        // Unescaped by a browser, the page shows what the text report prints, byte for byte.
+        let block = r.flows[0].rewrite_block().unwrap();
+        assert_eq!(
+            shown,
+            format!("# MAIL FROM example.net, From: contoso.com\n{block}")
+        );
+        assert!(r.render_text().contains(&shown));
+        // A report without a broken flow has no such section.
+        let fine = read(event_fine().as_bytes()).unwrap();
+        assert!(!fine.render_html().contains("id=\"rewrites\""));
+    }
+
+    fn event_fine() -> String {
+        event("ip 192.0.2.10", "example.net", "refused 550 5.7.64")
+    }
+
+    #[test]
     fn a_flow_the_change_did_not_break_gets_none() {
         let f = flows(&[&event("ip 192.0.2.10", "example.net", "refused 550 5.7.64")]);
         assert_eq!(f[0].rewrite_block(), None);

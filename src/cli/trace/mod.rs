@@ -2,8 +2,9 @@
 //!
 //! An admin holding a Message Trace result (a `Message-ID`), a reply suffix (the session id in
 //! `[host time id]`) or a user's complaint (an address) wants to know what the gate did with
-//! that mail: who connected, how the gate identified it, what it decided under both profiles
-//! and why, and what the upstream answered. Each transaction event already carries all of it in
+//! that mail: who connected, how the gate identified it, how the sender was attributed (which
+//! accepted domain made it the tenant's own mail), what it decided under both profiles and why,
+//! and what the upstream answered. Each transaction event already carries all of it in
 //! the gate's own words ([`crate::policy::wording`], as logged); this finds the events and lays
 //! them out. It does not re-judge them: the configuration may have changed since.
 //!
@@ -216,6 +217,10 @@ fn story(at: &str, r: &TransactionRecord, out: &mut impl Write) -> io::Result<()
         r.mode.as_str(),
         shown(&r.branch)
     )?;
+    // Absent from older logs: left out rather than guessed from `branch`.
+    if !r.attributed_by.is_empty() {
+        writeln!(out, "  attributed by   {}", shown(&r.attributed_by))?;
+    }
     writeln!(out, "  exo-2023        {}", f.exo_2023)?;
     let differs = if f.broken_by_november_2023 {
         "  <- broken by the November 2023 change"

@@ -24,6 +24,7 @@ fn record(session: &str, p1: &str, message_id: &str) -> TransactionRecord {
         relay: "relay not authorized".into(),
         branch: "2 by ip; 1 failed: neither certificate domain nor sender domain is accepted"
             .into(),
+        attributed_by: "none".into(),
         connector: "OnPrem by IP".into(),
         reply: "250 2.6.0 Queued mail for delivery".into(),
         enforce_would_reply: "550 5.7.64 TenantAttribution; Relay Access Denied".into(),
@@ -115,6 +116,7 @@ fn the_story_has_who_how_the_decision_under_both_profiles_and_the_upstream_reply
         "Message-ID      <one@app.contoso.com>",
         "recipient       Bob@Example.org=accepted (relay)",
         "decision        relay not authorized (exo-2023, audit mode): 2 by ip; 1 failed",
+        "attributed by   none",
         "exo-2023        refused 550 5.7.64",
         "exo-legacy      accepted  <- broken by the November 2023 change",
         "enforce would   550 5.7.64",
@@ -136,4 +138,21 @@ fn control_characters_from_the_log_are_not_printed() {
         !out.contains('\u{1b}') && out.contains("HELO a?[2Jb"),
         "{out}"
     );
+}
+
+#[test]
+fn an_event_from_before_attributed_by_existed_is_traced_without_that_line() {
+    let mut v = serde_json::from_str::<serde_json::Value>(&line(&record(
+        "AAAA000000000004",
+        "x@example.net",
+        "<old@x>",
+    )))
+    .unwrap();
+    v.as_object_mut().unwrap().remove("attributed_by");
+    let mut out = Vec::new();
+    let n = trace(v.to_string().as_bytes(), &Key::new("<old@x>"), &mut out).unwrap();
+    assert_eq!(n, 1);
+    let out = String::from_utf8(out).unwrap();
+    assert!(!out.contains("attributed by"), "{out}");
+    assert!(out.contains("exo-2023        refused 550 5.7.64"), "{out}");
 }
