@@ -140,6 +140,38 @@ struct Generation {
     connectors: Vec<Arc<Connector>>,
 }
 
+/// The generation in force, built from the settings in force at the moment a client is
+/// accepted. Built then, not by a task that watches the settings, so that once a reload has been
+/// sent (and logged: "new sessions use them") no client accepted afterwards gets the previous
+/// generation, nor a pooled upstream connection opened with its certificate.
+struct Current {
+    settings: watch::Receiver<Arc<Settings>>,
+    generation: Mutex<Arc<Generation>>,
+}
+
+impl Current {
+    fn new(settings: watch::Receiver<Arc<Settings>>) -> Current {
+        let generation = Mutex::new(Generation::new(Arc::clone(&settings.borrow())));
+        Current {
+            settings,
+            generation,
+        }
+    }
+
+    /// The generation of the settings in force now: the one built last, unless a reload has
+    /// replaced its settings since. The replaced one lives on only in the sessions it started
+    /// (which keep their configuration, pool included) and goes, with its idle connections,
+    /// when the last of them ends.
+    fn get(&self) -> Arc<Generation> {
+        let settings = Arc::clone(&self.settings.borrow());
+        let mut generation = self.generation.lock().unwrap_or_else(|e| e.into_inner());
+        if !Arc::ptr_eq(&generation.settings, &settings) {
+            *generation = Generation::new(settings);
+        }
+        Arc::clone(&generation)
+    }
+}
+
 impl Generation {
     fn new(settings: Arc<Settings>) -> Arc<Generation> {
         let connectors = settings
@@ -194,16 +226,8 @@ pub async fn run_kinds(
         Arc::new(Mutex::new(AuthThrottle::new(ThrottleLimits::default())));
     let admission = Arc::new(Admission::default());
     let (phase_tx, phase_rx) = watch::channel(Phase::Running);
-    let (generation_tx, generation) =
-        watch::channel(Generation::new(Arc::clone(&settings.borrow())));
+    let current = Arc::new(Current::new(settings.clone()));
     let mut accept_tasks = tokio::task::JoinSet::new();
-    let mut reloads = settings.clone();
-    accept_tasks.spawn(async move {
-        while reloads.changed().await.is_ok() {
-            let next = Arc::clone(&reloads.borrow_and_update());
-            let _ = generation_tx.send(Generation::new(next));
-        }
-    });
     for (listener, kind) in listeners {
         let door = match kind {
             ListenerKind::Relay => Door::Relay,
@@ -215,7 +239,7 @@ pub async fn run_kinds(
         accept_tasks.spawn(accept_loop(
             listener,
             door,
-            generation.clone(),
+            Arc::clone(&current),
             Arc::clone(&admission),
             phase_rx.clone(),
         ));
@@ -270,7 +294,7 @@ fn refuse(stream: TcpStream, hostname: &str, why: &str) {
 async fn accept_loop(
     listener: TcpListener,
     door: Door,
-    generation: watch::Receiver<Arc<Generation>>,
+    generation: Arc<Current>,
     admission: Arc<Admission>,
     phase: watch::Receiver<Phase>,
 ) {
@@ -288,7 +312,7 @@ async fn accept_loop(
         };
         backoff = Duration::from_millis(10);
         metrics().connections.inc();
-        let current = Arc::clone(&generation.borrow());
+        let current = generation.get();
         let server = &current.settings.server;
         let Some(mut ticket) = admission.enter(server.max_connections) else {
             tracing::info!(peer = %addr, "refused: max_connections reached");

@@ -65,11 +65,10 @@ async fn keep_current(
             () = hangups.next() => match Config::load(&path).and_then(|c| Ok((c.validate()?, c))) {
                 Ok((new, source)) => {
                     warn_what_needs_a_restart(&new, &tx.borrow());
-                    tracing::info!(config = %path.display(), "configuration reloaded");
                     config = source;
                     files = certs::files(&config);
                     watch.reset(&files);
-                    Some(new)
+                    Some((new, "configuration reloaded"))
                 }
                 Err(e) => {
                     tracing::error!(config = %path.display(), error = %e, "reload failed, keeping the running configuration");
@@ -81,10 +80,7 @@ async fn keep_current(
                     continue;
                 }
                 match config.validate() {
-                    Ok(new) => {
-                        tracing::info!(config = %path.display(), "certificate files changed: reloaded, new sessions use them");
-                        Some(new)
-                    }
+                    Ok(new) => Some((new, "certificate files changed: reloaded, new sessions use them")),
                     Err(e) => {
                         tracing::warn!(config = %path.display(), error = %e, "certificate files changed but do not load: keeping the running ones (tried again when the files change again)");
                         None
@@ -92,8 +88,11 @@ async fn keep_current(
                 }
             }
         };
-        if let Some(new) = loaded {
+        if let Some((new, said)) = loaded {
             let _ = tx.send(Arc::new(new));
+            // Logged once sent: every client accepted from now on gets the new configuration
+            // (and a fresh upstream pool), so the line is what an admin, or a test, may wait for.
+            tracing::info!(config = %path.display(), "{said}");
             certificates = expiry::inspect_all(&files);
             expiry::publish(&certificates);
         }

@@ -106,6 +106,9 @@ pub struct Received {
     pub completed: bool,
     /// The transaction ran over TLS.
     pub tls: bool,
+    /// The certificate the client presented in that TLS handshake (the leaf), when the
+    /// script's server configuration asked for one and the client sent it.
+    pub client_certificate: Option<rustls::pki_types::CertificateDer<'static>>,
     /// RCPT arrived together with MAIL (PIPELINING).
     pub pipelined: bool,
     /// BDAT commands received (0: the message came with DATA). With BDAT, `data` is the

@@ -35,6 +35,7 @@ pub(super) async fn session(
 ) {
     let mut s: Box<dyn Io> = Box::new(s);
     let mut tls = false;
+    let mut client_certificate = None;
     let greeting = script.greeting.unwrap_or("220 upstream.test ESMTP");
     if s.write_all(format!("{greeting}\r\n").as_bytes())
         .await
@@ -87,7 +88,14 @@ pub(super) async fn session(
             }
             let acceptor = tokio_rustls::TlsAcceptor::from(script.starttls.clone().unwrap());
             match acceptor.accept(s).await {
-                Ok(t) => s = Box::new(t),
+                Ok(t) => {
+                    client_certificate = t
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|c| c.first().cloned());
+                    s = Box::new(t)
+                }
                 Err(_) => return,
             }
             tls = true;
@@ -100,6 +108,7 @@ pub(super) async fn session(
             l.push(Received {
                 mail: line.clone(),
                 tls,
+                client_certificate: client_certificate.clone(),
                 pipelined: buf.starts_with(b"RCPT"),
                 ..Default::default()
             });
