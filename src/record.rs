@@ -60,10 +60,10 @@ pub struct TransactionRecord {
     pub relay: String,
     /// [`crate::policy::wording::relay_branch`].
     pub branch: String,
-    /// [`crate::policy::wording::attributed_by`]: `certificate domain`, `P1 domain`, `P2
+    /// [`crate::policy::wording::condition1_by`]: `certificate domain`, `P1 domain`, `P2
     /// domain`, `SMTP AUTH` or `none`. Absent from older logs, so optional when read.
     #[serde(default)]
-    pub attributed_by: String,
+    pub condition1_by: String,
     pub connector: String,
     /// The reply line the client got.
     pub reply: String,
@@ -136,7 +136,7 @@ impl TransactionRecord {
             mode = self.mode.as_str(),
             relay = self.relay.as_str(),
             branch = %self.branch,
-            attributed_by = %self.attributed_by,
+            condition1_by = %self.condition1_by,
             connector = %self.connector,
             reply = %self.reply,
             enforce_would_reply = self.enforce_would_reply.as_str(),
@@ -222,7 +222,7 @@ mod tests {
             relay: "relay not authorized".into(),
             branch: "2 by ip; 1 failed: neither certificate domain nor sender domain is accepted"
                 .into(),
-            attributed_by: "none".into(),
+            condition1_by: "none".into(),
             connector: "OnPrem by IP".into(),
             reply: "250 2.6.0 Message accepted".into(),
             enforce_would_reply: "550 5.7.64 TenantAttribution; Relay Access Denied".into(),
@@ -263,7 +263,7 @@ mod tests {
         assert_eq!(event["tenant"], "contoso");
         assert_eq!(event["profile"], "exo-2023");
         assert_eq!(event["dsn_dropped"], "RET=HDRS ENVID NOTIFY");
-        assert_eq!(event["attributed_by"], "none");
+        assert_eq!(event["condition1_by"], "none");
         assert_eq!(event["message_id"], "<1234@app.contoso.com>");
         assert!(event["upstream_reply"]
             .as_str()

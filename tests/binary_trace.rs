@@ -94,7 +94,7 @@ fn a_rewritten_sender_is_logged_beside_the_one_the_client_gave_and_traced() {
     // Judged on the new sender: accepted, where the client's would be refused (5.7.64).
     assert_eq!(event["exo_2023"], "accepted", "{event}");
     assert_eq!(
-        event["attributed_by"], "P1 domain",
+        event["condition1_by"], "P1 domain",
         "by the new sender's domain"
     );
     let stored = stored(gate.out.path());
@@ -179,7 +179,7 @@ async fn the_event_says_how_the_sender_was_attributed_and_trace_shows_it() {
 
     let log = gate.log_path();
     let log = log.to_str().unwrap();
-    for (p1, id, attributed_by) in [
+    for (p1, id, condition1_by) in [
         (
             "printer@example.net",
             "<by-certificate@contoso.com>",
@@ -189,11 +189,11 @@ async fn the_event_says_how_the_sender_was_attributed_and_trace_shows_it() {
         ("scanner@example.net", "<by-none@contoso.com>", "none"),
     ] {
         let event = gate.transaction(p1);
-        assert_eq!(event["attributed_by"], attributed_by, "{event}");
+        assert_eq!(event["condition1_by"], condition1_by, "{event}");
         let (status, out, err) = relaygate(&["trace", log, id]);
         assert_eq!(status, 0, "{out}{err}");
         assert!(
-            out.contains(&format!("\n  attributed by   {attributed_by}\n")),
+            out.contains(&format!("\n  attributed by   {condition1_by}\n")),
             "{out}"
         );
     }

@@ -86,7 +86,7 @@ pub fn relay_branch(relay: &RelayDecision) -> String {
 
 /// How the sender was attributed to the tenant's own mail: which accepted domain made condition
 /// 1 hold, in the branch's own words (`certificate domain` 1a, `P1 domain` 1b, `P2 domain` 1c),
-/// `SMTP AUTH` for an authenticated submission, or `none`. The log's `attributed_by`: since
+/// `SMTP AUTH` for an authenticated submission, or `none`. The log's `condition1_by`: since
 /// November 2023 a flow Exchange Online accepts only by its `P2 domain` is one it will refuse,
 /// so an admin filters on this word rather than parsing `branch`.
 pub fn attributed_by(relay: &RelayDecision) -> &'static str {

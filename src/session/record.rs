@@ -111,7 +111,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             mode: p.mode,
             relay: wording::relay(relay).to_string(),
             branch: wording::relay_branch(relay),
-            attributed_by: wording::attributed_by(relay).to_string(),
+            condition1_by: wording::attributed_by(relay).to_string(),
             connector: wording::connector(relay).to_string(),
             reply: outcome.reply.clone(),
             enforce_would_reply: outcome.enforce_reply.clone().unwrap_or_default(),

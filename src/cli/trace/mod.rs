@@ -218,8 +218,8 @@ fn story(at: &str, r: &TransactionRecord, out: &mut impl Write) -> io::Result<()
         shown(&r.branch)
     )?;
     // Absent from older logs: left out rather than guessed from `branch`.
-    if !r.attributed_by.is_empty() {
-        writeln!(out, "  attributed by   {}", shown(&r.attributed_by))?;
+    if !r.condition1_by.is_empty() {
+        writeln!(out, "  attributed by   {}", shown(&r.condition1_by))?;
     }
     writeln!(out, "  exo-2023        {}", f.exo_2023)?;
     let differs = if f.broken_by_november_2023 {

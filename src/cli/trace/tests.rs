@@ -24,7 +24,7 @@ fn record(session: &str, p1: &str, message_id: &str) -> TransactionRecord {
         relay: "relay not authorized".into(),
         branch: "2 by ip; 1 failed: neither certificate domain nor sender domain is accepted"
             .into(),
-        attributed_by: "none".into(),
+        condition1_by: "none".into(),
         connector: "OnPrem by IP".into(),
         reply: "250 2.6.0 Queued mail for delivery".into(),
         enforce_would_reply: "550 5.7.64 TenantAttribution; Relay Access Denied".into(),
@@ -141,14 +141,14 @@ fn control_characters_from_the_log_are_not_printed() {
 }
 
 #[test]
-fn an_event_from_before_attributed_by_existed_is_traced_without_that_line() {
+fn an_event_from_before_condition1_by_existed_is_traced_without_that_line() {
     let mut v = serde_json::from_str::<serde_json::Value>(&line(&record(
         "AAAA000000000004",
         "x@example.net",
         "<old@x>",
     )))
     .unwrap();
-    v.as_object_mut().unwrap().remove("attributed_by");
+    v.as_object_mut().unwrap().remove("condition1_by");
     let mut out = Vec::new();
     let n = trace(v.to_string().as_bytes(), &Key::new("<old@x>"), &mut out).unwrap();
     assert_eq!(n, 1);
