@@ -24,7 +24,7 @@ use tokio::time::Instant;
 const CHUNK: usize = 16 * 1024;
 const CHUNKS: usize = 64;
 /// A connection chosen for a reset is cut after a random count of client bytes below this.
-const RESET_WITHIN_BYTES: u64 = 32 * 1024;
+const RESET_WITHIN_BYTES: u64 = 8 * 1024;
 
 #[derive(Parser, Debug)]
 #[command(about = "TCP proxy delaying each direction by rtt/2 (bench tool, loopback only)")]
@@ -108,7 +108,13 @@ async fn write_side(
     Ok(())
 }
 
-async fn relay(mut client: TcpStream, upstream: SocketAddr, delay: Duration, reset: Option<u64>) {
+async fn relay(
+    mut client: TcpStream,
+    upstream: SocketAddr,
+    delay: Duration,
+    n: u64,
+    reset: Option<u64>,
+) {
     let Ok(mut server) = TcpStream::connect(upstream).await else {
         return; // the client sees the connection close, as with an unreachable upstream
     };
@@ -127,6 +133,9 @@ async fn relay(mut client: TcpStream, upstream: SocketAddr, delay: Duration, res
         )
     };
     if let Err(Stop::Reset) = outcome {
+        // One line per reset made (scripts count them), not per connection chosen: a chosen
+        // connection that ends before its reset point is left alone.
+        eprintln!("delayproxy: reset connection {n}");
         // Linger 0: close sends RST to both sides, as a dropped WAN path looks to the peers.
         #[allow(deprecated)]
         for s in [&client, &server] {
@@ -163,10 +172,7 @@ async fn main() {
         };
         n += 1;
         let reset = reset_point(args.seed, n, args.drop_one_in);
-        if let Some(at) = reset {
-            eprintln!("delayproxy: connection {n} will be reset after {at} client bytes");
-        }
-        tokio::spawn(relay(client, args.upstream, delay, reset));
+        tokio::spawn(relay(client, args.upstream, delay, n, reset));
     }
 }
 
