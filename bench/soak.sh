@@ -49,7 +49,7 @@ delay_start "$work/delay.out" --listen "$DELAY" --upstream "$UP" --rtt-ms "$rtt"
 pids+=("$delay_pid")
 relaygate_conf "$GATE" "$DELAY" "$pool" >"$work/relaygate.toml"
 # Its warnings (each upstream fault) go to a log, counted at the end.
-./target/release/relaygate serve --config "$work/relaygate.toml" 2>"$work/gate.log" & gate=$!
+./target/release/relaygate serve --config "$work/relaygate.toml" >"$work/gate.log" 2>&1 & gate=$!
 pids+=("$gate")
 wait_port "$GATE"
 

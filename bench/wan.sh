@@ -70,7 +70,7 @@ start_rtt() { # rtt
   per_rtt+=("$delay_pid")
 
   relaygate_conf "$GATE" "$DELAY" 256 >"$work/relaygate.toml"
-  ./target/release/relaygate serve --config "$work/relaygate.toml" & per_rtt+=($!)
+  ./target/release/relaygate serve --config "$work/relaygate.toml" >>"$work/gate.log" 2>&1 & per_rtt+=($!)
   wait_port "$GATE"
 
   postfix_start "$work/relay" "$PFX" \
