@@ -2,12 +2,13 @@
 //! certificate), per-message latency percentiles, pacing and held sessions.
 //!
 //!   cargo run --release --example loadgen -- ADDR SESSIONS CONCURRENCY MODE [SIZE]
-//!       [--per-session M] [--pipeline] [--rate R] [--duration SECS] [--hold SECS]
+//!       [--per-session M] [--pipeline] [--no-resume] [--rate R] [--duration SECS] [--hold SECS]
 //!
 //! MODE is `plain`, `starttls` or `cert` (STARTTLS presenting certs/client-mail.contoso.com.pem).
 //! Each session: banner, EHLO, [STARTTLS, EHLO], M times (MAIL, RCPT, DATA, message), QUIT;
 //! M is 1 unless `--per-session` says otherwise (0: a session without mail, for handshake
-//! rates); `--pipeline` sends MAIL, RCPT and DATA as one group (RFC 2920). `--rate` paces the start of messages across all sessions (messages per second),
+//! rates); `--pipeline` sends MAIL, RCPT and DATA as one group (RFC 2920); `--no-resume`
+//! makes every TLS handshake a full one (by default the client resumes where the server lets it). `--rate` paces the start of messages across all sessions (messages per second),
 //! `--duration` stops starting messages after that many seconds (the soak). `--hold SECS`
 //! instead opens SESSIONS sessions (CONCURRENCY handshakes at a time), prints `holding N
 //! sessions` once all are up, keeps them for SECS, then quits them (the memory of many TLS
@@ -58,6 +59,9 @@ struct Args {
     /// Send MAIL, RCPT and DATA in one write (RFC 2920), as mail servers do.
     #[arg(long)]
     pipeline: bool,
+    /// A full TLS handshake every session: no resumption (session IDs or tickets).
+    #[arg(long = "no-resume")]
+    no_resume: bool,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -265,13 +269,13 @@ impl rustls::client::danger::ServerCertVerifier for AcceptAny {
     }
 }
 
-fn tls_config(with_cert: bool) -> Arc<rustls::ClientConfig> {
+fn tls_config(with_cert: bool, resume: bool) -> Arc<rustls::ClientConfig> {
     relaygate::tls::install_crypto_provider();
     let algorithms = rustls::crypto::ring::default_provider().signature_verification_algorithms;
     let b = rustls::ClientConfig::builder()
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(AcceptAny(algorithms)));
-    let config = if with_cert {
+    let mut config = if with_cert {
         let chain: Vec<_> = CertificateDer::pem_file_iter("certs/client-mail.contoso.com.pem")
             .expect("run from the repository root")
             .collect::<Result<_, _>>()
@@ -283,6 +287,9 @@ fn tls_config(with_cert: bool) -> Arc<rustls::ClientConfig> {
     } else {
         b.with_no_client_auth()
     };
+    if !resume {
+        config.resumption = rustls::client::Resumption::disabled();
+    }
     Arc::new(config)
 }
 
@@ -300,8 +307,8 @@ async fn main() {
     assert!(args.addr.ip().is_loopback(), "loopback targets only");
     let tls = match args.mode {
         Mode::Plain => None,
-        Mode::Starttls => Some(tls_config(false)),
-        Mode::Cert => Some(tls_config(true)),
+        Mode::Starttls => Some(tls_config(false, !args.no_resume)),
+        Mode::Cert => Some(tls_config(true, !args.no_resume)),
     };
     let mode = format!("{:?}", args.mode).to_lowercase();
     let mut text = b"From: app@contoso.com\r\nSubject: loadgen\r\n\r\n".to_vec();

@@ -84,9 +84,9 @@ nginx -p "$work/nginx" -c "$work/nginx/nginx.conf"
 wait_port "$NGINX"
 
 kv() { sed -n 's/^kv //p' "$1" | tr ' ' '\n' | sed -n "s/^$2=//p"; }
-rate() { # ADDR CONCURRENCY: STARTTLS sessions per second with a client certificate
-  ./target/release/examples/loadgen "$1" "$n" "$2" cert --per-session 0 >"$work/lg.out" 2>&1 || true
-  echo "$1, $2 at a time: $(head -1 "$work/lg.out")" >&2
+rate() { # ADDR CONCURRENCY [--no-resume]: STARTTLS sessions per second with a client certificate
+  ./target/release/examples/loadgen "$1" "$n" "$2" cert --per-session 0 ${3:+"$3"} >"$work/lg.out" 2>&1 || true
+  echo "$1, $2 at a time ${3:-}: $(head -1 "$work/lg.out")" >&2
   echo "$(kv "$work/lg.out" sessions_per_s) $(kv "$work/lg.out" errors)"
 }
 rss() { awk '$1 == "VmRSS:" { print $2 }' "/proc/$gate/status"; }
@@ -96,13 +96,17 @@ rss() { awk '$1 == "VmRSS:" { print $2 }' "/proc/$gate/status"; }
   echo
   echo "(a) $n sessions per run (EHLO, STARTTLS with a client certificate, EHLO, QUIT), EC P-256 on both sides."
   echo
-  echo "| concurrency | relaygate sessions/s | nginx sessions/s | relaygate / nginx | errors (relaygate, nginx) |"
-  echo "|---|---|---|---|---|"
-  for c in 20 200; do
-    read -r g ge < <(rate "$GATE" "$c")
-    read -r x xe < <(rate "$NGINX" "$c")
-    awk -v c="$c" -v g="$g" -v x="$x" -v ge="$ge" -v xe="$xe" \
-      'BEGIN { printf "| %s | %s | %s | %.2fx | %s, %s |\n", c, g, x, (x > 0) ? g / x : 0, ge, xe }'
+  echo "| handshakes | concurrency | relaygate sessions/s | nginx sessions/s | relaygate / nginx | errors (relaygate, nginx) |"
+  echo "|---|---|---|---|---|---|"
+  # Full handshakes (--no-resume), then with resumption as the client's TLS library allows it
+  # (relaygate: rustls' session cache; nginx: its session tickets, on by default).
+  for resume in --no-resume ""; do
+    for c in 20 200; do
+      read -r g ge < <(rate "$GATE" "$c" "$resume")
+      read -r x xe < <(rate "$NGINX" "$c" "$resume")
+      awk -v h="${resume:+full}" -v c="$c" -v g="$g" -v x="$x" -v ge="$ge" -v xe="$xe" \
+        'BEGIN { printf "| %s | %s | %s | %s | %.2fx | %s, %s |\n", (h == "") ? "resumption allowed" : h, c, g, x, (x > 0) ? g / x : 0, ge, xe }'
+    done
   done
   echo
   # (b) A fresh gate's memory after the rate runs is not a fresh gate's: measure before and

@@ -159,6 +159,7 @@ one() {
       e2e = (k == "") ? "sink short" : sprintf("%.1f", n / (k - s));
       drain = (k == "") ? "-" : sprintf("%.2f", (k > e) ? k - e : 0);
       floor = (rtt > 0) ? sprintf("%.2f RTT (%+.1f ms)", m50 / rtt, m50 - 2 * rtt) : "-";
+      if (path == "postfix") floor = "- (answers from its queue)";
       printf "| %s | %s | %s | %s | %s | %s / %s | %s / %s | %s | %s | %s |\n",
         rtt, c, path, mps, e2e, m50, m99, t50, t99, drain, floor, err }'
 }
