@@ -5,9 +5,10 @@
 # the gate's development certificate, with smtp-sink on SINK as its before-queue proxy filter
 # (smtpd_proxy_filter): Postfix answers the final dot only once smtp-sink has the message and
 # queues nothing itself, so smtp-sink's running count (WORK/sink.out) is "the upstream has it".
-# Adds smtp-sink's pid to the caller's `pids`.
+# Adds smtp-sink's pid to the caller's `pids`. Further arguments are more main.cf lines.
 upstream_start() {
   local work=$1 sink=$2 up=$3
+  shift 3
   chmod 755 "$work"
   # Postfix's daemons run as `postfix`: they read their certificates from the work directory.
   cp certs/gate.pem certs/gate.key certs/ca.pem "$work/" && chmod 644 "$work"/*.pem "$work"/*.key
@@ -21,7 +22,7 @@ upstream_start() {
     "smtpd_tls_key_file = $work/gate.key" \
     "smtpd_tls_session_cache_database = btree:$work/upstream/data/tls_cache" \
     "default_process_limit = 600" "smtpd_client_connection_rate_limit = 0" \
-    "smtpd_client_connection_count_limit = 0" "anvil_rate_time_unit = 60s"
+    "smtpd_client_connection_count_limit = 0" "anvil_rate_time_unit = 60s" "$@"
 }
 
 # sink_count WORK: messages smtp-sink has received so far (its -c counter, \r-separated).

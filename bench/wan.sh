@@ -16,6 +16,7 @@
 #
 #   bash bench/wan.sh [messages]     (default 2000 per run; results to bench/wan-results.md)
 #   WAN_PER_SESSION=5 WAN_RTTS="0 20 50" WAN_CLIENTS="20 200" bash bench/wan.sh 400
+#   WAN_DATA_ONLY=1 WAN_OUT=bench/wan-results-data-only.md bash bench/wan.sh   (no CHUNKING upstream)
 #
 # Reported per run: client msgs/s (250s over the client's run), end-to-end msgs/s (messages over
 # the time until the sink counted the last one), p50/p99 from MAIL to the final reply and from
@@ -32,7 +33,7 @@ messages="${1:-2000}"
 per_session="${WAN_PER_SESSION:-5}"
 rtts="${WAN_RTTS:-0 20 50}"
 clients_list="${WAN_CLIENTS:-20 200}"
-out=bench/wan-results.md
+out="${WAN_OUT:-bench/wan-results.md}"
 
 need() { command -v "$1" >/dev/null 2>&1; }
 if ! need smtp-sink || ! need nginx || [ ! -e /usr/lib/nginx/modules/ngx_mail_module.so ]; then
@@ -62,7 +63,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-upstream_start "$work" "$SINK" "$UP"
+# WAN_DATA_ONLY=1: the upstream does not offer CHUNKING (BDAT), as an upstream that only takes
+# DATA: a relay then pays the DATA/354 round trip as well.
+upstream_start "$work" "$SINK" "$UP" ${WAN_DATA_ONLY:+"smtpd_discard_ehlo_keywords = chunking"}
 
 # --- the relays under test, started fresh for each RTT -----------------------------------
 start_rtt() { # rtt
@@ -169,7 +172,7 @@ one() {
   echo
   echo "$messages messages per run, $per_session per session, 2 KB, clients on STARTTLS with a client"
   echo "certificate, pipelining; upstream: Postfix smtpd (STARTTLS) with smtp-sink as its before-queue"
-  echo "filter; nginx's upstream leg is plain. Latencies in ms; the floor is 2 upstream RTT."
+  echo "filter${WAN_DATA_ONLY:+, not offering CHUNKING (DATA only)}; nginx's upstream leg is plain. Latencies in ms; the floor is 2 upstream RTT."
   echo
   echo "| RTT ms | clients | path | client msgs/s | end-to-end msgs/s | MAIL to final reply p50 / p99 | end of text to final reply p50 / p99 | drain s | p50 vs floor | session errors |"
   echo "|---|---|---|---|---|---|---|---|---|---|"
