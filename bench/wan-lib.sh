@@ -1,0 +1,71 @@
+# Shared by bench/wan.sh, bench/soak.sh and bench/tls-sessions.sh (sourced after bench/lib.sh).
+
+# upstream_start WORK SINK UP: the TLS-speaking upstream. Postfix smtpd on UP from its own
+# configuration directory (WORK/upstream, bench/lib.sh's postfix_start), offering STARTTLS with
+# the gate's development certificate, with smtp-sink on SINK as its before-queue proxy filter
+# (smtpd_proxy_filter): Postfix answers the final dot only once smtp-sink has the message and
+# queues nothing itself, so smtp-sink's running count (WORK/sink.out) is "the upstream has it".
+# Adds smtp-sink's pid to the caller's `pids`. Further arguments are more main.cf lines.
+upstream_start() {
+  local work=$1 sink=$2 up=$3
+  shift 3
+  chmod 755 "$work"
+  # Postfix's daemons run as `postfix`: they read their certificates from the work directory.
+  cp certs/gate.pem certs/gate.key certs/ca.pem "$work/" && chmod 644 "$work"/*.pem "$work"/*.key
+  smtp-sink -u nobody -c "$sink" 1024 >"$work/sink.out" 2>&1 & pids+=($!)
+  wait_port "$sink"
+  postfix_start "$work/upstream" "$up" \
+    "myhostname = upstream.bench" "mynetworks = 127.0.0.0/8" \
+    "smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination" \
+    "smtpd_proxy_filter = $sink" "smtpd_peername_lookup = no" \
+    "smtpd_tls_security_level = may" "smtpd_tls_cert_file = $work/gate.pem" \
+    "smtpd_tls_key_file = $work/gate.key" \
+    "smtpd_tls_session_cache_database = btree:$work/upstream/data/tls_cache" \
+    "default_process_limit = 600" "smtpd_client_connection_rate_limit = 0" \
+    "smtpd_client_connection_count_limit = 0" "anvil_rate_time_unit = 60s" "$@"
+}
+
+# sink_count WORK: messages smtp-sink has received so far (its -c counter, \r-separated).
+sink_count() {
+  local c
+  c=$(tail -c 200 "$1/sink.out" | tr '\r' '\n' | sed -n 's/.*mesg=\([0-9]*\).*/\1/p' | tail -1)
+  echo "${c:-0}"
+}
+
+# delay_start LOG ARGS...: bench/delayproxy.rs with ARGS, ready when this returns; its pid in
+# $delay_pid.
+delay_start() {
+  local log=$1; shift
+  ./target/release/examples/delayproxy "$@" >"$log" 2>&1 &
+  delay_pid=$!
+  for _ in $(seq 200); do grep -q ready "$log" 2>/dev/null && return 0; sleep 0.05; done
+  echo "delayproxy did not start: $(cat "$log")" >&2
+  return 1
+}
+
+# relaygate_conf LISTEN UPSTREAM POOL [MAX_CONNECTIONS]: relaygate with STARTTLS (client
+# certificates requested) to clients and STARTTLS, verified, to UPSTREAM; POOL idle upstream
+# connections kept; at most MAX_CONNECTIONS sessions (default 5000), all from loopback.
+relaygate_conf() {
+  cat <<TOML
+[server]
+hostname = "gate.bench"
+listen = ["$1"]
+max_connections = ${4:-5000}
+max_connections_per_ip = ${4:-5000}
+[tls]
+certificate = "certs/gate.pem"
+private_key = "certs/gate.key"
+client_ca = "certs/ca.pem"
+$BENCH_TENANT
+[upstream]
+kind = "smtp"
+address = "$2"
+tls = "required"
+tls_server_name = "localhost"
+ca = "certs/ca.pem"
+pool_max_idle = $3
+[log]
+level = "warn"
+TOML
+}
