@@ -262,6 +262,34 @@ impl Connection {
         }
     }
 
+    /// Read the one reply owed (DATA's, read after its command went out on its own): it must
+    /// fit, and nothing may be buffered behind it.
+    pub(super) async fn read_sole(
+        &mut self,
+        expect: Expect,
+        wait: Duration,
+        stage: Stage,
+    ) -> Result<UpstreamReply, UpstreamError> {
+        let reply = self.read_expected(expect, wait, stage).await?;
+        if !self.rbuf.is_empty() {
+            return Err(self.leftover(stage));
+        }
+        Ok(reply)
+    }
+
+    /// Whether a reply (or the connection's end) has arrived, without waiting: reading it
+    /// then will not block.
+    pub(super) fn reply_arrived(&mut self) -> bool {
+        if memchr(b'\n', &self.rbuf).is_some() {
+            return true;
+        }
+        match self.poll_arrived() {
+            Poll::Pending => false,
+            Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => true,
+            Poll::Ready(Ok(_)) => memchr(b'\n', &self.rbuf).is_some(),
+        }
+    }
+
     /// The reply to a message (final dot or `BDAT LAST`): it must fit, and nothing may follow
     /// it, neither buffered nor already arrived. Also says whether the connection can carry
     /// another transaction (the upstream may have closed it after answering).

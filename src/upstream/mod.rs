@@ -153,8 +153,9 @@ impl Upstream {
             Upstream::Smtp(l) => l.data(binary_mime).await,
             Upstream::Directory(l) => l.data(client).await,
         };
-        // With BDAT the go-ahead is the gate's own: not an upstream reply.
-        if !matches!(self, Upstream::Smtp(l) if l.sends_bdat()) {
+        // With BDAT, or DATA whose answer is still on its way, the go-ahead is the gate's own:
+        // not an upstream reply (the answer to DATA is counted when it is read).
+        if !matches!(self, Upstream::Smtp(l) if l.go_ahead_is_local()) {
             count(&r.as_ref());
         }
         r
