@@ -23,7 +23,7 @@ const WRITE_CHUNK: usize = 64 * 1024;
 /// Most text held while the upstream's answer to DATA is on its way. Enough for nearly every
 /// message to be read whole before the 354 arrives from across a WAN; small enough to hold
 /// for many sessions at once.
-pub(super) const GO_AHEAD_BUFFER: usize = 256 * 1024;
+const GO_AHEAD_BUFFER: usize = 256 * 1024;
 
 /// Where the upstream's answer to DATA stands.
 #[derive(Debug, Clone, PartialEq, Eq)]

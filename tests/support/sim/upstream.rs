@@ -65,7 +65,37 @@ pub struct Spec {
     pub dial_fault_percent: u64,
     /// The gate's reply timeout, so slow replies sometimes outlast it.
     pub reply_timeout: Duration,
+    /// Chance, in percent, that DATA's answer comes late (the client's text then reaches the
+    /// gate first, which must hold it) and is drawn from [`LateAnswer`]s.
+    pub late_data_percent: u64,
 }
+
+/// How a late answer to DATA goes ([`Spec::late_data_percent`]): added with the overlapped 354
+/// round trip, drawn from a generator of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LateAnswer {
+    /// 354, then the text as usual.
+    GoAhead,
+    /// A temporary refusal: the verdict, with no text after it.
+    Temporary,
+    /// A permanent refusal.
+    Permanent,
+    /// A 2xx, which does not fit DATA (out of step).
+    Completion,
+    /// Close instead of answering.
+    DropBefore,
+    /// 354, then close before the text.
+    DropAfter,
+}
+
+const LATE_ANSWERS: [LateAnswer; 6] = [
+    LateAnswer::GoAhead,
+    LateAnswer::Temporary,
+    LateAnswer::Permanent,
+    LateAnswer::Completion,
+    LateAnswer::DropBefore,
+    LateAnswer::DropAfter,
+];
 
 /// A message the upstream holds.
 #[derive(Debug, Clone)]
@@ -82,6 +112,8 @@ pub struct Store {
     /// What the gate did that this upstream never allowed (a BINARYMIME message where it
     /// cannot go): each one breaks the scenario.
     pub violations: Mutex<Vec<String>>,
+    /// Answers to DATA that came late ([`Spec::late_data_percent`]).
+    pub late_data_answers: AtomicUsize,
 }
 
 /// The gate's way to the simulated upstream: each dial is a new in-memory pipe with a server
@@ -126,6 +158,10 @@ struct Server {
     io: DuplexStream,
     buf: Vec<u8>,
     rng: Rng,
+    /// Draws added with the late answers to DATA: the existing ones stay in place.
+    late_rng: Rng,
+    /// The last command was DATA, refused: text the gate sent after it would come next.
+    refused_data: bool,
     spec: Spec,
     trace: Trace,
     n: usize,
@@ -304,6 +340,8 @@ async fn serve(io: DuplexStream, rng: Rng, spec: Spec, store: Arc<Store>, trace:
     let mut s = Server {
         io,
         buf: Vec::new(),
+        late_rng: rng.sibling_for(1),
+        refused_data: false,
         rng,
         spec,
         trace,
@@ -322,6 +360,7 @@ async fn serve(io: DuplexStream, rng: Rng, spec: Spec, store: Arc<Store>, trace:
     while let Some(line) = s.line().await {
         s.trace.note(format!("up#{} -> {line:?}", s.n));
         let upper = line.to_ascii_uppercase();
+        let after_refused_data = std::mem::take(&mut s.refused_data);
         let f = s.fault();
         let sent = if upper.starts_with("EHLO") {
             let mut caps = vec!["250-upstream.sim"];
@@ -385,14 +424,22 @@ async fn serve(io: DuplexStream, rng: Rng, spec: Spec, store: Arc<Store>, trace:
             if txn.binary_mime {
                 violation(&s, &store, "DATA for a BODY=BINARYMIME message");
             }
+            if !s.buf.is_empty() {
+                violation(&s, &store, "bytes behind DATA before its answer");
+            }
             if !txn.open || txn.rcpts.is_empty() {
                 s.send("554 5.5.1 no valid recipients", None, "250").await
+            } else if s.late_rng.chance(spec.late_data_percent) {
+                store.late_data_answers.fetch_add(1, Ordering::Relaxed);
+                let answer = *s.late_rng.pick(&LATE_ANSWERS);
+                late_answer(&mut s, &mut txn, &store, answer).await
             } else {
                 let reply = match f {
                     Some(Fault::Temporary) => "451 4.3.0 not now",
                     Some(Fault::Permanent) => "554 5.6.0 no",
                     _ => "354 go ahead",
                 };
+                s.refused_data = reply != "354 go ahead";
                 match s.send(reply, f, "250").await {
                     Sent::Over => Sent::Over,
                     // Refused or out of step: no text follows (the gate either sends nothing
@@ -458,11 +505,58 @@ async fn serve(io: DuplexStream, rng: Rng, spec: Spec, store: Arc<Store>, trace:
             let _ = s.io.write_all(b"221 2.0.0 bye\r\n").await;
             return;
         } else {
+            if after_refused_data {
+                // Text the gate sent although DATA was refused, read as a command.
+                violation(&s, &store, &format!("text after a refused DATA: {line:?}"));
+            }
             s.send("502 5.5.1 unknown", None, "250").await
         };
         if let Sent::Over = sent {
             return;
         }
+    }
+}
+
+/// DATA answered late: a delay short of the gate's reply timeout, while the gate holds the
+/// client's text (none of which may have arrived by then), then the drawn answer.
+async fn late_answer(s: &mut Server, txn: &mut Txn, store: &Store, answer: LateAnswer) -> Sent {
+    let ms = s
+        .late_rng
+        .below(s.spec.reply_timeout.as_millis() as u64 * 9 / 10);
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+    let mut chunk = [0u8; 4096];
+    if let Ok(Ok(n)) = tokio::time::timeout(Duration::ZERO, s.io.read(&mut chunk)).await {
+        if n > 0 {
+            violation(s, store, "text before the answer to DATA");
+        }
+    }
+    s.trace.note(format!(
+        "up#{}: answers DATA after {ms} ms: {answer:?}",
+        s.n
+    ));
+    let reply = match answer {
+        LateAnswer::DropBefore => return Sent::Over,
+        LateAnswer::GoAhead | LateAnswer::DropAfter => "354 go ahead",
+        LateAnswer::Temporary => "451 4.3.0 not now",
+        LateAnswer::Permanent => "554 5.6.0 no",
+        LateAnswer::Completion => *s.late_rng.pick(&["250 2.0.0 ok", "221 2.0.0 bye"]),
+    };
+    s.refused_data = matches!(answer, LateAnswer::Temporary | LateAnswer::Permanent);
+    if let Sent::Over = s.send(reply, None, "250").await {
+        return Sent::Over;
+    }
+    match answer {
+        LateAnswer::DropAfter => Sent::Over,
+        LateAnswer::GoAhead => match s.read_dot_text().await {
+            None => Sent::Over,
+            Some(text) => {
+                txn.text = text;
+                finish(s, txn, store).await
+            }
+        },
+        // Refused or out of step: no text follows (the gate sends RSET, or drops the
+        // connection).
+        _ => Sent::Answered,
     }
 }
 
