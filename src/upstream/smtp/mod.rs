@@ -19,7 +19,6 @@ use crate::wire::dsn::RcptDsn;
 use bdat::Bdat;
 use std::sync::Arc;
 use std::time::Duration;
-use text::GoAhead;
 
 /// A pooled connection idle longer than this is checked with NOOP before reuse.
 const POOL_CHECK_AFTER: Duration = Duration::from_secs(2);
@@ -45,9 +44,12 @@ pub struct SmtpLeg {
     last_text_ended_crlf: bool,
     /// The message in progress goes as BDAT chunks (the upstream offers CHUNKING).
     bdat: Option<Bdat>,
-    /// With DATA: where the upstream's answer to DATA stands (it is read while the text is
-    /// already coming in: [`text`]).
-    go_ahead: GoAhead,
+    /// With DATA: DATA was written and its answer not read yet, so the text is held, not sent
+    /// (the answer is read while the text is already coming in: [`text`]).
+    awaiting_354: bool,
+    /// With DATA: the upstream refused DATA. This is the message's verdict, and its text is
+    /// discarded. (Boxed: every session holds a leg, and a refusal is rare.)
+    data_refusal: Option<Box<UpstreamReply>>,
 }
 
 impl SmtpLeg {
@@ -61,7 +63,8 @@ impl SmtpLeg {
             wbuf: Vec::new(),
             last_text_ended_crlf: true,
             bdat: None,
-            go_ahead: GoAhead::Received,
+            awaiting_354: false,
+            data_refusal: None,
         }
     }
 
@@ -268,11 +271,12 @@ impl SmtpLeg {
         self.in_transaction = false;
         self.wbuf.clear();
         self.bdat = None;
-        self.go_ahead = GoAhead::Received;
+        self.awaiting_354 = false;
+        self.data_refusal = None;
     }
 
     pub async fn reset(&mut self) {
-        if self.go_ahead == GoAhead::Awaiting {
+        if self.awaiting_354 {
             // DATA is out: the only way back is to close before the final dot.
             self.abort();
             return;

@@ -25,17 +25,6 @@ const WRITE_CHUNK: usize = 64 * 1024;
 /// for many sessions at once.
 const GO_AHEAD_BUFFER: usize = 256 * 1024;
 
-/// Where the upstream's answer to DATA stands.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum GoAhead {
-    /// Its 354 was read, or none is owed (no message, or a message sent with BDAT).
-    Received,
-    /// DATA was written and its answer not read yet: text is held, not sent.
-    Awaiting,
-    /// DATA was refused: this is the message's verdict, and its text is discarded.
-    Refused(UpstreamReply),
-}
-
 impl SmtpLeg {
     /// Start the message. With CHUNKING there is nothing to ask: the text goes as BDAT chunks
     /// and the upstream's verdict comes with the last one. With DATA the command goes out and
@@ -52,7 +41,8 @@ impl SmtpLeg {
         self.wbuf.clear();
         self.last_text_ended_crlf = true;
         self.bdat = None;
-        self.go_ahead = GoAhead::Received;
+        self.awaiting_354 = false;
+        self.data_refusal = None;
         if !self.in_transaction {
             return Err(UpstreamError::Dropped(Stage::Data));
         }
@@ -74,7 +64,7 @@ impl SmtpLeg {
         self.ensure_in_step(Stage::Data)?;
         self.wbuf.extend_from_slice(b"DATA\r\n");
         self.write_wbuf(0, Stage::Data).await?;
-        self.go_ahead = GoAhead::Awaiting;
+        self.awaiting_354 = true;
         Ok(UpstreamReply::local(
             354,
             "send the message (the upstream's answer to DATA is on its way)",
@@ -84,14 +74,14 @@ impl SmtpLeg {
     /// Whether the go-ahead for the message in progress was the gate's own: BDAT, or DATA
     /// whose answer is still on its way (it is counted when it is read).
     pub fn go_ahead_is_local(&self) -> bool {
-        self.bdat.is_some() || self.go_ahead == GoAhead::Awaiting
+        self.bdat.is_some() || self.awaiting_354
     }
 
     /// Read the upstream's answer to DATA if it is still owed: a 354 lets the held text go
     /// out; a refusal becomes the verdict and the held text is dropped. A 421, trouble, or a
     /// reply that does not fit DATA (or has anything behind it) drops the connection.
     async fn await_go_ahead(&mut self) -> Result<(), UpstreamError> {
-        if self.go_ahead != GoAhead::Awaiting {
+        if !self.awaiting_354 {
             return Ok(());
         }
         let wait = self.reply_timeout();
@@ -109,12 +99,12 @@ impl SmtpLeg {
                 return Err(e);
             }
         };
+        self.awaiting_354 = false;
         if reply.code == 354 {
             count(&Ok(&reply));
-            self.go_ahead = GoAhead::Received;
         } else {
             self.wbuf.clear();
-            self.go_ahead = GoAhead::Refused(reply);
+            self.data_refusal = Some(Box::new(reply));
         }
         Ok(())
     }
@@ -196,7 +186,7 @@ impl SmtpLeg {
             }
             return Ok(());
         }
-        if matches!(self.go_ahead, GoAhead::Refused(_)) {
+        if self.data_refusal.is_some() {
             // DATA was refused: the rest of the text is read and discarded.
             return Ok(());
         }
@@ -205,7 +195,7 @@ impl SmtpLeg {
         if self.wbuf.len() < WRITE_CHUNK {
             return Ok(());
         }
-        if self.go_ahead == GoAhead::Awaiting {
+        if self.awaiting_354 {
             // A chunk is ready: send it if the answer to DATA is here; else hold the text
             // until the buffer is full, then wait for the answer (backpressure).
             let arrived = self.conn.as_mut().is_some_and(|c| c.reply_arrived());
@@ -213,7 +203,7 @@ impl SmtpLeg {
                 return Ok(());
             }
             self.await_go_ahead().await?;
-            if self.go_ahead != GoAhead::Received {
+            if self.data_refusal.is_some() {
                 return Ok(());
             }
         }
@@ -225,11 +215,11 @@ impl SmtpLeg {
             return self.finish_bdat().await;
         }
         self.await_go_ahead().await?;
-        if let GoAhead::Refused(reply) = std::mem::replace(&mut self.go_ahead, GoAhead::Received) {
+        if let Some(reply) = self.data_refusal.take() {
             // No text went out, so the upstream is in step, its transaction still open: RSET
             // keeps the connection for the next one.
             self.reset().await;
-            return Ok(reply);
+            return Ok(*reply);
         }
         self.ensure_in_step(Stage::EndOfData)?;
         self.stuffer
