@@ -9,6 +9,7 @@
 //! each client session gets its own leg from it, so a session can be driven against any
 //! upstream, including the in-memory one of the fault simulation.
 
+mod capabilities;
 mod connection;
 mod connector;
 mod dial;
