@@ -5,6 +5,8 @@
 //! once its text is complete and the server meant to accept it, before it says so (so a drop
 //! right after the final dot still leaves the message held, as on a real server).
 
+mod late;
+
 use super::rng::Rng;
 use super::Trace;
 use relaygate::upstream::{Dial, Dialing, Transport};
@@ -66,36 +68,9 @@ pub struct Spec {
     /// The gate's reply timeout, so slow replies sometimes outlast it.
     pub reply_timeout: Duration,
     /// Chance, in percent, that DATA's answer comes late (the client's text then reaches the
-    /// gate first, which must hold it) and is drawn from [`LateAnswer`]s.
+    /// gate first, which must hold it) and is drawn from [`late::LateAnswer`]s.
     pub late_data_percent: u64,
 }
-
-/// How a late answer to DATA goes ([`Spec::late_data_percent`]): added with the overlapped 354
-/// round trip, drawn from a generator of its own.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum LateAnswer {
-    /// 354, then the text as usual.
-    GoAhead,
-    /// A temporary refusal: the verdict, with no text after it.
-    Temporary,
-    /// A permanent refusal.
-    Permanent,
-    /// A 2xx, which does not fit DATA (out of step).
-    Completion,
-    /// Close instead of answering.
-    DropBefore,
-    /// 354, then close before the text.
-    DropAfter,
-}
-
-const LATE_ANSWERS: [LateAnswer; 6] = [
-    LateAnswer::GoAhead,
-    LateAnswer::Temporary,
-    LateAnswer::Permanent,
-    LateAnswer::Completion,
-    LateAnswer::DropBefore,
-    LateAnswer::DropAfter,
-];
 
 /// A message the upstream holds.
 #[derive(Debug, Clone)]
@@ -431,8 +406,8 @@ async fn serve(io: DuplexStream, rng: Rng, spec: Spec, store: Arc<Store>, trace:
                 s.send("554 5.5.1 no valid recipients", None, "250").await
             } else if s.late_rng.chance(spec.late_data_percent) {
                 store.late_data_answers.fetch_add(1, Ordering::Relaxed);
-                let answer = *s.late_rng.pick(&LATE_ANSWERS);
-                late_answer(&mut s, &mut txn, &store, answer).await
+                let answer = *s.late_rng.pick(&late::LATE_ANSWERS);
+                late::answer(&mut s, &mut txn, &store, answer).await
             } else {
                 let reply = match f {
                     Some(Fault::Temporary) => "451 4.3.0 not now",
@@ -514,49 +489,6 @@ async fn serve(io: DuplexStream, rng: Rng, spec: Spec, store: Arc<Store>, trace:
         if let Sent::Over = sent {
             return;
         }
-    }
-}
-
-/// DATA answered late: a delay short of the gate's reply timeout, while the gate holds the
-/// client's text (none of which may have arrived by then), then the drawn answer.
-async fn late_answer(s: &mut Server, txn: &mut Txn, store: &Store, answer: LateAnswer) -> Sent {
-    let ms = s
-        .late_rng
-        .below(s.spec.reply_timeout.as_millis() as u64 * 9 / 10);
-    tokio::time::sleep(Duration::from_millis(ms)).await;
-    let mut chunk = [0u8; 4096];
-    if let Ok(Ok(n)) = tokio::time::timeout(Duration::ZERO, s.io.read(&mut chunk)).await {
-        if n > 0 {
-            violation(s, store, "text before the answer to DATA");
-        }
-    }
-    s.trace.note(format!(
-        "up#{}: answers DATA after {ms} ms: {answer:?}",
-        s.n
-    ));
-    let reply = match answer {
-        LateAnswer::DropBefore => return Sent::Over,
-        LateAnswer::GoAhead | LateAnswer::DropAfter => "354 go ahead",
-        LateAnswer::Temporary => "451 4.3.0 not now",
-        LateAnswer::Permanent => "554 5.6.0 no",
-        LateAnswer::Completion => *s.late_rng.pick(&["250 2.0.0 ok", "221 2.0.0 bye"]),
-    };
-    s.refused_data = matches!(answer, LateAnswer::Temporary | LateAnswer::Permanent);
-    if let Sent::Over = s.send(reply, None, "250").await {
-        return Sent::Over;
-    }
-    match answer {
-        LateAnswer::DropAfter => Sent::Over,
-        LateAnswer::GoAhead => match s.read_dot_text().await {
-            None => Sent::Over,
-            Some(text) => {
-                txn.text = text;
-                finish(s, txn, store).await
-            }
-        },
-        // Refused or out of step: no text follows (the gate sends RSET, or drops the
-        // connection).
-        _ => Sent::Answered,
     }
 }
 
