@@ -270,6 +270,7 @@ impl SmtpLeg {
         self.conn = None;
         self.in_transaction = false;
         self.wbuf.clear();
+        self.shrink_wbuf();
         self.bdat = None;
         self.awaiting_354 = false;
         self.data_refusal = None;

@@ -109,6 +109,12 @@ impl SmtpLeg {
         Ok(())
     }
 
+    /// Give back what the text held for a 354 grew the write buffer to: a session between
+    /// messages keeps no more than two write chunks.
+    pub(super) fn shrink_wbuf(&mut self) {
+        self.wbuf.shrink_to(2 * WRITE_CHUNK);
+    }
+
     /// Write `wbuf[from..]` and empty the buffer down to `from`; on failure the connection
     /// (and the message with it) is dropped.
     pub(super) async fn write_wbuf(
@@ -218,6 +224,7 @@ impl SmtpLeg {
         if let Some(reply) = self.data_refusal.take() {
             // No text went out, so the upstream is in step, its transaction still open: RSET
             // keeps the connection for the next one.
+            self.shrink_wbuf();
             self.reset().await;
             return Ok(*reply);
         }
@@ -225,6 +232,7 @@ impl SmtpLeg {
         self.stuffer
             .finish(self.last_text_ended_crlf, &mut self.wbuf);
         self.write_wbuf(0, Stage::Data).await?;
+        self.shrink_wbuf();
         self.read_final_reply().await
     }
 }
