@@ -54,14 +54,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             self.end_transaction(&format!("DATA answered {line}")).await;
             return Ok(());
         }
+        let decoder = DataDecoder::new(self.settings.server.max_line_length);
+        let mut message = self.new_message(decoder);
+        // DATA upstream first, its answer not awaited: it is on its way while the client,
+        // told 354 at once, sends the text.
+        self.start_early(&mut message).await?;
         self.reply(&Reply::new(
             354,
             "",
             "Start mail input; end with <CRLF>.<CRLF>",
         ));
-        self.flush().await.map_err(|_| End::Io)?;
-        let decoder = DataDecoder::new(self.settings.server.max_line_length);
-        let mut message = self.new_message(decoder);
+        if self.flush().await.is_err() {
+            self.abandon(&message).await;
+            return Err(End::Io);
+        }
         loop {
             let done = match self.read_text(&mut message.text).await {
                 Ok(done) => done,

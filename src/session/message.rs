@@ -170,11 +170,46 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             None
         };
         message.decision = Some(decision);
-        if message.early_refusal.is_none() && message.text.acceptable() {
-            message.forwarding = self
-                .open_message(headers.collected(), message.binary_mime)
-                .await?;
+        let refused = message.early_refusal.is_some() || !message.text.acceptable();
+        message.forwarding = match std::mem::replace(&mut message.forwarding, Forwarding::NotSent) {
+            // Started when the client sent DATA, refused now: closing before a byte of text
+            // is the only way to take DATA back.
+            Forwarding::Sending if refused => {
+                self.upstream.leg().abort().await;
+                Forwarding::NotSent
+            }
+            Forwarding::Sending => self.send_head(headers.collected()).await?,
+            Forwarding::NotSent if !refused => {
+                match self.start_upstream(message.binary_mime).await? {
+                    Forwarding::Sending => self.send_head(headers.collected()).await?,
+                    other => other,
+                }
+            }
+            // Not sent, or trouble (or a refusal) from the early start, which stays the answer.
+            other => other,
+        };
+        Ok(())
+    }
+
+    /// Start the message upstream as the client sends DATA, before its text, so the
+    /// upstream's answer to DATA is on its way while the text comes in (the leg holds the text
+    /// until it has it: `upstream::smtp::text`). Not when the policy may still refuse the
+    /// message once its header block is known (enforce mode, a recipient awaiting the header
+    /// sender): such a message is not started upstream at all, and the upstream connection is
+    /// kept. Nor for a directory, which records the client when the message starts.
+    pub(super) async fn start_early(&mut self, message: &mut Message) -> Result<(), End> {
+        let Some(txn) = self.txn.as_ref() else {
+            return Ok(());
+        };
+        let may_refuse = refusals_answered(self.rule(txn.tenant).mode)
+            && txn
+                .recipients
+                .iter()
+                .any(|r| matches!(r.verdict, RecipientVerdict::AwaitingHeaderSender));
+        if !txn.upstream_open || may_refuse || self.upstream.leg().records_client() {
+            return Ok(());
         }
+        message.forwarding = self.start_upstream(message.binary_mime).await?;
         Ok(())
     }
 
@@ -261,9 +296,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         Ok(())
     }
 
-    /// Start the message upstream: DATA (or BDAT), then the `Received:` field and the header
-    /// block held so far.
-    async fn open_message(&mut self, header: &[u8], binary_mime: bool) -> Result<Forwarding, End> {
+    /// Start the message upstream: DATA (or BDAT). `Sending` when text may follow.
+    async fn start_upstream(&mut self, binary_mime: bool) -> Result<Forwarding, End> {
         if !self.txn.as_ref().is_some_and(|t| t.upstream_open) {
             return Ok(Forwarding::Failed(
                 UpstreamError::Dropped(Stage::Data).reply(),
@@ -283,6 +317,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 return Ok(Forwarding::Failed(e.reply()));
             }
         }
+        Ok(Forwarding::Sending)
+    }
+
+    /// The message's first text upstream: the `Received:` field and the header block held so
+    /// far.
+    async fn send_head(&mut self, header: &[u8]) -> Result<Forwarding, End> {
         let received = self.received_header();
         let written = within_deadline!(self, async {
             self.upstream.leg().write_text(&received).await?;

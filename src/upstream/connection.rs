@@ -10,6 +10,7 @@
 //! [`UpstreamError::OutOfStep`]: the transaction gets `451 4.4.3` and the connection is closed,
 //! never pooled.
 
+pub use super::capabilities::Capabilities;
 use super::failover::Target;
 use super::{Stage, Transport, UpstreamError, UpstreamReply};
 use crate::stream::MaybeTls;
@@ -64,43 +65,6 @@ fn valid_code(text: &[u8]) -> Option<u16> {
         return None;
     }
     Some(u16::from(d[0] - b'0') * 100 + u16::from(d[1] - b'0') * 10 + u16::from(d[2] - b'0'))
-}
-
-/// What the upstream's EHLO reply offered.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Capabilities {
-    pub pipelining: bool,
-    pub starttls: bool,
-    pub size: bool,
-    pub eight_bit_mime: bool,
-    pub smtputf8: bool,
-    pub chunking: bool,
-    /// RFC 3461: the DSN parameters of MAIL and RCPT are passed on only then.
-    pub dsn: bool,
-    /// BINARYMIME (RFC 3030): it takes `BODY=BINARYMIME` messages (with BDAT).
-    pub binarymime: bool,
-}
-
-impl Capabilities {
-    /// What an EHLO reply offers, read by smtp-proto's EHLO parser (the one Stalwart uses).
-    /// A reply it cannot read offers nothing: the leg then uses no extension, which is slower
-    /// but never wrong, and `tls = "required"` fails closed.
-    fn from_ehlo(reply: &UpstreamReply) -> Capabilities {
-        let Ok(ehlo) = smtp_proto::EhloResponse::<String>::parse(&mut reply.raw.iter()) else {
-            return Capabilities::default();
-        };
-        let has = |ext: u32| ehlo.capabilities & ext != 0;
-        Capabilities {
-            pipelining: has(smtp_proto::EXT_PIPELINING),
-            starttls: has(smtp_proto::EXT_START_TLS),
-            size: has(smtp_proto::EXT_SIZE),
-            eight_bit_mime: has(smtp_proto::EXT_8BIT_MIME),
-            smtputf8: has(smtp_proto::EXT_SMTP_UTF8),
-            chunking: has(smtp_proto::EXT_CHUNKING),
-            dsn: has(smtp_proto::EXT_DSN),
-            binarymime: has(smtp_proto::EXT_BINARY_MIME),
-        }
-    }
 }
 
 /// One upstream SMTP connection, past greeting, EHLO and (when configured) STARTTLS.
@@ -262,6 +226,34 @@ impl Connection {
         }
     }
 
+    /// Read the one reply owed (DATA's, read after its command went out on its own): it must
+    /// fit, and nothing may be buffered behind it.
+    pub(super) async fn read_sole(
+        &mut self,
+        expect: Expect,
+        wait: Duration,
+        stage: Stage,
+    ) -> Result<UpstreamReply, UpstreamError> {
+        let reply = self.read_expected(expect, wait, stage).await?;
+        if !self.rbuf.is_empty() {
+            return Err(self.leftover(stage));
+        }
+        Ok(reply)
+    }
+
+    /// Whether a reply (or the connection's end) has arrived, without waiting: reading it
+    /// then will not block.
+    pub(super) fn reply_arrived(&mut self) -> bool {
+        if memchr(b'\n', &self.rbuf).is_some() {
+            return true;
+        }
+        match self.poll_arrived() {
+            Poll::Pending => false,
+            Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => true,
+            Poll::Ready(Ok(_)) => memchr(b'\n', &self.rbuf).is_some(),
+        }
+    }
+
     /// The reply to a message (final dot or `BDAT LAST`): it must fit, and nothing may follow
     /// it, neither buffered nor already arrived. Also says whether the connection can carry
     /// another transaction (the upstream may have closed it after answering).
@@ -389,26 +381,6 @@ mod tests {
         assert_eq!(valid_code(b"25"), None);
         assert_eq!(valid_code(b"2500 no"), None);
         assert_eq!(valid_code(b"abc"), None);
-    }
-
-    #[test]
-    fn exchange_onlines_ehlo_offers_what_the_leg_uses() {
-        // Exchange Online's MX, as it answers EHLO before STARTTLS.
-        let raw = b"250-DM6PR01CA0001.outlook.office365.com Hello [203.0.113.25]\r\n\
-250-SIZE 157286400\r\n250-PIPELINING\r\n250-DSN\r\n250-ENHANCEDSTATUSCODES\r\n\
-250-STARTTLS\r\n250-8BITMIME\r\n250-BINARYMIME\r\n250-CHUNKING\r\n250 SMTPUTF8\r\n";
-        let caps = Capabilities::from_ehlo(&UpstreamReply {
-            code: 250,
-            raw: raw.to_vec(),
-        });
-        assert!(caps.pipelining && caps.starttls && caps.size && caps.eight_bit_mime);
-        assert!(caps.smtputf8 && caps.chunking && caps.dsn && caps.binarymime);
-        let bare = Capabilities::from_ehlo(&UpstreamReply {
-            code: 250,
-            raw: b"250 upstream.test\r\n".to_vec(),
-        });
-        assert!(!bare.pipelining && !bare.starttls && !bare.chunking && !bare.dsn);
-        assert!(!bare.binarymime);
     }
 
     #[test]

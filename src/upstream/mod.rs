@@ -9,6 +9,7 @@
 //! each client session gets its own leg from it, so a session can be driven against any
 //! upstream, including the in-memory one of the fault simulation.
 
+mod capabilities;
 mod connection;
 mod connector;
 mod dial;
@@ -153,8 +154,9 @@ impl Upstream {
             Upstream::Smtp(l) => l.data(binary_mime).await,
             Upstream::Directory(l) => l.data(client).await,
         };
-        // With BDAT the go-ahead is the gate's own: not an upstream reply.
-        if !matches!(self, Upstream::Smtp(l) if l.sends_bdat()) {
+        // With BDAT, or DATA whose answer is still on its way, the go-ahead is the gate's own:
+        // not an upstream reply (the answer to DATA is counted when it is read).
+        if !matches!(self, Upstream::Smtp(l) if l.go_ahead_is_local()) {
             count(&r.as_ref());
         }
         r

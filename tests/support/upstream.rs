@@ -57,6 +57,17 @@ pub struct Script {
     pub first_end_reply: Option<&'static str>,
     /// A line written on its own after the first message's final reply, when the test says so.
     pub stray_after_first_message: Option<Stray>,
+    /// Hold the answer to DATA (354 or `data_reply`) until the test says so.
+    pub hold_data_answer: Option<Hold>,
+}
+
+/// The answer to DATA held back: the upstream notifies `seen` when DATA has arrived and
+/// answers only once the test notifies `go`, so a test can do what it likes (the client's
+/// whole message, say) while the gate still waits for that answer.
+#[derive(Clone, Default)]
+pub struct Hold {
+    pub seen: Arc<tokio::sync::Notify>,
+    pub go: Arc<tokio::sync::Notify>,
 }
 
 /// How the upstream fails at a RCPT (`Script::rcpt_fault`).
@@ -117,6 +128,9 @@ pub struct Received {
     /// More input was already waiting when a non-LAST chunk was answered (the client did not
     /// wait for that reply: it pipelined).
     pub bdat_pipelined: bool,
+    /// Bytes had arrived behind DATA before the upstream answered it: text sent without
+    /// waiting for the 354, which no client may do.
+    pub text_before_data_answer: bool,
 }
 
 /// A running recording upstream; it serves until the test's runtime ends.

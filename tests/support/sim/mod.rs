@@ -17,14 +17,14 @@ mod submission;
 pub mod upstream;
 
 use crate::support::config::ip_tenant;
-use crate::support::message::without_received;
+use crate::support::message::{stuff, without_received};
 use client::{Body, Client, Sent};
 use relaygate::config::{Config, Settings};
 use relaygate::session::{run_session_at, Door, Peer, Phase};
 use relaygate::upstream::Connector;
 use rng::Rng;
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use upstream::{Held, SimDial, Spec, Store};
@@ -142,6 +142,11 @@ pub struct Tally {
     /// password was wrong.
     pub authenticated: u64,
     pub wrong_password: u64,
+    /// Answers to DATA that came late, after the client's text ([`upstream::Spec`]); and
+    /// messages sent as DATA, told 2xx, whose text was larger than the gate holds while it
+    /// waits for the 354.
+    pub late_data_answers: u64,
+    pub data_over_held_buffer_taken: u64,
 }
 
 impl Tally {
@@ -151,6 +156,9 @@ impl Tally {
             let taken = s.final_code.is_some_and(|c| (200..300).contains(&c));
             let refused = s.final_code.is_some_and(|c| c >= 500);
             self.too_large += u64::from(s.final_code == Some(552));
+            if s.body == Body::Data && stuff(&s.text).len() > 256 * 1024 {
+                self.data_over_held_buffer_taken += u64::from(taken);
+            }
             match s.body {
                 Body::Data => self.data_taken += u64::from(taken),
                 Body::Bdat => self.bdat_taken += u64::from(taken),
@@ -173,6 +181,8 @@ impl Tally {
         self.too_large += other.too_large;
         self.authenticated += other.authenticated;
         self.wrong_password += other.wrong_password;
+        self.late_data_answers += other.late_data_answers;
+        self.data_over_held_buffer_taken += other.data_over_held_buffer_taken;
     }
 }
 
@@ -183,7 +193,8 @@ impl std::fmt::Display for Tally {
             "{} messages; told 2xx: {} as DATA, {} as BDAT, {} as BDAT with BODY=BINARYMIME \
              ({} more of those refused 5xx); {} with a bare line break or NUL without \
              BINARYMIME answered, none 2xx; {} answered 552; {} sessions with AUTH ({} with a \
-             wrong password)",
+             wrong password); {} answers to DATA late, after the text; {} DATA messages larger \
+             than the text held for a 354 told 2xx",
             self.messages,
             self.data_taken,
             self.bdat_taken,
@@ -192,7 +203,9 @@ impl std::fmt::Display for Tally {
             self.smuggled_answered,
             self.too_large,
             self.authenticated,
-            self.wrong_password
+            self.wrong_password,
+            self.late_data_answers,
+            self.data_over_held_buffer_taken
         )
     }
 }
@@ -220,9 +233,15 @@ async fn scenario(seed: u64, trace: Trace) -> Result<Tally, String> {
         fault_percent: *rng.pick(&[0, 3, 8, 20]),
         dial_fault_percent: *rng.pick(&[0, 0, 10]),
         reply_timeout: Duration::from_secs(10),
+        late_data_percent: 0,
     };
     // Sessions that authenticate, added later still: drawn after every draw of `added`.
     let mut auth_rng = added.fork();
+    // Late answers to DATA, added after that: drawn from `added` after the fork.
+    let spec = Spec {
+        late_data_percent: *added.pick(&[0, 0, 30, 70]),
+        ..spec
+    };
     let throttle = submission::throttle();
     let mut tally = Tally::default();
     let store = Arc::new(Store::default());
@@ -325,6 +344,7 @@ async fn scenario(seed: u64, trace: Trace) -> Result<Tally, String> {
     let held = store.held.lock().unwrap().clone();
     check(&sent, &held)?;
     tally.count(&sent);
+    tally.late_data_answers = store.late_data_answers.load(Ordering::Relaxed) as u64;
     Ok(tally)
 }
 

@@ -46,4 +46,10 @@ impl Rng {
     pub fn sibling(&self) -> Rng {
         Rng::new(self.0 ^ 0xD1B5_4A32_D192_ED03)
     }
+
+    /// Another independent generator that draws nothing from this one, told apart from
+    /// [`Rng::sibling`] (and from each other) by `part`: for choices added later still.
+    pub fn sibling_for(&self, part: u64) -> Rng {
+        Rng::new(self.0 ^ 0x5851_F42D_4C95_7F2D ^ part.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+    }
 }

@@ -5,6 +5,8 @@
 //! once its text is complete and the server meant to accept it, before it says so (so a drop
 //! right after the final dot still leaves the message held, as on a real server).
 
+mod late;
+
 use super::rng::Rng;
 use super::Trace;
 use relaygate::upstream::{Dial, Dialing, Transport};
@@ -65,6 +67,9 @@ pub struct Spec {
     pub dial_fault_percent: u64,
     /// The gate's reply timeout, so slow replies sometimes outlast it.
     pub reply_timeout: Duration,
+    /// Chance, in percent, that DATA's answer comes late (the client's text then reaches the
+    /// gate first, which must hold it) and is drawn from [`late::LateAnswer`]s.
+    pub late_data_percent: u64,
 }
 
 /// A message the upstream holds.
@@ -82,6 +87,8 @@ pub struct Store {
     /// What the gate did that this upstream never allowed (a BINARYMIME message where it
     /// cannot go): each one breaks the scenario.
     pub violations: Mutex<Vec<String>>,
+    /// Answers to DATA that came late ([`Spec::late_data_percent`]).
+    pub late_data_answers: AtomicUsize,
 }
 
 /// The gate's way to the simulated upstream: each dial is a new in-memory pipe with a server
@@ -126,6 +133,10 @@ struct Server {
     io: DuplexStream,
     buf: Vec<u8>,
     rng: Rng,
+    /// Draws added with the late answers to DATA: the existing ones stay in place.
+    late_rng: Rng,
+    /// The last command was DATA, refused: text the gate sent after it would come next.
+    refused_data: bool,
     spec: Spec,
     trace: Trace,
     n: usize,
@@ -304,6 +315,8 @@ async fn serve(io: DuplexStream, rng: Rng, spec: Spec, store: Arc<Store>, trace:
     let mut s = Server {
         io,
         buf: Vec::new(),
+        late_rng: rng.sibling_for(1),
+        refused_data: false,
         rng,
         spec,
         trace,
@@ -322,6 +335,7 @@ async fn serve(io: DuplexStream, rng: Rng, spec: Spec, store: Arc<Store>, trace:
     while let Some(line) = s.line().await {
         s.trace.note(format!("up#{} -> {line:?}", s.n));
         let upper = line.to_ascii_uppercase();
+        let after_refused_data = std::mem::take(&mut s.refused_data);
         let f = s.fault();
         let sent = if upper.starts_with("EHLO") {
             let mut caps = vec!["250-upstream.sim"];
@@ -385,14 +399,22 @@ async fn serve(io: DuplexStream, rng: Rng, spec: Spec, store: Arc<Store>, trace:
             if txn.binary_mime {
                 violation(&s, &store, "DATA for a BODY=BINARYMIME message");
             }
+            if !s.buf.is_empty() {
+                violation(&s, &store, "bytes behind DATA before its answer");
+            }
             if !txn.open || txn.rcpts.is_empty() {
                 s.send("554 5.5.1 no valid recipients", None, "250").await
+            } else if s.late_rng.chance(spec.late_data_percent) {
+                store.late_data_answers.fetch_add(1, Ordering::Relaxed);
+                let answer = *s.late_rng.pick(&late::LATE_ANSWERS);
+                late::answer(&mut s, &mut txn, &store, answer).await
             } else {
                 let reply = match f {
                     Some(Fault::Temporary) => "451 4.3.0 not now",
                     Some(Fault::Permanent) => "554 5.6.0 no",
                     _ => "354 go ahead",
                 };
+                s.refused_data = reply != "354 go ahead";
                 match s.send(reply, f, "250").await {
                     Sent::Over => Sent::Over,
                     // Refused or out of step: no text follows (the gate either sends nothing
@@ -458,6 +480,10 @@ async fn serve(io: DuplexStream, rng: Rng, spec: Spec, store: Arc<Store>, trace:
             let _ = s.io.write_all(b"221 2.0.0 bye\r\n").await;
             return;
         } else {
+            if after_refused_data {
+                // Text the gate sent although DATA was refused, read as a command.
+                violation(&s, &store, &format!("text after a refused DATA: {line:?}"));
+            }
             s.send("502 5.5.1 unknown", None, "250").await
         };
         if let Sent::Over = sent {

@@ -209,6 +209,22 @@ pub(super) async fn session(
                 reply.to_string()
             }
         } else if upper == "DATA" {
+            if let Some(hold) = &script.hold_data_answer {
+                hold.seen.notify_one();
+                if timeout(WAIT, hold.go.notified()).await.is_err() {
+                    return;
+                }
+                // Whatever has arrived by now came before the answer.
+                let mut chunk = [0u8; 65536];
+                if let Ok(Ok(n)) = timeout(Duration::ZERO, s.read(&mut chunk)).await {
+                    buf.extend_from_slice(&chunk[..n]);
+                }
+            }
+            if !buf.is_empty() {
+                if let Some(i) = current {
+                    log.lock().unwrap()[i].text_before_data_answer = true;
+                }
+            }
             if let Some(r) = script.data_reply {
                 r.to_string()
             } else {

@@ -6,6 +6,9 @@
 //! checked against its command ([`Expect`]); any trouble drops the connection, so a connection
 //! that comes back to the pool is always between transactions and in step.
 
+mod bdat;
+mod text;
+
 use super::connection::{Capabilities, Connection, Expect};
 use super::open::{self, Route};
 use super::pool::Pool;
@@ -13,21 +16,12 @@ use super::{format_path, Envelope, Stage, UpstreamError, UpstreamReply};
 use crate::config::SmtpUpstreamSettings;
 use crate::wire::data::DotStuffer;
 use crate::wire::dsn::RcptDsn;
+use bdat::Bdat;
 use std::sync::Arc;
 use std::time::Duration;
 
 /// A pooled connection idle longer than this is checked with NOOP before reuse.
 const POOL_CHECK_AFTER: Duration = Duration::from_secs(2);
-/// Bytes of stuffed text gathered before a write to the upstream.
-const WRITE_CHUNK: usize = 64 * 1024;
-/// Room kept at the front of the write buffer for a `BDAT <size> [LAST]` command line, so a
-/// chunk goes out in one write without copying it behind its command.
-const BDAT_HEADROOM: usize = 32;
-/// BDAT chunks sent before their replies are read, when the upstream offers PIPELINING (RFC
-/// 3030 lets a client pipeline chunks only then): enough to keep the upstream busy, few enough
-/// that its replies never fill its send buffer while the gate is still writing. Without
-/// PIPELINING each chunk's reply is read before the next chunk.
-const MAX_CHUNKS_IN_FLIGHT: usize = 4;
 
 /// What every SMTP leg of one configuration shares.
 pub(super) struct SmtpShared {
@@ -50,16 +44,12 @@ pub struct SmtpLeg {
     last_text_ended_crlf: bool,
     /// The message in progress goes as BDAT chunks (the upstream offers CHUNKING).
     bdat: Option<Bdat>,
-}
-
-/// A message being sent with BDAT (RFC 3030): raw text, no dot-stuffing, no 354 to wait for.
-struct Bdat {
-    /// Chunks that may be sent before the oldest reply is read.
-    max_in_flight: usize,
-    /// Chunks sent whose 250 has not been read yet.
-    in_flight: usize,
-    /// The first refused chunk: the rest of the message is discarded and this is the verdict.
-    refused: Option<UpstreamReply>,
+    /// With DATA: DATA was written and its answer not read yet, so the text is held, not sent
+    /// (the answer is read while the text is already coming in: [`text`]).
+    awaiting_354: bool,
+    /// With DATA: the upstream refused DATA. This is the message's verdict, and its text is
+    /// discarded. (Boxed: every session holds a leg, and a refusal is rare.)
+    data_refusal: Option<Box<UpstreamReply>>,
 }
 
 impl SmtpLeg {
@@ -73,6 +63,8 @@ impl SmtpLeg {
             wbuf: Vec::new(),
             last_text_ended_crlf: true,
             bdat: None,
+            awaiting_354: false,
+            data_refusal: None,
         }
     }
 
@@ -272,247 +264,24 @@ impl SmtpLeg {
         self.shared.settings.chunking && caps.chunking && caps.binarymime
     }
 
-    /// Start the message. With CHUNKING there is nothing to ask: the text goes as BDAT chunks
-    /// and the upstream's verdict comes with the last one, so the client is told to go on at
-    /// once (the local 354 never reaches it as an acceptance; only the final reply does).
-    ///
-    /// A `BODY=BINARYMIME` message to an upstream that cannot take it is refused here, before
-    /// a byte of it is sent: with DATA its NULs and bare line breaks would be refused or,
-    /// worse, read as line ends, and RFC 3030 lets no relay turn it into something else. The
-    /// upstream transaction stays open for the session's RSET.
-    pub async fn data(&mut self, binary_mime: bool) -> Result<UpstreamReply, UpstreamError> {
-        self.stuffer = DotStuffer::default();
-        self.wbuf.clear();
-        self.last_text_ended_crlf = true;
-        self.bdat = None;
-        if !self.in_transaction {
-            return Err(UpstreamError::Dropped(Stage::Data));
-        }
-        let caps = self.conn.as_ref().map(|c| c.caps).unwrap_or_default();
-        if binary_mime && !self.takes_binary_mime(caps) {
-            return Ok(UpstreamReply::local(
-                554,
-                "5.6.1 The upstream does not support BINARYMIME (BODY=BINARYMIME); the message was not sent",
-            ));
-        }
-        if self.shared.settings.chunking && caps.chunking {
-            self.bdat = Some(Bdat {
-                max_in_flight: if caps.pipelining {
-                    MAX_CHUNKS_IN_FLIGHT
-                } else {
-                    0
-                },
-                in_flight: 0,
-                refused: None,
-            });
-            self.wbuf.resize(BDAT_HEADROOM, 0);
-            return Ok(UpstreamReply::local(
-                354,
-                "send the message (BDAT upstream)",
-            ));
-        }
-        let wait = self.reply_timeout();
-        let r = match self.conn.as_mut() {
-            None => Err(UpstreamError::Dropped(Stage::Data)),
-            Some(c) => c
-                .command("DATA", Expect::StartInput, wait, Stage::Data)
-                .await
-                .map(|r| vec![r]),
-        };
-        // 354, or a refusal (the transaction then stays open for RSET).
-        Ok(self.settle(r, Stage::Data)?.remove(0))
-    }
-
-    /// Whether the message in progress goes as BDAT chunks (its 354 was the gate's own).
-    pub fn sends_bdat(&self) -> bool {
-        self.bdat.is_some()
-    }
-
-    /// Send what `wbuf` holds after its headroom as one BDAT chunk, then read replies to
-    /// earlier chunks down to the in-flight bound (the caller reads the last chunk's reply).
-    async fn send_chunk(&mut self, last: bool) -> Result<(), UpstreamError> {
-        let size = self.wbuf.len() - BDAT_HEADROOM;
-        let command = if last {
-            format!("BDAT {size} LAST\r\n")
-        } else {
-            format!("BDAT {size}\r\n")
-        };
-        let start = BDAT_HEADROOM - command.len();
-        self.wbuf[start..BDAT_HEADROOM].copy_from_slice(command.as_bytes());
-        self.write_wbuf(start, Stage::Bdat).await?;
-        // The headroom again, for the next chunk's command.
-        self.wbuf.resize(BDAT_HEADROOM, 0);
-        if last {
-            return Ok(());
-        }
-        let bdat = self.bdat.as_mut().expect("BDAT mode");
-        bdat.in_flight += 1;
-        while self
-            .bdat
-            .as_ref()
-            .is_some_and(|b| b.in_flight > b.max_in_flight)
-        {
-            self.read_chunk_reply().await?;
-        }
-        Ok(())
-    }
-
-    /// Read the reply to the oldest chunk in flight; a refusal becomes the message's verdict.
-    async fn read_chunk_reply(&mut self) -> Result<(), UpstreamError> {
-        let wait = self.reply_timeout();
-        let Some(c) = self.conn.as_mut() else {
-            return Err(UpstreamError::Dropped(Stage::Bdat));
-        };
-        let reply = match c.read_expected(Expect::Completion, wait, Stage::Bdat).await {
-            Ok(r) => r,
-            Err(e) => {
-                self.abort();
-                return Err(e);
-            }
-        };
-        if reply.code == 421 {
-            self.abort();
-            return Err(UpstreamError::Refused {
-                stage: Stage::Bdat,
-                reply: reply.summary(),
-            });
-        }
-        let bdat = self.bdat.as_mut().expect("BDAT mode");
-        bdat.in_flight -= 1;
-        if !reply.is_positive() && bdat.refused.is_none() {
-            bdat.refused = Some(reply);
-        }
-        Ok(())
-    }
-
-    /// Write `wbuf[from..]` and empty the buffer down to `from`; on failure the connection
-    /// (and the message with it) is dropped.
-    async fn write_wbuf(&mut self, from: usize, stage: Stage) -> Result<(), UpstreamError> {
-        let wait = self.reply_timeout();
-        let r = match self.conn.as_mut() {
-            None => Err(UpstreamError::Dropped(stage)),
-            Some(c) => c.write(&self.wbuf[from..], wait, stage).await,
-        };
-        self.wbuf.truncate(from);
-        if r.is_err() {
-            self.abort();
-        }
-        r
-    }
-
-    /// Nothing may have arrived from the upstream while the text was going out: a reply now
-    /// would be read as the verdict on the message. Checked before the final dot or LAST.
-    fn ensure_in_step(&mut self, stage: Stage) -> Result<(), UpstreamError> {
-        let r = match self.conn.as_mut() {
-            None => Err(UpstreamError::Dropped(stage)),
-            Some(c) => c.ensure_in_step(stage),
-        };
-        if r.is_err() {
-            self.abort();
-        }
-        r
-    }
-
-    /// The upstream's verdict on the whole message; trouble, a 421 or anything after the
-    /// verdict drops the connection.
-    async fn read_final_reply(&mut self) -> Result<UpstreamReply, UpstreamError> {
-        let wait = self.shared.settings.data_end_timeout;
-        let Some(c) = self.conn.as_mut() else {
-            return Err(UpstreamError::Dropped(Stage::EndOfData));
-        };
-        let r = c.read_final(wait, Stage::EndOfData).await;
-        self.in_transaction = false;
-        match r {
-            Ok((reply, _)) if reply.code == 421 => {
-                self.conn = None;
-                Err(UpstreamError::Refused {
-                    stage: Stage::EndOfData,
-                    reply: reply.summary(),
-                })
-            }
-            Ok((reply, open)) => {
-                if !open {
-                    self.conn = None;
-                }
-                Ok(reply)
-            }
-            Err(e) => {
-                self.conn = None;
-                Err(e)
-            }
-        }
-    }
-
-    pub async fn write_text(&mut self, text: &[u8]) -> Result<(), UpstreamError> {
-        if text.is_empty() {
-            return Ok(());
-        }
-        if let Some(bdat) = &self.bdat {
-            if bdat.refused.is_some() {
-                // The upstream has refused this message: the rest would only be discarded.
-                return Ok(());
-            }
-            self.wbuf.extend_from_slice(text);
-            if self.wbuf.len() - BDAT_HEADROOM >= WRITE_CHUNK {
-                self.send_chunk(false).await?;
-            }
-            return Ok(());
-        }
-        self.stuffer.stuff(text, &mut self.wbuf);
-        self.last_text_ended_crlf = text.ends_with(b"\r\n");
-        if self.wbuf.len() >= WRITE_CHUNK {
-            self.write_wbuf(0, Stage::Data).await?;
-        }
-        Ok(())
-    }
-
-    pub async fn finish_data(&mut self) -> Result<UpstreamReply, UpstreamError> {
-        if self.bdat.is_some() {
-            return self.finish_bdat().await;
-        }
-        self.ensure_in_step(Stage::EndOfData)?;
-        self.stuffer
-            .finish(self.last_text_ended_crlf, &mut self.wbuf);
-        self.write_wbuf(0, Stage::Data).await?;
-        self.read_final_reply().await
-    }
-
-    /// The last chunk, then every reply still owed: the first refusal, or the final verdict.
-    ///
-    /// Every earlier chunk's reply is read before LAST goes out: LAST must never follow a
-    /// refused chunk (an upstream could then deliver the message, or part of it, while the
-    /// client is told to retry). That costs one round trip, and only for messages of more than
-    /// one chunk. A refused message's connection is closed, not pooled: the upstream may still
-    /// hold the failed transaction.
-    async fn finish_bdat(&mut self) -> Result<UpstreamReply, UpstreamError> {
-        while self.bdat.as_ref().is_some_and(|b| b.in_flight > 0) {
-            self.read_chunk_reply().await?;
-        }
-        let refused = self.bdat.as_ref().and_then(|b| b.refused.clone());
-        if let Some(reply) = refused {
-            self.abort();
-            return Ok(reply);
-        }
-        self.ensure_in_step(Stage::BdatLast)?;
-        // The octets exactly as the client sent them: a BDAT message (BINARYMIME above all)
-        // need not end with a line break, and adding one would change it. (DATA's text always
-        // ends with one.)
-        self.send_chunk(true).await?;
-        self.bdat = None;
-        self.wbuf.clear();
-        self.read_final_reply().await
-    }
-
     pub fn abort(&mut self) {
         // There is no way to cancel DATA in SMTP but to close before the final dot; an upstream
         // then discards what it received.
         self.conn = None;
         self.in_transaction = false;
         self.wbuf.clear();
+        self.shrink_wbuf();
         self.bdat = None;
+        self.awaiting_354 = false;
+        self.data_refusal = None;
     }
 
     pub async fn reset(&mut self) {
+        if self.awaiting_354 {
+            // DATA is out: the only way back is to close before the final dot.
+            self.abort();
+            return;
+        }
         if self.in_transaction && self.conn.is_some() {
             match self.exchange_one("RSET".into(), Stage::Rset).await {
                 Ok(r) if r.code == 250 => {}

@@ -1,0 +1,120 @@
+//! A message sent with BDAT (RFC 3030), when the upstream offers CHUNKING: raw text in
+//! chunks, no dot-stuffing, and no 354 to wait for.
+
+use super::SmtpLeg;
+use crate::upstream::connection::Expect;
+use crate::upstream::{Stage, UpstreamError, UpstreamReply};
+
+/// Room kept at the front of the write buffer for a `BDAT <size> [LAST]` command line, so a
+/// chunk goes out in one write without copying it behind its command.
+pub(super) const BDAT_HEADROOM: usize = 32;
+/// BDAT chunks sent before their replies are read, when the upstream offers PIPELINING (RFC
+/// 3030 lets a client pipeline chunks only then): enough to keep the upstream busy, few enough
+/// that its replies never fill its send buffer while the gate is still writing. Without
+/// PIPELINING each chunk's reply is read before the next chunk.
+const MAX_CHUNKS_IN_FLIGHT: usize = 4;
+
+/// A message being sent with BDAT.
+pub(super) struct Bdat {
+    /// Chunks that may be sent before the oldest reply is read.
+    max_in_flight: usize,
+    /// Chunks sent whose 250 has not been read yet.
+    in_flight: usize,
+    /// The first refused chunk: the rest of the message is discarded and this is the verdict.
+    pub(super) refused: Option<UpstreamReply>,
+}
+
+impl Bdat {
+    pub(super) fn new(pipelining: bool) -> Bdat {
+        Bdat {
+            max_in_flight: if pipelining { MAX_CHUNKS_IN_FLIGHT } else { 0 },
+            in_flight: 0,
+            refused: None,
+        }
+    }
+}
+
+impl SmtpLeg {
+    /// Send what `wbuf` holds after its headroom as one BDAT chunk, then read replies to
+    /// earlier chunks down to the in-flight bound (the caller reads the last chunk's reply).
+    pub(super) async fn send_chunk(&mut self, last: bool) -> Result<(), UpstreamError> {
+        let size = self.wbuf.len() - BDAT_HEADROOM;
+        let command = if last {
+            format!("BDAT {size} LAST\r\n")
+        } else {
+            format!("BDAT {size}\r\n")
+        };
+        let start = BDAT_HEADROOM - command.len();
+        self.wbuf[start..BDAT_HEADROOM].copy_from_slice(command.as_bytes());
+        self.write_wbuf(start, Stage::Bdat).await?;
+        // The headroom again, for the next chunk's command.
+        self.wbuf.resize(BDAT_HEADROOM, 0);
+        if last {
+            return Ok(());
+        }
+        let bdat = self.bdat.as_mut().expect("BDAT mode");
+        bdat.in_flight += 1;
+        while self
+            .bdat
+            .as_ref()
+            .is_some_and(|b| b.in_flight > b.max_in_flight)
+        {
+            self.read_chunk_reply().await?;
+        }
+        Ok(())
+    }
+
+    /// Read the reply to the oldest chunk in flight; a refusal becomes the message's verdict.
+    async fn read_chunk_reply(&mut self) -> Result<(), UpstreamError> {
+        let wait = self.reply_timeout();
+        let Some(c) = self.conn.as_mut() else {
+            return Err(UpstreamError::Dropped(Stage::Bdat));
+        };
+        let reply = match c.read_expected(Expect::Completion, wait, Stage::Bdat).await {
+            Ok(r) => r,
+            Err(e) => {
+                self.abort();
+                return Err(e);
+            }
+        };
+        if reply.code == 421 {
+            self.abort();
+            return Err(UpstreamError::Refused {
+                stage: Stage::Bdat,
+                reply: reply.summary(),
+            });
+        }
+        let bdat = self.bdat.as_mut().expect("BDAT mode");
+        bdat.in_flight -= 1;
+        if !reply.is_positive() && bdat.refused.is_none() {
+            bdat.refused = Some(reply);
+        }
+        Ok(())
+    }
+
+    /// The last chunk, then every reply still owed: the first refusal, or the final verdict.
+    ///
+    /// Every earlier chunk's reply is read before LAST goes out: LAST must never follow a
+    /// refused chunk (an upstream could then deliver the message, or part of it, while the
+    /// client is told to retry). That costs one round trip, and only for messages of more than
+    /// one chunk. A refused message's connection is closed, not pooled: the upstream may still
+    /// hold the failed transaction.
+    pub(super) async fn finish_bdat(&mut self) -> Result<UpstreamReply, UpstreamError> {
+        while self.bdat.as_ref().is_some_and(|b| b.in_flight > 0) {
+            self.read_chunk_reply().await?;
+        }
+        let refused = self.bdat.as_ref().and_then(|b| b.refused.clone());
+        if let Some(reply) = refused {
+            self.abort();
+            return Ok(reply);
+        }
+        self.ensure_in_step(Stage::BdatLast)?;
+        // The octets exactly as the client sent them: a BDAT message (BINARYMIME above all)
+        // need not end with a line break, and adding one would change it. (DATA's text always
+        // ends with one.)
+        self.send_chunk(true).await?;
+        self.bdat = None;
+        self.wbuf.clear();
+        self.read_final_reply().await
+    }
+}
