@@ -83,3 +83,44 @@ postfix_pids() {
 postfix_stop() {
   [ -e "$1/etc/main.cf" ] && postfix -c "$1/etc" stop >/dev/null 2>&1 || true
 }
+
+# nginx_mail_start DIR LISTEN AUTH UPSTREAM [MAIL_LINES]: nginx's mail proxy from its own
+# directory DIR (never the system's), listening for SMTP on LISTEN, sending every session to
+# UPSTREAM (host:port) through a fixed auth_http answer on AUTH, with MAIL_LINES (TLS,
+# capabilities) added to its mail block; returns once it listens. Stop it with
+# `nginx -p DIR -c DIR/nginx.conf -s stop`.
+nginx_mail_start() {
+  local dir=$1 listen=$2 auth=$3 upstream=$4 extra=${5:-}
+  mkdir -p "$dir/logs"
+  cat >"$dir/nginx.conf" <<NGX
+load_module /usr/lib/nginx/modules/ngx_mail_module.so;
+worker_processes 2;
+worker_rlimit_nofile 20000;
+error_log $dir/logs/error.log warn;
+pid $dir/nginx.pid;
+events { worker_connections 8192; }
+http {
+  access_log off;
+  server {
+    listen $auth;
+    location /auth {
+      add_header Auth-Status OK;
+      add_header Auth-Server ${upstream%:*};
+      add_header Auth-Port ${upstream#*:};
+      return 204;
+    }
+  }
+}
+mail {
+  server_name nginx.bench;
+  auth_http $auth/auth;
+  proxy_pass_error_message on;
+  xclient off;
+  smtp_auth none;
+$extra
+  server { listen $listen; protocol smtp; }
+}
+NGX
+  nginx -p "$dir" -c "$dir/nginx.conf"
+  wait_port "$listen"
+}

@@ -76,36 +76,7 @@ postfix_start "$work/postfix" "$POSTFIX" \
   "smtpd_client_connection_rate_limit = 0" "anvil_rate_time_unit = 60s"
 
 # --- nginx mail proxy -------------------------------------------------------------------
-mkdir -p "$work/nginx/logs"
-cat > "$work/nginx/nginx.conf" <<NGX
-load_module /usr/lib/nginx/modules/ngx_mail_module.so;
-worker_processes 2;
-error_log $work/nginx/logs/error.log warn;
-pid $work/nginx/nginx.pid;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  server {
-    listen $AUTH;
-    location /auth {
-      add_header Auth-Status OK;
-      add_header Auth-Server ${SINK%:*};
-      add_header Auth-Port ${SINK#*:};
-      return 204;
-    }
-  }
-}
-mail {
-  server_name nginx.bench;
-  auth_http $AUTH/auth;
-  proxy_pass_error_message on;
-  xclient off;
-  smtp_auth none;
-  server { listen $NGINX; protocol smtp; }
-}
-NGX
-nginx -p "$work/nginx" -c "$work/nginx/nginx.conf"
-wait_port "$NGINX"
+nginx_mail_start "$work/nginx" "$NGINX" "$AUTH" "$SINK"
 
 # --- measurements -----------------------------------------------------------------------
 queue_empty() { postqueue -c "$work/postfix/etc" -p 2>/dev/null | grep -q "Mail queue is empty"; }

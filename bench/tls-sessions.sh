@@ -47,41 +47,12 @@ relaygate_conf "$GATE" "$SINK" 32 $((held + 100)) | sed 's/^tls = "required"/tls
 pids+=("$gate")
 wait_port "$GATE"
 
-mkdir -p "$work/nginx/logs"
-cat >"$work/nginx/nginx.conf" <<NGX
-load_module /usr/lib/nginx/modules/ngx_mail_module.so;
-worker_processes 2;
-error_log $work/nginx/logs/error.log warn;
-pid $work/nginx/nginx.pid;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  server {
-    listen $AUTH;
-    location /auth {
-      add_header Auth-Status OK;
-      add_header Auth-Server ${SINK%:*};
-      add_header Auth-Port ${SINK#*:};
-      return 204;
-    }
-  }
-}
-mail {
-  server_name nginx.bench;
-  auth_http $AUTH/auth;
-  xclient off;
-  smtp_auth none;
-  ssl_certificate $PWD/certs/gate.pem;
+nginx_mail_start "$work/nginx" "$NGINX" "$AUTH" "$SINK" "  ssl_certificate $PWD/certs/gate.pem;
   ssl_certificate_key $PWD/certs/gate.key;
   ssl_client_certificate $PWD/certs/ca.pem;
   ssl_verify_client optional;
   ssl_session_cache off;
-  starttls on;
-  server { listen $NGINX; protocol smtp; }
-}
-NGX
-nginx -p "$work/nginx" -c "$work/nginx/nginx.conf"
-wait_port "$NGINX"
+  starttls on;"
 
 kv() { sed -n 's/^kv //p' "$1" | tr ' ' '\n' | sed -n "s/^$2=//p"; }
 rate() { # ADDR CONCURRENCY [--no-resume]: STARTTLS sessions per second with a client certificate

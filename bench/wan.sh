@@ -91,44 +91,13 @@ start_rtt() { # rtt
   echo "tlsproxy  unix  - - n -    0 tlsproxy" >>"$work/relay/etc/master.cf"
   postfix -c "$work/relay/etc" reload >/dev/null 2>&1
 
-  mkdir -p "$work/nginx/logs"
-  cat >"$work/nginx/nginx.conf" <<NGX
-load_module /usr/lib/nginx/modules/ngx_mail_module.so;
-worker_processes 2;
-worker_rlimit_nofile 20000;
-error_log $work/nginx/logs/error.log warn;
-pid $work/nginx/nginx.pid;
-events { worker_connections 8192; }
-http {
-  access_log off;
-  server {
-    listen $AUTH;
-    location /auth {
-      add_header Auth-Status OK;
-      add_header Auth-Server ${DELAY%:*};
-      add_header Auth-Port ${DELAY#*:};
-      return 204;
-    }
-  }
-}
-mail {
-  server_name nginx.bench;
-  auth_http $AUTH/auth;
-  proxy_pass_error_message on;
-  xclient off;
-  smtp_auth none;
-  smtp_capabilities PIPELINING 8BITMIME "SIZE 36700160";
-  ssl_certificate $work/gate.pem;
-  ssl_certificate_key $work/gate.key;
-  ssl_client_certificate $work/ca.pem;
+  nginx_mail_start "$work/nginx" "$NGINX" "$AUTH" "$DELAY" '  smtp_capabilities PIPELINING 8BITMIME "SIZE 36700160";
+  ssl_certificate '"$work"'/gate.pem;
+  ssl_certificate_key '"$work"'/gate.key;
+  ssl_client_certificate '"$work"'/ca.pem;
   ssl_verify_client optional;
   ssl_session_cache off;
-  starttls on;
-  server { listen $NGINX; protocol smtp; }
-}
-NGX
-  nginx -p "$work/nginx" -c "$work/nginx/nginx.conf"
-  wait_port "$NGINX"
+  starttls on;'
 }
 
 # wait_sink TARGET: until smtp-sink has counted TARGET (bounded: 120 s); prints when, or "".
