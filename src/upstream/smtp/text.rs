@@ -61,6 +61,11 @@ impl SmtpLeg {
                 "send the message (BDAT upstream)",
             ));
         }
+        if let Some(answer) = self.take_data_answer() {
+            // DATA went with the last RCPT and is answered already: a 354 lets the text go
+            // straight out; a refusal is the message's verdict.
+            return Ok(answer);
+        }
         self.ensure_in_step(Stage::Data)?;
         self.wbuf.extend_from_slice(b"DATA\r\n");
         self.write_wbuf(0, Stage::Data).await?;
