@@ -51,10 +51,11 @@ pub struct SmtpLeg {
     /// With DATA: the upstream refused DATA. This is the message's verdict, and its text is
     /// discarded. (Boxed: every session holds a leg, and a refusal is rare.)
     data_refusal: Option<Box<UpstreamReply>>,
-    /// Recipients the upstream accepted in the transaction in progress.
-    accepted: usize,
-    /// DATA went with the last RCPT: its answer, not yet used ([`pipelined`]).
-    data_answer: Option<Box<UpstreamReply>>,
+    /// The upstream accepted a recipient in the transaction in progress.
+    any_accepted: bool,
+    /// DATA went with the last RCPT and the upstream answered 354; the message has not
+    /// started yet ([`pipelined`]). (A refusal then waits in `data_refusal`.)
+    data_go_ahead: bool,
 }
 
 impl SmtpLeg {
@@ -70,8 +71,8 @@ impl SmtpLeg {
             bdat: None,
             awaiting_354: false,
             data_refusal: None,
-            accepted: 0,
-            data_answer: None,
+            any_accepted: false,
+            data_go_ahead: false,
         }
     }
 
@@ -172,8 +173,8 @@ impl SmtpLeg {
         dsn: &RcptDsn,
         data_follows: bool,
     ) -> Result<(UpstreamReply, Option<UpstreamReply>), UpstreamError> {
-        self.data_answer = None;
-        self.accepted = 0;
+        self.forget_data_answer();
+        self.any_accepted = false;
         let mut failovers = 0;
         // Built again for each connection: after a failover the next server may offer other
         // extensions (PIPELINING, SIZE, DSN, SMTPUTF8) than the one that failed.
@@ -225,7 +226,7 @@ impl SmtpLeg {
             Some(r) => r,
             None => self.exchange_one(rcpt, Stage::Rcpt).await?,
         };
-        self.accepted += usize::from(rcpt_reply.is_positive());
+        self.any_accepted |= rcpt_reply.is_positive();
         if let Some(data) = data_reply {
             self.note_data_answer(data)?;
         }
@@ -278,7 +279,7 @@ impl SmtpLeg {
             // would carry only the recipients from now on.
             return Err(UpstreamError::Dropped(Stage::Rcpt));
         }
-        self.data_answer = None;
+        self.forget_data_answer();
         let line = rcpt_command(address, dsn, self.offers_dsn());
         let caps = self.conn.as_ref().map(|c| c.caps).unwrap_or_default();
         let with_data = data_follows && self.data_may_join(caps);
@@ -289,7 +290,7 @@ impl SmtpLeg {
         let mut replies = self.exchange(&lines, Stage::Rcpt).await?;
         let data_reply = if with_data { replies.pop() } else { None };
         let reply = replies.remove(0);
-        self.accepted += usize::from(reply.is_positive());
+        self.any_accepted |= reply.is_positive();
         if let Some(data) = data_reply {
             self.note_data_answer(data)?;
         }
@@ -317,7 +318,7 @@ impl SmtpLeg {
         self.bdat = None;
         self.awaiting_354 = false;
         self.data_refusal = None;
-        self.data_answer = None;
+        self.data_go_ahead = false;
     }
 
     pub async fn reset(&mut self) {
@@ -333,7 +334,7 @@ impl SmtpLeg {
             }
         }
         self.in_transaction = false;
-        self.data_answer = None;
+        self.forget_data_answer();
     }
 
     /// The session is over: a connection between transactions and in step goes back to the

@@ -29,7 +29,7 @@ impl SmtpLeg {
     /// error drops the connection.
     pub(super) fn note_data_answer(&mut self, reply: UpstreamReply) -> Result<(), UpstreamError> {
         let go_ahead = reply.code == 354;
-        if self.accepted == 0 || !self.in_transaction {
+        if !self.any_accepted || !self.in_transaction {
             if go_ahead {
                 self.abort();
                 return Err(UpstreamError::OutOfStep {
@@ -42,19 +42,35 @@ impl SmtpLeg {
             }
             return Ok(());
         }
-        self.data_answer = Some(Box::new(reply));
+        if go_ahead {
+            self.data_go_ahead = true;
+        } else {
+            self.data_refusal = Some(Box::new(reply));
+        }
         Ok(())
     }
 
     /// DATA's answer if DATA went with the last RCPT: a 354 means the upstream waits for the
-    /// text.
+    /// text (it stands for the upstream's, and is counted as such).
     pub(super) fn take_data_answer(&mut self) -> Option<UpstreamReply> {
-        self.data_answer.take().map(|r| *r)
+        if std::mem::take(&mut self.data_go_ahead) {
+            return Some(UpstreamReply::local(
+                354,
+                "go ahead (the upstream's 354 came with RCPT)",
+            ));
+        }
+        self.data_refusal.take().map(|r| *r)
     }
 
     /// Whether the upstream has said 354 to a DATA that went with the last RCPT and the
     /// message has not started yet: the only way back is to close.
     pub(super) fn data_accepted_ahead(&self) -> bool {
-        self.data_answer.as_ref().is_some_and(|r| r.code == 354)
+        self.data_go_ahead
+    }
+
+    /// A new RCPT group or transaction: an answer to an earlier DATA no longer counts.
+    pub(super) fn forget_data_answer(&mut self) {
+        self.data_go_ahead = false;
+        self.data_refusal = None;
     }
 }
