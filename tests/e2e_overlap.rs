@@ -7,6 +7,10 @@
 //! What must not change: the client's final reply is the upstream's verdict on the text (a
 //! refusal of DATA, read late, is that verdict), and no text reaches the upstream before its
 //! 354.
+//!
+//! A client that pipelines DATA behind its last RCPT gets DATA sent upstream in that RCPT's
+//! group, so the upstream's answer comes with the RCPT replies: what the upstream then says to
+//! DATA must never tell a client with no recipient accepted to send its text.
 
 mod support;
 use std::sync::atomic::Ordering;
