@@ -7,6 +7,10 @@
 //! What must not change: the client's final reply is the upstream's verdict on the text (a
 //! refusal of DATA, read late, is that verdict), and no text reaches the upstream before its
 //! 354.
+//!
+//! A client that pipelines DATA behind its last RCPT gets DATA sent upstream in that RCPT's
+//! group, so the upstream's answer comes with the RCPT replies: what the upstream then says to
+//! DATA must never tell a client with no recipient accepted to send its text.
 
 mod support;
 use std::sync::atomic::Ordering;
@@ -126,4 +130,162 @@ async fn text_larger_than_the_held_buffer_arrives_whole_after_a_late_354() {
     let t = up.next_completed().await;
     assert_eq!(strip_received(&t.data), wire.as_slice());
     assert!(!t.text_before_data_answer);
+}
+
+/// MAIL, RCPT(s) and DATA as one write, as a pipelining client sends them (RFC 2920 lets DATA
+/// end a group); the replies in order.
+async fn pipelined_envelope(c: &mut Client, rcpts: &[&str]) -> Vec<String> {
+    let mut group = String::from("MAIL FROM:<app@contoso.com>\r\n");
+    for r in rcpts {
+        group.push_str(&format!("RCPT TO:<{r}>\r\n"));
+    }
+    group.push_str("DATA\r\n");
+    c.send(group.as_bytes()).await;
+    let mut replies = Vec::new();
+    for _ in 0..rcpts.len() + 2 {
+        replies.push(c.reply().await);
+    }
+    replies
+}
+
+#[tokio::test]
+async fn a_pipelining_clients_data_goes_upstream_in_the_group_with_its_rcpt() {
+    // The upstream's answer to DATA is held: the gate waits for it with the RCPT's reply, so
+    // the client hears nothing of its RCPT until the upstream has answered DATA.
+    let (up, hold) = holding_upstream(None).await;
+    let g = relay_gate(&up, "").await;
+    let mut c = session(&g).await;
+    let (replies, ()) = tokio::join!(pipelined_envelope(&mut c, &["bob@example.org"]), async {
+        timeout(WAIT, hold.seen.notified())
+            .await
+            .expect("DATA reached the upstream before the client's RCPT was answered");
+        hold.go.notify_one();
+    });
+    assert!(
+        replies[0].starts_with("250 ") && replies[1].starts_with("250 "),
+        "{replies:?}"
+    );
+    assert!(replies[2].starts_with("354 "), "{replies:?}");
+    c.send(&stuff(TEXT)).await;
+    c.send(b".\r\n").await;
+    assert_eq!(c.reply().await, "250 2.0.0 queued as UPSTREAM1\r\n");
+    let t = up.next_completed().await;
+    assert!(
+        t.pipelined && t.data_with_rcpt,
+        "MAIL, RCPT and DATA as one group: {t:?}"
+    );
+    assert!(!t.text_before_data_answer);
+    assert_eq!(strip_received(&t.data), stuff(TEXT).as_slice());
+}
+
+#[tokio::test]
+async fn with_one_recipient_refused_upstream_the_others_message_goes_on() {
+    let up = Upstream::start(Script {
+        refuse_rcpt: vec![("nobody@", "550 5.1.1 no such user")],
+        ..Script::default()
+    })
+    .await;
+    let g = relay_gate(&up, "").await;
+    let mut c = session(&g).await;
+    let replies = pipelined_envelope(&mut c, &["bob@example.org", "nobody@example.org"]).await;
+    assert!(replies[1].starts_with("250 "), "{replies:?}");
+    assert!(
+        replies[2].starts_with("550 5.1.1 no such user"),
+        "{replies:?}"
+    );
+    assert!(replies[3].starts_with("354 "), "{replies:?}");
+    c.send(&stuff(TEXT)).await;
+    c.send(b".\r\n").await;
+    assert!(c.reply().await.starts_with("250 "));
+    let t = up.next_completed().await;
+    assert!(t.data_with_rcpt, "{t:?}");
+    assert_eq!(t.rcpts.len(), 2);
+}
+
+#[tokio::test]
+async fn every_recipient_refused_upstream_the_client_never_sees_354() {
+    let up = Upstream::start(Script {
+        refuse_rcpt: vec![("bob@", "550 5.1.1 no such user")],
+        data_reply: Some("554 5.5.1 no valid recipients"),
+        ..Script::default()
+    })
+    .await;
+    let g = relay_gate(&up, "").await;
+    let mut c = session(&g).await;
+    let replies = pipelined_envelope(&mut c, &["bob@example.org"]).await;
+    assert!(
+        replies[1].starts_with("550 5.1.1 no such user"),
+        "{replies:?}"
+    );
+    // The gate's own answer, as when DATA never went upstream.
+    assert!(
+        replies[2].starts_with("554 5.5.1 No valid recipients"),
+        "{replies:?}"
+    );
+    assert!(up.transactions()[0].data_with_rcpt, "{}", up.view());
+    // The upstream connection stayed in step and carries the next transaction.
+    c.cmd("RSET", "250").await;
+    c.cmd("MAIL FROM:<app@contoso.com>", "250").await;
+    c.cmd("RCPT TO:<carol@example.org>", "250").await;
+    assert_eq!(up.connections.load(Ordering::SeqCst), 1);
+    assert_eq!(up.completed(), 0);
+}
+
+#[tokio::test]
+async fn a_354_when_every_recipient_was_refused_is_out_of_step() {
+    // An upstream breaking RFC 2920: it would take text for nobody.
+    let up = Upstream::start(Script {
+        refuse_rcpt: vec![("bob@", "550 5.1.1 no such user")],
+        ..Script::default()
+    })
+    .await;
+    let g = relay_gate(&up, "").await;
+    let mut c = session(&g).await;
+    let replies = pipelined_envelope(&mut c, &["bob@example.org"]).await;
+    assert_exo_reply(
+        &replies[1],
+        "451 4.4.3 Temporary server error. Please try again later [",
+    );
+    assert!(
+        replies[2].starts_with("554 5.5.1 No valid recipients"),
+        "{replies:?}"
+    );
+    c.cmd("RSET", "250").await;
+    c.cmd("MAIL FROM:<app@contoso.com>", "250").await;
+    c.cmd("RCPT TO:<carol@example.org>", "250").await;
+    assert_eq!(up.connections.load(Ordering::SeqCst), 2, "never reused");
+    assert!(up.transactions()[0].data.is_empty());
+}
+
+#[tokio::test]
+async fn a_client_that_waits_for_each_reply_gets_data_upstream_on_its_own() {
+    let up = Upstream::start(Script::default()).await;
+    let g = relay_gate(&up, "").await;
+    let mut c = session(&g).await;
+    c.cmd("MAIL FROM:<app@contoso.com>", "250").await;
+    c.cmd("RCPT TO:<bob@example.org>", "250").await;
+    c.cmd("DATA", "354").await;
+    c.send(&stuff(TEXT)).await;
+    c.send(b".\r\n").await;
+    assert!(c.reply().await.starts_with("250 "));
+    let t = up.next_completed().await;
+    assert!(!t.data_with_rcpt, "{t:?}");
+}
+
+#[tokio::test]
+async fn without_pipelining_upstream_data_goes_on_its_own() {
+    let up = Upstream::start(Script {
+        no_pipelining: true,
+        ..Script::default()
+    })
+    .await;
+    let g = relay_gate(&up, "").await;
+    let mut c = session(&g).await;
+    let replies = pipelined_envelope(&mut c, &["bob@example.org"]).await;
+    assert!(replies[2].starts_with("354 "), "{replies:?}");
+    c.send(&stuff(TEXT)).await;
+    c.send(b".\r\n").await;
+    assert!(c.reply().await.starts_with("250 "));
+    let t = up.next_completed().await;
+    assert!(!t.data_with_rcpt, "{t:?}");
 }

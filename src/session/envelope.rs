@@ -216,22 +216,62 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 self.note_refused(address, line);
             }
             RcptAnswer::Hold => self.accept_recipient(address, verdict, false),
-            RcptAnswer::Forward => match self.forward_rcpt(&address, &dsn).await? {
-                Ok(reply) if reply.is_positive() => {
-                    self.reply_upstream(&reply);
-                    self.accept_recipient(address, verdict, true);
-                }
-                Ok(reply) => {
-                    let line = self.reply_upstream(&reply);
-                    self.note_refused(address, line);
-                }
-                Err(e) => {
-                    let line = self.reply_with_suffix(&e.reply());
-                    self.note_refused(address, line);
-                }
-            },
+            RcptAnswer::Forward => {
+                let data_follows = self.data_follows(&verdict);
+                self.forward(address, verdict, &dsn, data_follows).await?;
+            }
         }
         Ok(())
+    }
+
+    /// Ask the upstream about a recipient the policy lets through; the client gets the
+    /// upstream's own answer.
+    async fn forward(
+        &mut self,
+        address: String,
+        verdict: RecipientVerdict,
+        dsn: &RcptDsn,
+        data_follows: bool,
+    ) -> Result<(), End> {
+        match self.forward_rcpt(&address, dsn, data_follows).await? {
+            Ok(reply) if reply.is_positive() => {
+                self.reply_upstream(&reply);
+                self.accept_recipient(address, verdict, true);
+            }
+            Ok(reply) => {
+                let line = self.reply_upstream(&reply);
+                self.note_refused(address, line);
+            }
+            Err(e) => {
+                let line = self.reply_with_suffix(&e.reply());
+                self.note_refused(address, line);
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether DATA may go upstream with this recipient (RFC 2920: the last command of a
+    /// group), so its 354 comes back with the RCPT replies and the message costs one upstream
+    /// round trip less: only when the client's DATA is already here right behind this RCPT,
+    /// and nothing but the upstream can still refuse the message before its text (every
+    /// recipient, this one included, decided at RCPT and forwarded). Any doubt keeps DATA
+    /// for when the client's DATA is read.
+    fn data_follows(&self, verdict: &RecipientVerdict) -> bool {
+        let Some(txn) = self.txn.as_ref() else {
+            return false;
+        };
+        let undecided = |v: &RecipientVerdict| matches!(v, RecipientVerdict::AwaitingHeaderSender);
+        let next = self.buffered();
+        next.len() >= 6
+            && next[..6].eq_ignore_ascii_case(b"DATA\r\n")
+            && !undecided(verdict)
+            && !txn.envelope.binary_mime
+            && txn.chunks.is_none()
+            && !txn.upstream_lost
+            && txn
+                .recipients
+                .iter()
+                .all(|r| r.forwarded && !undecided(&r.verdict))
     }
 
     fn accept_recipient(&mut self, address: String, verdict: RecipientVerdict, forwarded: bool) {
@@ -256,21 +296,28 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     }
 
     /// Open the upstream transaction if needed, then ask the upstream about this recipient.
-    /// The outer error ends the session (its deadline passed).
+    /// `data_follows`: DATA may go with it ([`Session::data_follows`]). The outer error ends
+    /// the session (its deadline passed).
     async fn forward_rcpt(
         &mut self,
         address: &str,
         dsn: &RcptDsn,
+        data_follows: bool,
     ) -> Result<Result<UpstreamReply, UpstreamError>, End> {
         let txn = self.txn.as_ref().expect("txn");
         if txn.upstream_lost {
             return Ok(Err(UpstreamError::Dropped(Stage::Rcpt)));
         }
         let result = if txn.upstream_open {
-            within_deadline!(self, self.upstream.leg().rcpt(address, dsn))
+            within_deadline!(self, self.upstream.leg().rcpt(address, dsn, data_follows))
         } else {
             let env = txn.envelope.clone();
-            match within_deadline!(self, self.upstream.leg().mail_rcpt(&env, address, dsn)) {
+            match within_deadline!(
+                self,
+                self.upstream
+                    .leg()
+                    .mail_rcpt(&env, address, dsn, data_follows)
+            ) {
                 // MAIL refused: its reply is the answer to this RCPT.
                 Ok((mail, None)) => Ok(mail),
                 Ok((_, Some(rcpt))) => {

@@ -186,6 +186,19 @@ impl Connection {
         wait: Duration,
         stage: Stage,
     ) -> Result<Vec<UpstreamReply>, UpstreamError> {
+        self.group(lines, expect, expect, wait, stage).await
+    }
+
+    /// [`Connection::commands`] whose last command's reply is checked against `last` (DATA at
+    /// the end of a pipelined group, RFC 2920 section 3.1).
+    pub(super) async fn group(
+        &mut self,
+        lines: &[String],
+        expect: Expect,
+        last: Expect,
+        wait: Duration,
+        stage: Stage,
+    ) -> Result<Vec<UpstreamReply>, UpstreamError> {
         self.ensure_in_step(stage)?;
         let mut buf = Vec::with_capacity(lines.iter().map(|l| l.len() + 2).sum());
         for l in lines {
@@ -194,8 +207,9 @@ impl Connection {
         }
         self.write(&buf, wait, stage).await?;
         let mut replies = Vec::with_capacity(lines.len());
-        for _ in lines {
-            replies.push(self.read_expected(expect, wait, stage).await?);
+        for i in 0..lines.len() {
+            let fits = if i + 1 == lines.len() { last } else { expect };
+            replies.push(self.read_expected(fits, wait, stage).await?);
         }
         if !self.rbuf.is_empty() {
             return Err(self.leftover(stage));

@@ -103,14 +103,18 @@ pub struct ClientFacts {
 impl Upstream {
     /// Open the upstream transaction with its first recipient (connecting first if needed):
     /// MAIL's reply, and RCPT's when MAIL was accepted. `dsn` is the recipient's DSN request.
+    /// `data_follows`: the client's DATA is already here, right behind this RCPT, so an SMTP
+    /// upstream offering PIPELINING gets DATA in the same group (its answer is kept for
+    /// [`Upstream::data`]).
     pub async fn mail_rcpt(
         &mut self,
         env: &Envelope,
         path: &str,
         dsn: &RcptDsn,
+        data_follows: bool,
     ) -> Result<(UpstreamReply, Option<UpstreamReply>), UpstreamError> {
         let r = match self {
-            Upstream::Smtp(l) => l.mail_rcpt(env, path, dsn).await,
+            Upstream::Smtp(l) => l.mail_rcpt(env, path, dsn, data_follows).await,
             Upstream::Directory(l) => {
                 let mail = l.mail(env);
                 let rcpt = l.rcpt(path);
@@ -129,13 +133,15 @@ impl Upstream {
         r
     }
 
+    /// A further recipient; `data_follows` as for [`Upstream::mail_rcpt`].
     pub async fn rcpt(
         &mut self,
         path: &str,
         dsn: &RcptDsn,
+        data_follows: bool,
     ) -> Result<UpstreamReply, UpstreamError> {
         let r = match self {
-            Upstream::Smtp(l) => l.rcpt(path, dsn).await,
+            Upstream::Smtp(l) => l.rcpt(path, dsn, data_follows).await,
             Upstream::Directory(l) => Ok(l.rcpt(path)),
         };
         count(&r.as_ref());

@@ -131,6 +131,9 @@ pub struct Received {
     /// Bytes had arrived behind DATA before the upstream answered it: text sent without
     /// waiting for the 354, which no client may do.
     pub text_before_data_answer: bool,
+    /// DATA had arrived behind an RCPT before that RCPT was answered: the client sent DATA
+    /// as the last command of its group (RFC 2920).
+    pub data_with_rcpt: bool,
 }
 
 /// A running recording upstream; it serves until the test's runtime ends.

@@ -7,6 +7,7 @@
 //! that comes back to the pool is always between transactions and in step.
 
 mod bdat;
+mod pipelined;
 mod text;
 
 use super::connection::{Capabilities, Connection, Expect};
@@ -50,6 +51,11 @@ pub struct SmtpLeg {
     /// With DATA: the upstream refused DATA. This is the message's verdict, and its text is
     /// discarded. (Boxed: every session holds a leg, and a refusal is rare.)
     data_refusal: Option<Box<UpstreamReply>>,
+    /// The upstream accepted a recipient in the transaction in progress.
+    any_accepted: bool,
+    /// DATA went with the last RCPT and the upstream answered 354; the message has not
+    /// started yet ([`pipelined`]). (A refusal then waits in `data_refusal`.)
+    data_go_ahead: bool,
 }
 
 impl SmtpLeg {
@@ -65,6 +71,8 @@ impl SmtpLeg {
             bdat: None,
             awaiting_354: false,
             data_refusal: None,
+            any_accepted: false,
+            data_go_ahead: false,
         }
     }
 
@@ -115,7 +123,11 @@ impl SmtpLeg {
     ) -> Result<Vec<UpstreamReply>, UpstreamError> {
         let wait = self.reply_timeout();
         let c = self.conn().await?;
-        let r = c.commands(lines, Expect::Completion, wait, stage).await;
+        let last = match lines.last() {
+            Some(l) if l == "DATA" => Expect::StartInput,
+            _ => Expect::Completion,
+        };
+        let r = c.group(lines, Expect::Completion, last, wait, stage).await;
         self.settle(r, stage)
     }
 
@@ -152,17 +164,21 @@ impl SmtpLeg {
 
     /// Open the transaction with its first recipient: MAIL and RCPT in one round trip when the
     /// upstream offers PIPELINING (RFC 2920). Returns MAIL's reply and, if MAIL was accepted,
-    /// RCPT's.
+    /// RCPT's. `data_follows`: the client's DATA is next, so DATA ends the group where it may
+    /// ([`pipelined`]).
     pub async fn mail_rcpt(
         &mut self,
         env: &Envelope,
         address: &str,
         dsn: &RcptDsn,
+        data_follows: bool,
     ) -> Result<(UpstreamReply, Option<UpstreamReply>), UpstreamError> {
+        self.forget_data_answer();
+        self.any_accepted = false;
         let mut failovers = 0;
         // Built again for each connection: after a failover the next server may offer other
         // extensions (PIPELINING, SIZE, DSN, SMTPUTF8) than the one that failed.
-        let (mut replies, rcpt) = loop {
+        let (mut replies, rcpt, with_data) = loop {
             let caps = self.conn().await?.caps;
             if env.smtputf8 && !caps.smtputf8 {
                 // RFC 6531 section 3.2: a relay must not pass such a message to a server
@@ -170,7 +186,11 @@ impl SmtpLeg {
                 let r = UpstreamReply::local(553, "5.6.7 The upstream does not support SMTPUTF8");
                 return Ok((r, None));
             }
-            let (lines, rcpt) = self.mail_lines(env, address, dsn, caps);
+            let (mut lines, rcpt) = self.mail_lines(env, address, dsn, caps);
+            let with_data = data_follows && !env.binary_mime && self.data_may_join(caps);
+            if with_data {
+                lines.push("DATA".into());
+            }
             let via = self.conn.as_ref().and_then(|c| c.via.clone());
             // Failover at MAIL only to another address: the same server again would most
             // likely fail the same way, and a single upstream keeps its old behaviour.
@@ -189,19 +209,27 @@ impl SmtpLeg {
                     self.conn = Some(Self::connect(&self.shared).await?);
                     self.reused = false;
                 }
-                other => break (other?, rcpt),
+                other => break (other?, rcpt, with_data),
             }
         };
+        let data_reply = if with_data { replies.pop() } else { None };
         let mail_reply = replies.remove(0);
         self.in_transaction = mail_reply.is_positive();
         if !mail_reply.is_positive() {
             // A pipelined RCPT after a refused MAIL only says "need MAIL"; MAIL's reply counts.
+            if let Some(data) = data_reply {
+                self.note_data_answer(data)?;
+            }
             return Ok((mail_reply, None));
         }
         let rcpt_reply = match replies.pop() {
             Some(r) => r,
             None => self.exchange_one(rcpt, Stage::Rcpt).await?,
         };
+        self.any_accepted |= rcpt_reply.is_positive();
+        if let Some(data) = data_reply {
+            self.note_data_answer(data)?;
+        }
         Ok((mail_reply, Some(rcpt_reply)))
     }
 
@@ -239,18 +267,34 @@ impl SmtpLeg {
         (lines, rcpt)
     }
 
+    /// A further recipient; `data_follows` as for [`SmtpLeg::mail_rcpt`].
     pub async fn rcpt(
         &mut self,
         address: &str,
         dsn: &RcptDsn,
+        data_follows: bool,
     ) -> Result<UpstreamReply, UpstreamError> {
         if !self.in_transaction {
             // The upstream transaction this recipient would join is gone: a new MAIL here
             // would carry only the recipients from now on.
             return Err(UpstreamError::Dropped(Stage::Rcpt));
         }
+        self.forget_data_answer();
         let line = rcpt_command(address, dsn, self.offers_dsn());
-        self.exchange_one(line, Stage::Rcpt).await
+        let caps = self.conn.as_ref().map(|c| c.caps).unwrap_or_default();
+        let with_data = data_follows && self.data_may_join(caps);
+        let mut lines = vec![line];
+        if with_data {
+            lines.push("DATA".into());
+        }
+        let mut replies = self.exchange(&lines, Stage::Rcpt).await?;
+        let data_reply = if with_data { replies.pop() } else { None };
+        let reply = replies.remove(0);
+        self.any_accepted |= reply.is_positive();
+        if let Some(data) = data_reply {
+            self.note_data_answer(data)?;
+        }
+        Ok(reply)
     }
 
     /// Whether the connection in use offered DSN.
@@ -274,10 +318,11 @@ impl SmtpLeg {
         self.bdat = None;
         self.awaiting_354 = false;
         self.data_refusal = None;
+        self.data_go_ahead = false;
     }
 
     pub async fn reset(&mut self) {
-        if self.awaiting_354 {
+        if self.awaiting_354 || self.data_accepted_ahead() {
             // DATA is out: the only way back is to close before the final dot.
             self.abort();
             return;
@@ -289,6 +334,7 @@ impl SmtpLeg {
             }
         }
         self.in_transaction = false;
+        self.forget_data_answer();
     }
 
     /// The session is over: a connection between transactions and in step goes back to the

@@ -37,6 +37,9 @@ impl SmtpLeg {
     /// worse, read as line ends, and RFC 3030 lets no relay turn it into something else. The
     /// upstream transaction stays open for the session's RSET.
     pub async fn data(&mut self, binary_mime: bool) -> Result<UpstreamReply, UpstreamError> {
+        // DATA went with the last RCPT and is answered already: a 354 lets the text go
+        // straight out; a refusal is the message's verdict.
+        let answered = self.take_data_answer();
         self.stuffer = DotStuffer::default();
         self.wbuf.clear();
         self.last_text_ended_crlf = true;
@@ -45,6 +48,10 @@ impl SmtpLeg {
         self.data_refusal = None;
         if !self.in_transaction {
             return Err(UpstreamError::Dropped(Stage::Data));
+        }
+        if let Some(answer) = answered {
+            // Never for BODY=BINARYMIME: the session sends such a message as BDAT only.
+            return Ok(answer);
         }
         let caps = self.conn.as_ref().map(|c| c.caps).unwrap_or_default();
         if binary_mime && !self.takes_binary_mime(caps) {

@@ -225,6 +225,11 @@ impl Client {
             }
             self.command("DATA").await?
         };
+        if data_code == 354 && self.last().accepted.is_empty() {
+            // However the upstream answered DATA, a client with no recipient accepted is
+            // never told to send its text.
+            self.broken = Some("354 to DATA with no recipient accepted".into());
+        }
         if data_code != 354 {
             self.last_mut().final_code = Some(data_code);
             if data_code < 400 {

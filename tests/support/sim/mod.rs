@@ -147,6 +147,10 @@ pub struct Tally {
     /// waits for the 354.
     pub late_data_answers: u64,
     pub data_over_held_buffer_taken: u64,
+    /// DATAs the gate sent in the group with the last RCPT (its client had pipelined DATA),
+    /// and those of them the upstream got with no recipient accepted.
+    pub data_with_rcpt: u64,
+    pub data_with_rcpt_no_recipient: u64,
 }
 
 impl Tally {
@@ -183,6 +187,8 @@ impl Tally {
         self.wrong_password += other.wrong_password;
         self.late_data_answers += other.late_data_answers;
         self.data_over_held_buffer_taken += other.data_over_held_buffer_taken;
+        self.data_with_rcpt += other.data_with_rcpt;
+        self.data_with_rcpt_no_recipient += other.data_with_rcpt_no_recipient;
     }
 }
 
@@ -194,7 +200,8 @@ impl std::fmt::Display for Tally {
              ({} more of those refused 5xx); {} with a bare line break or NUL without \
              BINARYMIME answered, none 2xx; {} answered 552; {} sessions with AUTH ({} with a \
              wrong password); {} answers to DATA late, after the text; {} DATA messages larger \
-             than the text held for a 354 told 2xx",
+             than the text held for a 354 told 2xx; {} DATAs upstream in the group with the \
+             last RCPT ({} of them with no recipient accepted)",
             self.messages,
             self.data_taken,
             self.bdat_taken,
@@ -205,7 +212,9 @@ impl std::fmt::Display for Tally {
             self.authenticated,
             self.wrong_password,
             self.late_data_answers,
-            self.data_over_held_buffer_taken
+            self.data_over_held_buffer_taken,
+            self.data_with_rcpt,
+            self.data_with_rcpt_no_recipient
         )
     }
 }
@@ -345,6 +354,9 @@ async fn scenario(seed: u64, trace: Trace) -> Result<Tally, String> {
     check(&sent, &held)?;
     tally.count(&sent);
     tally.late_data_answers = store.late_data_answers.load(Ordering::Relaxed) as u64;
+    tally.data_with_rcpt = store.data_with_rcpt.load(Ordering::Relaxed) as u64;
+    tally.data_with_rcpt_no_recipient =
+        store.data_with_rcpt_no_recipient.load(Ordering::Relaxed) as u64;
     Ok(tally)
 }
 

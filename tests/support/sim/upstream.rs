@@ -89,6 +89,10 @@ pub struct Store {
     pub violations: Mutex<Vec<String>>,
     /// Answers to DATA that came late ([`Spec::late_data_percent`]).
     pub late_data_answers: AtomicUsize,
+    /// DATAs that arrived behind an RCPT before it was answered (the gate pipelined DATA),
+    /// and those of them answered when no recipient was accepted.
+    pub data_with_rcpt: AtomicUsize,
+    pub data_with_rcpt_no_recipient: AtomicUsize,
 }
 
 /// The gate's way to the simulated upstream: each dial is a new in-memory pipe with a server
@@ -332,6 +336,8 @@ async fn serve(io: DuplexStream, rng: Rng, spec: Spec, store: Arc<Store>, trace:
         return;
     }
     let mut txn = Txn::default();
+    // DATA was already here when the latest RCPT was read.
+    let mut data_with_rcpt = false;
     while let Some(line) = s.line().await {
         s.trace.note(format!("up#{} -> {line:?}", s.n));
         let upper = line.to_ascii_uppercase();
@@ -377,6 +383,7 @@ async fn serve(io: DuplexStream, rng: Rng, spec: Spec, store: Arc<Store>, trace:
             };
             s.send(reply, f, "999").await
         } else if upper.starts_with("RCPT") {
+            data_with_rcpt = s.buf.len() >= 6 && s.buf[..6].eq_ignore_ascii_case(b"DATA\r\n");
             let address = line[line.find('<').map_or(0, |i| i + 1)..]
                 .trim_end_matches('>')
                 .to_string();
@@ -401,6 +408,14 @@ async fn serve(io: DuplexStream, rng: Rng, spec: Spec, store: Arc<Store>, trace:
             }
             if !s.buf.is_empty() {
                 violation(&s, &store, "bytes behind DATA before its answer");
+            }
+            if std::mem::take(&mut data_with_rcpt) {
+                store.data_with_rcpt.fetch_add(1, Ordering::Relaxed);
+                if !txn.open || txn.rcpts.is_empty() {
+                    store
+                        .data_with_rcpt_no_recipient
+                        .fetch_add(1, Ordering::Relaxed);
+                }
             }
             if !txn.open || txn.rcpts.is_empty() {
                 s.send("554 5.5.1 no valid recipients", None, "250").await

@@ -120,7 +120,9 @@ pub(super) async fn session(
             script.mail_reply.unwrap_or("250 2.1.0 ok").into()
         } else if upper.starts_with("RCPT") {
             if let Some(i) = current {
-                log.lock().unwrap()[i].rcpts.push(line.clone());
+                let mut l = log.lock().unwrap();
+                l[i].rcpts.push(line.clone());
+                l[i].data_with_rcpt |= buf.len() >= 6 && buf[..6].eq_ignore_ascii_case(b"DATA\r\n");
             }
             rcpts_on_connection += 1;
             match script.rcpt_fault {
