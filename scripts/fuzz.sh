@@ -11,5 +11,17 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
 fi
 for target in smtp_command data_codec header_sender proxy_header; do
   echo "fuzz: $target for ${secs}s"
-  (cd fuzz && cargo fuzz run "$target" --sanitizer none -- -max_total_time="$secs" -rss_limit_mb=2048 2>&1 | tail -n 2)
+  log=$(mktemp)
+  # The whole output is kept until the run ends: a crash, a build failure (a full disk once
+  # showed up as a linker bus error) or a found input is printed in full, a clean run as its
+  # last two lines.
+  if (cd fuzz && cargo fuzz run "$target" --sanitizer none -- -max_total_time="$secs" -rss_limit_mb=2048) >"$log" 2>&1; then
+    tail -n 2 "$log"
+    rm -f "$log"
+  else
+    grep -v '^#[0-9]' "$log" | tail -n 80
+    rm -f "$log"
+    echo "fuzz: $target failed (anything found is in fuzz/artifacts/$target/)"
+    exit 1
+  fi
 done
