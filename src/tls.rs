@@ -255,6 +255,8 @@ pub struct ServerTls {
     pub config: Arc<rustls::ServerConfig>,
     trust: Option<ClientTrust>,
     algorithms: WebPkiSupportedAlgorithms,
+    /// Chains already found trusted, so that resumed sessions skip the signature checks.
+    identities: identities::Identities,
 }
 
 impl ServerTls {
@@ -283,7 +285,13 @@ impl ServerTls {
                 })
             })
             .transpose()?;
-        let builder = rustls::ServerConfig::builder();
+        let builder =
+            rustls::ServerConfig::builder_with_provider(Arc::new(suites::server_provider()))
+                .with_safe_default_protocol_versions()
+                .map_err(|e| TlsError::Config {
+                    key: "tls",
+                    reason: format!("no usable protocol version: {e}"),
+                })?;
         let builder = match &trust {
             Some(t) => builder.with_client_cert_verifier(Arc::new(AnyClientCertificate {
                 subjects: t.subjects.clone(),
@@ -291,22 +299,47 @@ impl ServerTls {
             })),
             None => builder.with_no_client_auth(),
         };
-        let config = builder
+        let mut config = builder
             .with_single_cert(chain, key)
             .map_err(|e| certificate.error(format!("cannot be used: {e}")))?;
+        // The gate's cipher suite order, not the client's ([`suites`] says why).
+        config.ignore_client_order = true;
+        // Stateless session tickets (RFC 8446 section 4.6.1, RFC 5077), as OpenSSL-based
+        // servers issue them by default: a returning client resumes without the gate keeping
+        // anything per session. rustls' default, a 256-entry server-side cache, misses as soon
+        // as more clients come back than that, and then every handshake is a full one. The
+        // ticket key is random per configuration load and rotates every 6 hours; resumption
+        // still runs a fresh key exchange (rustls offers psk_dhe_ke only), so tickets do not
+        // weaken forward secrecy of the traffic.
+        config.ticketer = rustls::crypto::ring::Ticketer::new().map_err(|e| TlsError::Config {
+            key: "tls",
+            reason: format!("cannot make a session ticket key: {e}"),
+        })?;
         Ok(ServerTls {
             config: Arc::new(config),
             trust,
             algorithms: algorithms(),
+            identities: identities::Identities::default(),
         })
     }
 
-    /// After the handshake: who is the client?
+    /// After the handshake: who is the client? A chain this configuration already found
+    /// trusted, and still within its validity period, is not verified again
+    /// ([`identities`]: a resumed session brings back the same chain).
     pub fn client_identity(&self, conn: &rustls::ServerConnection) -> ClientIdentity {
         match conn.peer_certificates() {
-            Some(chain) if !chain.is_empty() => self.check_chain(chain, UnixTime::now()),
+            Some(chain) if !chain.is_empty() => self.identity_of(chain, UnixTime::now()),
             _ => ClientIdentity::default(),
         }
+    }
+
+    fn identity_of(&self, chain: &[CertificateDer<'static>], now: UnixTime) -> ClientIdentity {
+        if let Some(known) = self.identities.get(chain, now) {
+            return known;
+        }
+        let identity = self.check_chain(chain, now);
+        self.identities.remember(chain, &identity);
+        identity
     }
 
     /// Whether client certificates are requested at all (a `client_ca` is configured): without
@@ -415,6 +448,9 @@ pub fn upstream_client_config(
     };
     Ok(Arc::new(config))
 }
+
+mod identities;
+mod suites;
 
 #[cfg(test)]
 mod tests;

@@ -289,3 +289,103 @@ fn shipped_development_certificates_work() {
         .unwrap();
     assert!(!tls.check_chain(&untrusted, UnixTime::now()).trusted);
 }
+
+#[test]
+fn a_trusted_chain_is_remembered_only_within_its_validity() {
+    let pki = Pki::new();
+    let tls = pki.server();
+    let mut p = CertificateParams::new(vec!["mail.contoso.com".to_string()]).unwrap();
+    p.not_before = rcgen::date_time_ymd(2026, 1, 1);
+    p.not_after = rcgen::date_time_ymd(2027, 1, 1);
+    let key = KeyPair::generate().unwrap();
+    let leaf = p.signed_by(&key, &pki.intermediate).unwrap().der().clone();
+    let chain = [leaf, pki.intermediate_der()];
+    let mid_2026 = identities::at(1_782_864_000); // 2026-07-01
+    let in_2027 = identities::at(1_798_848_000); // 2027-01-02
+
+    assert!(tls.identities.get(&chain, mid_2026).is_none());
+    let first = tls.identity_of(&chain, mid_2026);
+    assert!(first.trusted, "{first:?}");
+    assert_eq!(
+        tls.identities.get(&chain, mid_2026).as_ref(),
+        Some(&first),
+        "a resumed session with this chain is answered without verifying it again"
+    );
+    // After notAfter the remembered verdict no longer holds: verified again, and refused.
+    assert!(tls.identities.get(&chain, in_2027).is_none());
+    let later = tls.identity_of(&chain, in_2027);
+    assert!(!later.trusted);
+    assert_eq!(later.untrusted_reason.as_deref(), Some("expired"));
+    // Nor before notBefore.
+    assert!(tls
+        .identities
+        .get(&chain, identities::at(1_700_000_000))
+        .is_none());
+}
+
+#[test]
+fn an_untrusted_chain_is_not_remembered() {
+    let pki = Pki::new();
+    let other = Pki::new();
+    let tls = pki.server();
+    let (leaf, _) = other.leaf(Some("mail.contoso.com"), &["mail.contoso.com"], &[]);
+    let chain = [leaf, other.intermediate_der()];
+    assert!(!tls.identity_of(&chain, UnixTime::now()).trusted);
+    assert_eq!(tls.identities.len(), 0);
+    // A chain differing from a remembered one in any byte is not taken for it.
+    let (leaf, _) = pki.leaf(Some("mail.contoso.com"), &["mail.contoso.com"], &[]);
+    assert!(
+        tls.identity_of(&[leaf.clone(), pki.intermediate_der()], UnixTime::now())
+            .trusted
+    );
+    assert!(tls.identities.get(&[leaf], UnixTime::now()).is_none());
+}
+
+#[tokio::test]
+async fn a_resumed_session_keeps_its_client_certificate_identity() {
+    let pki = Pki::new();
+    let tls = pki.server();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(pki.root.der().clone()).unwrap();
+    let (leaf, key) = pki.leaf(Some("mail.contoso.com"), &["mail.contoso.com"], &[]);
+    let client = Arc::new(
+        rustls::ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_client_auth_cert(
+                vec![leaf, pki.intermediate_der()],
+                PrivateKeyDer::try_from(key.serialize_der()).unwrap(),
+            )
+            .unwrap(),
+    );
+    assert!(
+        tls.config.ticketer.enabled(),
+        "stateless tickets: no server-side cache to outgrow"
+    );
+    let mut kinds = Vec::new();
+    for _ in 0..3 {
+        let (a, b) = tokio::io::duplex(64 * 1024);
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls.config.clone());
+        let connector = tokio_rustls::TlsConnector::from(client.clone());
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let (server, client) = tokio::join!(acceptor.accept(a), connector.connect(name, b));
+        let mut client = client.unwrap();
+        let mut server = server.unwrap();
+        // The tickets travel after the handshake: let the client read them.
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        server.write_all(b"220 ready\r\n").await.unwrap();
+        let mut buf = [0u8; 11];
+        client.read_exact(&mut buf).await.unwrap();
+        let conn = server.get_ref().1;
+        assert_eq!(
+            conn.negotiated_cipher_suite().map(|s| s.suite()),
+            Some(rustls::CipherSuite::TLS13_AES_128_GCM_SHA256),
+            "the gate's preference, not the client's (AES-256 first)"
+        );
+        kinds.push(conn.handshake_kind());
+        let id = tls.client_identity(conn);
+        assert!(id.trusted, "{id:?}");
+        assert_eq!(id.names, ["mail.contoso.com"]);
+    }
+    use rustls::HandshakeKind::{Full, Resumed};
+    assert_eq!(kinds, [Some(Full), Some(Resumed), Some(Resumed)]);
+}
