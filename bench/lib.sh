@@ -15,6 +15,52 @@ name = "bench"
 connector_type = "OnPremises"
 sender_ip_addresses = ["127.0.0.0/24"]'
 
+# relaygate_conf LISTEN UPSTREAM [OPTION=VALUE ...]: the gate's configuration for a benchmark,
+# on stdout; the one place the bench scripts write one. The benchmark tenant (BENCH_TENANT),
+# log level warn, and:
+#   tls=client             STARTTLS to clients with certs/gate.pem, client certificates
+#                          requested from certs/ca.pem (default: none, no STARTTLS)
+#   upstream_tls=required  STARTTLS upstream, verified against certs/ca.pem as "localhost"
+#                          (default: none)
+#   pool=N                 pool_max_idle (default: the gate's own)
+#   max=N                  max_connections and max_connections_per_ip (default 5000)
+#   max_message_size=N     (default: the gate's own)
+#   name=NAME              hostname NAME.bench (default gate)
+relaygate_conf() {
+  local listen=$1 upstream=$2 tls=none upstream_tls=none pool="" max=5000 size="" name=gate opt
+  shift 2
+  for opt in "$@"; do
+    case $opt in
+      tls=*) tls=${opt#*=} ;;
+      upstream_tls=*) upstream_tls=${opt#*=} ;;
+      pool=*) pool=${opt#*=} ;;
+      max=*) max=${opt#*=} ;;
+      max_message_size=*) size=${opt#*=} ;;
+      name=*) name=${opt#*=} ;;
+      *) echo "relaygate_conf: unknown option $opt" >&2; return 1 ;;
+    esac
+  done
+  echo "[server]"
+  echo "hostname = \"$name.bench\""
+  echo "listen = [\"$listen\"]"
+  echo "max_connections = $max"
+  echo "max_connections_per_ip = $max"
+  [ -z "$size" ] || echo "max_message_size = $size"
+  if [ "$tls" = client ]; then
+    printf '[tls]\ncertificate = "certs/gate.pem"\nprivate_key = "certs/gate.key"\nclient_ca = "certs/ca.pem"\n'
+  fi
+  echo "$BENCH_TENANT"
+  echo "[upstream]"
+  echo "kind = \"smtp\""
+  echo "address = \"$upstream\""
+  echo "tls = \"$upstream_tls\""
+  if [ "$upstream_tls" != none ]; then
+    printf 'tls_server_name = "localhost"\nca = "certs/ca.pem"\n'
+  fi
+  [ -z "$pool" ] || echo "pool_max_idle = $pool"
+  printf '[log]\nlevel = "warn"\n'
+}
+
 # postfix_start DIR LISTEN [main.cf line...]: a private Postfix instance, all of it in DIR (its
 # main.cf and master.cf in DIR/etc, queue in DIR/spool, data in DIR/data, log in DIR/maillog),
 # its smtpd on LISTEN (127.0.0.1:PORT), started with `postfix -c DIR/etc start` and ready when

@@ -15,25 +15,7 @@ pids=()
 trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done' EXIT
 
 smtp-sink -u nobody "$SINK" 1024 & pids+=($!)
-cat > "$work/gate.toml" <<TOML
-[server]
-hostname = "gate.bench"
-listen = ["$GATE"]
-max_connections = 20000
-max_connections_per_ip = 20000
-max_message_size = 300000000
-[tls]
-certificate = "certs/gate.pem"
-private_key = "certs/gate.key"
-client_ca = "certs/ca.pem"
-$BENCH_TENANT
-[upstream]
-kind = "smtp"
-address = "$SINK"
-tls = "none"
-[log]
-level = "warn"
-TOML
+relaygate_conf "$GATE" "$SINK" tls=client max=20000 max_message_size=300000000 >"$work/gate.toml"
 wait_port "$SINK"
 kib() { awk -v k="$2" '$1 == k":" { print $2 }' "/proc/$1/status"; }
 # Each measurement gets a fresh gate: freed memory stays with the allocator, and would hide

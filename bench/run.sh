@@ -44,24 +44,11 @@ smtp-sink -u nobody "$SINK" 1024 & pids+=($!)
 wait_port "$SINK"
 
 # --- relaygate --------------------------------------------------------------------------
-cat > "$work/relaygate.toml" <<TOML
-[server]
-hostname = "gate.bench"
-listen = ["$GATE"]
-max_connections = 5000
-max_connections_per_ip = 5000
-$BENCH_TENANT
-[upstream]
-kind = "smtp"
-address = "$SINK"
-tls = "none"
-[log]
-level = "warn"
-TOML
+relaygate_conf "$GATE" "$SINK" >"$work/relaygate.toml"
 ./target/release/relaygate serve --config "$work/relaygate.toml" & pids+=($!)
 wait_port "$GATE"
 # The same gate without the upstream connection pool.
-sed -e "s/$GATE/$NOPOOL/" -e 's/^tls = "none"/tls = "none"\npool_max_idle = 0/' "$work/relaygate.toml" > "$work/relaygate-nopool.toml"
+relaygate_conf "$NOPOOL" "$SINK" pool=0 >"$work/relaygate-nopool.toml"
 ./target/release/relaygate serve --config "$work/relaygate-nopool.toml" & pids+=($!)
 wait_port "$NOPOOL"
 

@@ -47,7 +47,7 @@ upstream_start "$work" "$SINK" "$UP"
 delay_start "$work/delay.out" --listen "$DELAY" --upstream "$UP" --rtt-ms "$rtt" \
   --drop-one-in 1000 --seed "$seed"
 pids+=("$delay_pid")
-relaygate_conf "$GATE" "$DELAY" "$pool" >"$work/relaygate.toml"
+relaygate_conf "$GATE" "$DELAY" tls=client upstream_tls=required pool="$pool" >"$work/relaygate.toml"
 # Its warnings (each upstream fault) go to a log, counted at the end.
 ./target/release/relaygate serve --config "$work/relaygate.toml" >"$work/gate.log" 2>&1 & gate=$!
 pids+=("$gate")

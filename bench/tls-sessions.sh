@@ -42,7 +42,7 @@ trap cleanup EXIT
 
 smtp-sink -u nobody "$SINK" 1024 & pids+=($!)
 wait_port "$SINK"
-relaygate_conf "$GATE" "$SINK" 32 $((held + 100)) | sed 's/^tls = "required"/tls = "none"/' >"$work/gate.toml"
+relaygate_conf "$GATE" "$SINK" tls=client pool=32 max=$((held + 100)) >"$work/gate.toml"
 ./target/release/relaygate serve --config "$work/gate.toml" >"$work/gate.log" 2>&1 & gate=$!
 pids+=("$gate")
 wait_port "$GATE"

@@ -19,27 +19,9 @@ pids=()
 trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done' EXIT
 
 gate() { # name listen upstream-address upstream-tls pool
-  cat > "$work/$1.toml" <<TOML
-[server]
-hostname = "$1.bench"
-listen = ["$2"]
-max_connections = 5000
-max_connections_per_ip = 5000
-[tls]
-certificate = "certs/gate.pem"
-private_key = "certs/gate.key"
-client_ca = "certs/ca.pem"
-$BENCH_TENANT
-[upstream]
-kind = "smtp"
-address = "$3"
-tls = "$4"
-tls_server_name = "localhost"
-ca = "certs/ca.pem"
-pool_max_idle = $5
-[log]
-level = "warn"
-TOML
+  local upstream_tls=none
+  [ "$4" = none ] || upstream_tls=$4
+  relaygate_conf "$2" "$3" name="$1" tls=client upstream_tls="$upstream_tls" pool="$5" >"$work/$1.toml"
   ./target/release/relaygate serve --config "$work/$1.toml" & pids+=($!)
   wait_port "$2"
 }

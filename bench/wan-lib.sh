@@ -43,29 +43,3 @@ delay_start() {
   return 1
 }
 
-# relaygate_conf LISTEN UPSTREAM POOL [MAX_CONNECTIONS]: relaygate with STARTTLS (client
-# certificates requested) to clients and STARTTLS, verified, to UPSTREAM; POOL idle upstream
-# connections kept; at most MAX_CONNECTIONS sessions (default 5000), all from loopback.
-relaygate_conf() {
-  cat <<TOML
-[server]
-hostname = "gate.bench"
-listen = ["$1"]
-max_connections = ${4:-5000}
-max_connections_per_ip = ${4:-5000}
-[tls]
-certificate = "certs/gate.pem"
-private_key = "certs/gate.key"
-client_ca = "certs/ca.pem"
-$BENCH_TENANT
-[upstream]
-kind = "smtp"
-address = "$2"
-tls = "required"
-tls_server_name = "localhost"
-ca = "certs/ca.pem"
-pool_max_idle = $3
-[log]
-level = "warn"
-TOML
-}

@@ -72,7 +72,7 @@ start_rtt() { # rtt
   delay_start "$work/delay.out" --listen "$DELAY" --upstream "$UP" --rtt-ms "$1"
   per_rtt+=("$delay_pid")
 
-  relaygate_conf "$GATE" "$DELAY" 256 >"$work/relaygate.toml"
+  relaygate_conf "$GATE" "$DELAY" tls=client upstream_tls=required pool=256 >"$work/relaygate.toml"
   ./target/release/relaygate serve --config "$work/relaygate.toml" >>"$work/gate.log" 2>&1 & per_rtt+=($!)
   wait_port "$GATE"
 
