@@ -10,6 +10,10 @@
 #
 #   bash bench/tls-sessions.sh [sessions] [held]   (defaults 4000 and 10000; results to
 #                                                   stdout and bench/tls-sessions-results.md)
+#
+# RELAYGATE_BIN=PATH measures another build of the gate (a before/after pair: build the older
+# commit, copy its binary away, run once with it and once without); TLS_SESSIONS_OUT=FILE
+# writes the table there instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=bench/lib.sh
@@ -43,7 +47,7 @@ trap cleanup EXIT
 smtp-sink -u nobody "$SINK" 1024 & pids+=($!)
 wait_port "$SINK"
 relaygate_conf "$GATE" "$SINK" tls=client pool=32 max=$((held + 100)) >"$work/gate.toml"
-./target/release/relaygate serve --config "$work/gate.toml" >"$work/gate.log" 2>&1 & gate=$!
+"${RELAYGATE_BIN:-./target/release/relaygate}" serve --config "$work/gate.toml" >"$work/gate.log" 2>&1 & gate=$!
 pids+=("$gate")
 wait_port "$GATE"
 
@@ -96,4 +100,4 @@ rss() { awk '$1 == "VmRSS:" { print $2 }' "/proc/$gate/status"; }
   awk -v b="$before" -v d="$during" -v h="${holding:-0}" 'BEGIN {
     printf "| relaygate RSS before | while holding %d | growth | per session |\n|---|---|---|---|\n", h
     printf "| %.1f MiB | %.1f MiB | %.1f MiB | %.0f bytes |\n", b / 1024, d / 1024, (d - b) / 1024, (h > 0) ? (d - b) * 1024 / h : 0 }'
-} | tee bench/tls-sessions-results.md
+} | tee "${TLS_SESSIONS_OUT:-bench/tls-sessions-results.md}"
