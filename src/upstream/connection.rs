@@ -76,8 +76,9 @@ pub struct Connection {
     /// Every wait for the upstream: one timer, armed only when a write or read waits.
     timer: Timer,
     /// The address it was opened to (None behind a scripted [`super::Dial`]): a failure
-    /// before anything is committed marks that address.
-    pub(super) via: Option<Target>,
+    /// before anything is committed marks that address. Boxed: a session's leg holds its
+    /// connection inline, and this is read only when something fails.
+    pub(super) via: Option<Box<Target>>,
 }
 
 impl Connection {
