@@ -3,9 +3,11 @@
 # counted by strace, to smtp-sink:
 #
 #   bash bench/syscalls.sh [messages] [binary]     (default 2000, target/release/relaygate)
+#   SESSIONS=20 bash bench/syscalls.sh 10000       (20 parallel sessions, as bench/run.sh)
+#   STRACE_SET=all bash bench/syscalls.sh          (every call: epoll_wait, futex, eventfd too)
 #
-# Prints strace's table for the network, read and write calls of the whole run and the count per
-# message. A non-pipelining client and a pass-through relay need, per message, 4 reads and 4
+# Prints strace's table for the network, read and write calls of the whole run (STRACE_SET: the
+# calls strace counts, an -e trace= set) and the count per message. A non-pipelining client and a pass-through relay need, per message, 4 reads and 4
 # writes on the client's side (MAIL, RCPT, DATA, text; their replies) and 3 writes and 3 reads
 # upstream (MAIL+RCPT pipelined, DATA, text): 14. Nothing here is asserted by a test.
 set -euo pipefail
@@ -32,10 +34,10 @@ tls = "none"
 [log]
 level = "warn"
 TOML
-strace -f -c -o "$work/strace.txt" -e trace=network,read,write,readv,writev \
+strace -f -c -o "$work/strace.txt" -e trace=${STRACE_SET:-network,read,write,readv,writev} \
   "$bin" serve --config "$work/relaygate.toml" & tracer=$!
 wait_port "$GATE"
-smtp-source -d -s 1 -m "$messages" -l 1000 -f app@contoso.com -t bob@example.org "$GATE"
+smtp-source -d -s "${SESSIONS:-1}" -m "$messages" -l 1000 -f app@contoso.com -t bob@example.org "$GATE"
 # The gate is strace's child: its end makes strace write the table.
 kill -INT "$(pgrep -P "$tracer")"
 wait "$tracer" || true

@@ -8,6 +8,7 @@
 pub mod certs;
 pub mod cli;
 pub mod config;
+pub mod deadline;
 pub mod files;
 pub mod observe;
 pub mod policy;

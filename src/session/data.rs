@@ -92,6 +92,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         if self.buffered().is_empty() {
             self.fill_text().await?;
         }
+        // Decoding never makes text longer: room for all of it, allocated once per size.
+        text.chunk.reserve(self.buffered().len());
         let (used, done) = text
             .decoder
             .decode(&self.rbuf[self.rstart..], &mut text.chunk);

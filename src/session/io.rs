@@ -27,6 +27,11 @@ pub(super) const READ_CHUNK: usize = 64 * 1024;
 /// The last flush and shutdown when a session ends: bounded, since the client may not read.
 const CLOSE_WAIT: Duration = Duration::from_secs(5);
 
+/// When a wait of `wait` that starts now must end: never after the session's `end`.
+pub(super) fn deadline(wait: Duration, end: Instant) -> Instant {
+    Instant::now().checked_add(wait).unwrap_or(end).min(end)
+}
+
 /// A command line longer than the limit was answered `500 5.5.2` and skipped.
 pub(super) struct LineTooLong;
 
@@ -80,27 +85,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         self.reply(&r);
     }
 
-    /// When the next wait of `wait` must end: never after the session deadline.
-    fn deadline(&self, wait: Duration) -> Instant {
-        Instant::now()
-            .checked_add(wait)
-            .unwrap_or(self.session_deadline)
-            .min(self.session_deadline)
-    }
-
-    /// Send the pending replies, within the command timeout and the session deadline.
+    /// Send the pending replies, within the command timeout and the session deadline. The
+    /// timer is only looked at if the socket does not take them at once.
     pub(super) async fn flush(&mut self) -> std::io::Result<()> {
         if self.wbuf.is_empty() {
             return Ok(());
         }
-        let deadline = self.deadline(self.settings.server.command_timeout);
+        let (wait, end) = (self.settings.server.command_timeout, self.session_deadline);
         let buf = std::mem::take(&mut self.wbuf);
         let io = self.io.as_mut().expect("stream present outside STARTTLS");
-        let r = tokio::time::timeout_at(deadline, async {
+        let write = async {
             io.write_all(&buf).await?;
             io.flush().await
-        })
-        .await;
+        };
+        let r = self.timer.limit(|| deadline(wait, end), write).await;
         self.wbuf = buf;
         self.wbuf.clear();
         r.map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))?
@@ -159,7 +157,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             self.rbuf.drain(..self.rstart);
             self.rstart = 0;
         }
-        let deadline = self.deadline(wait);
+        let end = self.session_deadline;
         self.rbuf.reserve(chunk);
         let idle = self.txn.is_none();
         let io = self.io.as_mut().expect("stream present");
@@ -169,8 +167,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 std::future::pending::<()>().await;
             }
         };
+        let read = self
+            .timer
+            .limit(|| deadline(wait, end), io.read_buf(&mut self.rbuf));
         tokio::select! {
-            r = tokio::time::timeout_at(deadline, io.read_buf(&mut self.rbuf)) => match r {
+            r = read => match r {
                 Err(_) => Input::TimedOut,
                 Ok(Err(_)) => Input::Failed,
                 Ok(Ok(0)) => Input::Closed,

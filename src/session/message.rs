@@ -13,7 +13,7 @@ use crate::policy::enforcement::{refusal_at_end_of_data, refusals_answered};
 use crate::policy::{self, HeaderSender, RecipientVerdict, Rejection, RelayDecision, ReversePath};
 use crate::upstream::{ClientFacts, Stage, UpstreamError, UpstreamReply};
 use crate::wire::data::{DataDecoder, DataError};
-use crate::wire::header::{header_sender, message_id, HeaderCollector};
+use crate::wire::header::{sender_and_message_id, HeaderCollector};
 use crate::wire::reply::{rfc5322_date, Reply};
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -115,7 +115,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         Message {
             text: Text {
                 decoder,
-                chunk: Vec::with_capacity(READ_CHUNK),
+                // Grown to the reads' size as they come (`read_text`): a small message costs
+                // a small buffer, not a 64 KiB one per message.
+                chunk: Vec::new(),
                 size: 0,
                 max_size: server.max_message_size,
             },
@@ -155,8 +157,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// be abandoned.
     async fn decide(&mut self, message: &mut Message) -> Result<(), End> {
         let headers = message.headers.take().expect("undecided message");
-        message.p2 = header_sender(headers.header());
-        message.message_id = message_id(headers.header());
+        (message.p2, message.message_id) = sender_and_message_id(headers.header());
         let decision = self.final_decision(message.p2.as_deref());
         message.early_refusal = if headers.too_large() {
             Some(Reply::new(
@@ -324,9 +325,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// far.
     async fn send_head(&mut self, header: &[u8]) -> Result<Forwarding, End> {
         let received = self.received_header();
+        let leg = self.upstream.leg();
         let written = within_deadline!(self, async {
-            self.upstream.leg().write_text(&received).await?;
-            self.upstream.leg().write_text(header).await
+            leg.write_text(&received).await?;
+            leg.write_text(header).await
         });
         Ok(match written {
             Ok(()) => Forwarding::Sending,

@@ -20,12 +20,13 @@
 /// loses its connection, so nothing half-sent is delivered), the client gets `421 4.4.2`, and
 /// the enclosing command handler returns the session's end.
 macro_rules! within_deadline {
-    ($session:ident, $step:expr) => {
-        match tokio::time::timeout_at($session.session_deadline, $step).await {
+    ($session:ident, $step:expr) => {{
+        let end = $session.session_deadline;
+        match $session.timer.limit(|| end, $step).await {
             Ok(r) => r,
             Err(_) => return Err($session.deadline_passed().await),
         }
-    };
+    }};
 }
 
 mod auth;
@@ -39,6 +40,7 @@ mod message;
 mod record;
 
 use crate::config::Settings;
+use crate::deadline::Timer;
 use crate::policy::{Attribution, RecipientVerdict, RelayDecision};
 use crate::stream::MaybeTls;
 use crate::tls::ClientIdentity;
@@ -153,6 +155,7 @@ pub async fn run_session_at<S>(
         tls_description: None,
         txn: None,
         upstream: upstream.into(),
+        timer: Timer::default(),
         errors: 0,
         session_deadline,
         transactions: 0,
@@ -248,6 +251,9 @@ struct Session<S> {
     tls_description: Option<String>,
     txn: Option<Transaction>,
     upstream: Legs,
+    /// Every wait of the session, on the client and (bounded by the session deadline) on the
+    /// upstream: one timer, armed only when a wait waits.
+    timer: Timer,
     errors: u32,
     session_deadline: Instant,
     transactions: u32,

@@ -13,6 +13,7 @@
 pub use super::capabilities::Capabilities;
 use super::failover::Target;
 use super::{Stage, Transport, UpstreamError, UpstreamReply};
+use crate::deadline::Timer;
 use crate::stream::MaybeTls;
 use memchr::memchr;
 use std::future::Future;
@@ -20,7 +21,7 @@ use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::time::timeout;
+use tokio::time::{timeout, Instant};
 
 /// Bounds on an upstream reply, so a broken upstream cannot make the gate buffer without end.
 const MAX_REPLY_LINE: usize = 4096;
@@ -72,9 +73,12 @@ pub struct Connection {
     pub(super) stream: MaybeTls<Box<dyn Transport>>,
     rbuf: Vec<u8>,
     pub(super) caps: Capabilities,
+    /// Every wait for the upstream: one timer, armed only when a write or read waits.
+    timer: Timer,
     /// The address it was opened to (None behind a scripted [`super::Dial`]): a failure
-    /// before anything is committed marks that address.
-    pub(super) via: Option<Target>,
+    /// before anything is committed marks that address. Boxed: a session's leg holds its
+    /// connection inline, and this is read only when something fails.
+    pub(super) via: Option<Box<Target>>,
 }
 
 impl Connection {
@@ -83,6 +87,7 @@ impl Connection {
             stream: MaybeTls::Plain(stream),
             rbuf: Vec::with_capacity(READ_ROOM),
             caps: Capabilities::default(),
+            timer: Timer::default(),
             via: None,
         }
     }
@@ -170,7 +175,8 @@ impl Connection {
         wait: Duration,
         stage: Stage,
     ) -> Result<(), UpstreamError> {
-        match timeout(wait, self.stream.write_all(bytes)).await {
+        let write = self.stream.write_all(bytes);
+        match self.timer.limit(|| Instant::now() + wait, write).await {
             Err(_) => Err(UpstreamError::Timeout(stage)),
             Ok(Err(_)) => Err(UpstreamError::Dropped(stage)),
             Ok(Ok(())) => Ok(()),
@@ -307,7 +313,7 @@ impl Connection {
         wait: Duration,
         stage: Stage,
     ) -> Result<UpstreamReply, UpstreamError> {
-        let deadline = tokio::time::Instant::now() + wait;
+        let mut deadline = None;
         let mut raw = Vec::new();
         let mut code = None;
         let mut lines = 0;
@@ -358,7 +364,9 @@ impl Connection {
             }
             // Read straight into the buffer's spare room: no zeroed bounce buffer per read.
             self.rbuf.reserve(READ_ROOM);
-            match tokio::time::timeout_at(deadline, self.stream.read_buf(&mut self.rbuf)).await {
+            let read = self.stream.read_buf(&mut self.rbuf);
+            let until = || *deadline.get_or_insert_with(|| Instant::now() + wait);
+            match self.timer.limit(until, read).await {
                 Err(_) => return Err(UpstreamError::Timeout(stage)),
                 Ok(Err(_)) | Ok(Ok(0)) => return Err(UpstreamError::Dropped(stage)),
                 Ok(Ok(_)) => {}

@@ -87,7 +87,7 @@ async fn handshake(
         Ok(Ok(t)) => t,
     };
     let mut c = Connection::new(stream);
-    c.via = target.cloned();
+    c.via = target.cloned().map(Box::new);
     let greeting = c
         .read_expected(Expect::Ready, s.reply_timeout, Stage::Greeting)
         .await?;

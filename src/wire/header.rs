@@ -84,7 +84,19 @@ impl HeaderCollector {
 
 /// The P2 sender: the address of the first `From:` header, if there is one that parses.
 pub fn header_sender(header: &[u8]) -> Option<String> {
-    let (headers, _) = mailparse::parse_headers(header).ok()?;
+    sender_and_message_id(header).0
+}
+
+/// [`header_sender`] and [`message_id`] from one parse of the header block: a message needs
+/// both, and parsing is most of what either costs.
+pub fn sender_and_message_id(header: &[u8]) -> (Option<String>, Option<String>) {
+    match mailparse::parse_headers(header) {
+        Ok((headers, _)) => (sender_of(&headers), message_id_of(&headers)),
+        Err(_) => (None, None),
+    }
+}
+
+fn sender_of(headers: &[mailparse::MailHeader]) -> Option<String> {
     let from = headers
         .iter()
         .find(|h| h.get_key_ref().eq_ignore_ascii_case("from"))?;
@@ -105,7 +117,10 @@ pub const MAX_MESSAGE_ID: usize = 255;
 /// trimmed, cut to [`MAX_MESSAGE_ID`] and with anything but printable ASCII replaced by `?`: it
 /// is what the client wrote and goes into the log. `None` when there is none (or it is empty).
 pub fn message_id(header: &[u8]) -> Option<String> {
-    let (headers, _) = mailparse::parse_headers(header).ok()?;
+    sender_and_message_id(header).1
+}
+
+fn message_id_of(headers: &[mailparse::MailHeader]) -> Option<String> {
     let field = headers
         .iter()
         .find(|h| h.get_key_ref().eq_ignore_ascii_case("message-id"))?;
