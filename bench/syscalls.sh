@@ -7,8 +7,8 @@
 #   STRACE_SET=all bash bench/syscalls.sh          (every call: epoll_wait, futex, eventfd too)
 #
 # Prints strace's table for the network, read and write calls of the whole run (STRACE_SET: the
-# calls strace counts, an -e trace= set) and the count per message. A non-pipelining client and a pass-through relay need, per message, 4 reads and 4
-# writes on the client's side (MAIL, RCPT, DATA, text; their replies) and 3 writes and 3 reads
+# calls strace counts, an -e trace= set) and the count per message. A non-pipelining client
+# and a pass-through relay need, per message, 4 reads and 4 writes on the client's side (MAIL, RCPT, DATA, text; their replies) and 3 writes and 3 reads
 # upstream (MAIL+RCPT pipelined, DATA, text): 14. Nothing here is asserted by a test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,18 +22,7 @@ SINK=127.0.0.1:26101 GATE=127.0.0.1:26102
 smtp-sink -u nobody "$SINK" 1024 & sink=$!
 trap 'kill $sink 2>/dev/null || true' EXIT
 wait_port "$SINK"
-cat > "$work/relaygate.toml" <<TOML
-[server]
-hostname = "gate.bench"
-listen = ["$GATE"]
-$BENCH_TENANT
-[upstream]
-kind = "smtp"
-address = "$SINK"
-tls = "none"
-[log]
-level = "warn"
-TOML
+relaygate_conf "$GATE" "$SINK" >"$work/relaygate.toml"
 strace -f -c -o "$work/strace.txt" -e trace=${STRACE_SET:-network,read,write,readv,writev} \
   "$bin" serve --config "$work/relaygate.toml" & tracer=$!
 wait_port "$GATE"
