@@ -2,6 +2,9 @@
 # relaygate side by side with the relays admins use today, on this machine, loopback only.
 #
 #   bash bench/run.sh [repeats]        (default 3; results to stdout and bench/results.md)
+#   BENCH_ONLY="100 msg/conn" BENCH_OUT=FILE bash bench/run.sh 5
+#                                      (only the scenarios whose name matches the regex; the
+#                                       table to FILE instead of bench/results.md)
 #
 # Installs what it needs from Debian's packages (postfix for smtp-source/smtp-sink and as a
 # relay peer, nginx with its mail module as a proxy peer), builds relaygate in release mode,
@@ -93,6 +96,7 @@ measure() {
   declare -A result
   for sc in "${scenarios[@]}"; do
     IFS='|' read -r name count size flags <<<"$sc"
+    [[ $name =~ ${BENCH_ONLY:-.} ]] || continue
     for p in "${paths[@]}"; do
       IFS='|' read -r path addr <<<"$p"
       runs=()
@@ -110,6 +114,7 @@ measure() {
   echo "|---|---|---|---|---|---|---|---|---|"
   for sc in "${scenarios[@]}"; do
     IFS='|' read -r name _ <<<"$sc"
+    [[ $name =~ ${BENCH_ONLY:-.} ]] || continue
     d=${result["$name|direct"]} g=${result["$name|relaygate"]} np=${result["$name|nopool"]}
     p=${result["$name|postfix"]} n=${result["$name|nginx"]}
     awk -v name="$name" -v d="$d" -v g="$g" -v np="$np" -v p="$p" -v n="$n" \
@@ -133,4 +138,4 @@ measure() {
     done
     SOURCE_PREFIX="taskset -c 0" measure "Pinned: smtp-source and smtp-sink on core 0, the relay on core 1"
   fi
-} | tee bench/results.md
+} | tee "${BENCH_OUT:-bench/results.md}"
