@@ -62,6 +62,12 @@ impl Timer {
         }
     }
 
+    /// Drop the sleep, for a connection that goes idle: an armed sleep holds the waker of the
+    /// last task that waited on it, and with it that task's memory, until it rings.
+    pub fn disarm(&mut self) {
+        self.sleep = None;
+    }
+
     /// Make sure the sleep rings no later than `at`.
     fn arm(&mut self, at: Instant) {
         match &mut self.sleep {
@@ -124,6 +130,28 @@ mod tests {
             timer.sleep.is_none(),
             "no timer for a step that did not wait"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn disarming_drops_the_sleep_and_a_later_wait_still_ends_on_time() {
+        let mut timer = Timer::default();
+        let start = Instant::now();
+        let step = tokio::time::sleep(Duration::from_secs(1));
+        assert_eq!(
+            timer.limit(|| start + Duration::from_secs(60), step).await,
+            Ok(())
+        );
+        assert!(timer.sleep.is_some(), "armed by a wait that waited");
+        timer.disarm();
+        assert!(timer.sleep.is_none());
+        let r = timer
+            .limit(
+                || start + Duration::from_secs(3),
+                std::future::pending::<()>(),
+            )
+            .await;
+        assert_eq!(r, Err(Elapsed));
+        assert!(Instant::now() >= start + Duration::from_secs(3));
     }
 
     #[tokio::test(start_paused = true)]

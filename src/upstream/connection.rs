@@ -82,6 +82,11 @@ pub struct Connection {
 }
 
 impl Connection {
+    /// Between sessions, idle in the pool: no timer left armed (see [`Timer::disarm`]).
+    pub(super) fn rest(&mut self) {
+        self.timer.disarm();
+    }
+
     pub(super) fn new(stream: Box<dyn Transport>) -> Connection {
         Connection {
             stream: MaybeTls::Plain(stream),

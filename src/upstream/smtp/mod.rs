@@ -342,6 +342,7 @@ impl SmtpLeg {
     pub async fn quit(&mut self) {
         if let Some(mut c) = self.conn.take() {
             if !self.in_transaction && c.ensure_in_step(Stage::Quit).is_ok() {
+                c.rest();
                 match self.shared.pool.put(c) {
                     None => return,
                     Some(back) => c = back,
