@@ -4,8 +4,13 @@
 //! dot-stuffing), no DATA/354 round trip, the verdict with the LAST chunk.
 
 mod support;
+use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use support::*;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
 
 async fn two_sessions(g: &Gate) {
     for _ in 0..2 {
@@ -284,4 +289,70 @@ async fn odd_replies_to_last_are_451_never_passed_as_a_verdict() {
         .await;
         assert!(r.starts_with("451 4.4."), "{end}: {r:?}");
     }
+}
+
+/// An upstream that answers MAIL with its reply and a stray `250` in one write, holds RCPT's
+/// own reply until the message's `BDAT LAST` has come, and then refuses the message, but only
+/// once `refuse` is notified (so the refusal cannot arrive with RCPT's late reply).
+async fn upstream_one_reply_behind(refuse: Arc<Notify>) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (socket, _) = listener.accept().await.unwrap();
+        let (r, mut w) = socket.into_split();
+        let mut r = BufReader::new(r);
+        let mut line = String::new();
+        w.write_all(b"220 up.example ESMTP\r\n").await.unwrap();
+        r.read_line(&mut line).await.unwrap();
+        w.write_all(b"250-up.example\r\n250-PIPELINING\r\n250-CHUNKING\r\n250 8BITMIME\r\n")
+            .await
+            .unwrap();
+        for expected in ["MAIL FROM:", "RCPT TO:"] {
+            line.clear();
+            r.read_line(&mut line).await.unwrap();
+            assert!(line.starts_with(expected), "{line:?}");
+        }
+        w.write_all(b"250 2.1.0 Sender OK\r\n250 2.0.0 stray\r\n")
+            .await
+            .unwrap();
+        line.clear();
+        r.read_line(&mut line).await.unwrap();
+        let size: usize = line
+            .strip_prefix("BDAT ")
+            .and_then(|l| l.strip_suffix(" LAST\r\n"))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("BDAT LAST expected: {line:?}"));
+        let mut text = vec![0; size];
+        r.read_exact(&mut text).await.unwrap();
+        w.write_all(b"250 2.1.5 Recipient OK\r\n").await.unwrap();
+        refuse.notified().await;
+        w.write_all(b"554 5.6.0 the message is refused\r\n")
+            .await
+            .unwrap();
+        // Whatever the gate says now (RSET, QUIT) until it closes.
+        while r.read_line(&mut line).await.is_ok_and(|n| n > 0) {}
+    });
+    addr
+}
+
+#[tokio::test]
+async fn a_recipient_reply_read_one_behind_is_never_the_verdict_on_the_message() {
+    // A stray line took the place of RCPT's reply in a pipelined group, and RCPT's own reply
+    // came late, so it is the next reply the gate reads: the one it reads for BDAT LAST. Its
+    // "2.1.5" (a recipient's address status, RFC 3463) says it is no verdict on a message; the
+    // upstream's real verdict, a refusal, comes after. Told 250, the client would drop a
+    // message the upstream refused.
+    let refuse = Arc::new(Notify::new());
+    let addr = upstream_one_reply_behind(refuse.clone()).await;
+    let g = start_gate("", &format!("{BASELINE_TENANT}\n{}", smtp_upstream(addr))).await;
+    let mut c = session(&g).await;
+    c.cmd("MAIL FROM:<app@contoso.com>", "250").await;
+    c.cmd("RCPT TO:<bob@example.org>", "250").await;
+    c.cmd("DATA", "354").await;
+    c.send(b"Subject: behind\r\n\r\nhi\r\n.\r\n").await;
+    let end = c.reply().await;
+    refuse.notify_one();
+    assert!(end.starts_with("451 4.4.3 "), "{end:?}");
+    assert_exo_reply(&end, "451 4.4.3");
+    c.quit().await;
 }

@@ -35,9 +35,16 @@ const READ_ROOM: usize = 4096;
 pub enum Expect {
     /// The greeting and the reply to STARTTLS: 220, or a 4xx/5xx refusal.
     Ready,
-    /// EHLO, HELO, MAIL, RCPT, RSET, NOOP, each BDAT chunk and the final dot or `BDAT LAST`:
-    /// 2xx, 4xx or 5xx (RFC 5321 4.3.2; RFC 3030 2).
+    /// EHLO, HELO, MAIL, RCPT, RSET and NOOP: 2xx, 4xx or 5xx (RFC 5321 4.3.2).
     Completion,
+    /// The message's text: each BDAT chunk and the final dot or `BDAT LAST` (RFC 3030 2), as
+    /// [`Expect::Completion`], except that an acceptance carrying an address status (`2.1.x`,
+    /// RFC 3463 3.2: "destination address valid" and the like) is no verdict on a message. It
+    /// is a reply to MAIL or RCPT read one behind: a stray line took the place of a pipelined
+    /// RCPT's reply, and that reply came late, after the text went out. Taken for the verdict,
+    /// it would tell the client 250 for a message the upstream has not yet judged. Refusals are
+    /// taken as they come: read one behind, they only make the client retry or bounce.
+    Verdict,
     /// DATA: 354 or 4xx/5xx. A 250 to DATA is a reply to something else.
     StartInput,
     /// QUIT: whatever comes, the connection is closed after it.
@@ -45,15 +52,25 @@ pub enum Expect {
 }
 
 impl Expect {
-    fn fits(self, code: u16) -> bool {
+    fn fits(self, reply: &UpstreamReply) -> bool {
+        let code = reply.code;
         let refusal = (400..600).contains(&code);
         match self {
             Expect::Ready => code == 220 || refusal,
             Expect::Completion => (200..300).contains(&code) || refusal,
+            Expect::Verdict => {
+                ((200..300).contains(&code) && !is_address_status(&reply.raw)) || refusal
+            }
             Expect::StartInput => code == 354 || refusal,
             Expect::Any => true,
         }
     }
+}
+
+/// Whether a positive reply's first line carries an enhanced status code of the addressing
+/// subject, `2.1.x` (RFC 3463 3.2; RFC 2034 puts it right after the reply code).
+fn is_address_status(raw: &[u8]) -> bool {
+    raw.get(4..8) == Some(b"2.1.".as_slice())
 }
 
 /// A reply code as RFC 5321 4.2 allows it: first digit 2 to 5, second 0 to 5.
@@ -287,7 +304,7 @@ impl Connection {
         wait: Duration,
         stage: Stage,
     ) -> Result<(UpstreamReply, bool), UpstreamError> {
-        let reply = self.read_expected(Expect::Completion, wait, stage).await?;
+        let reply = self.read_expected(Expect::Verdict, wait, stage).await?;
         if !self.rbuf.is_empty() {
             return Err(self.leftover(stage));
         }
@@ -303,7 +320,7 @@ impl Connection {
         stage: Stage,
     ) -> Result<UpstreamReply, UpstreamError> {
         let reply = self.read_reply(wait, stage).await?;
-        if !expect.fits(reply.code) {
+        if !expect.fits(&reply) {
             return Err(UpstreamError::OutOfStep {
                 stage,
                 seen: format!("reply that does not fit {stage}: {}", reply.summary()),
@@ -410,13 +427,48 @@ mod tests {
         assert_eq!(valid_code(b"abc"), None);
     }
 
+    fn fits(expect: Expect, line: &str) -> bool {
+        let code = valid_code(line.as_bytes()).expect("a valid code");
+        expect.fits(&UpstreamReply {
+            code,
+            raw: format!("{line}\r\n").into_bytes(),
+        })
+    }
+
     #[test]
     fn each_command_takes_only_its_replies() {
-        assert!(Expect::StartInput.fits(354));
-        assert!(!Expect::StartInput.fits(250), "250 to DATA is out of step");
-        assert!(Expect::Completion.fits(250) && Expect::Completion.fits(554));
-        assert!(!Expect::Completion.fits(354), "354 to the final dot");
-        assert!(!Expect::Completion.fits(334));
-        assert!(Expect::Ready.fits(220) && !Expect::Ready.fits(250));
+        use Expect::*;
+        assert!(fits(StartInput, "354 go ahead"));
+        assert!(!fits(StartInput, "250 ok"), "250 to DATA is out of step");
+        assert!(fits(Completion, "250 ok") && fits(Completion, "554 no"));
+        assert!(!fits(Completion, "354 go ahead"), "354 to the final dot");
+        assert!(!fits(Completion, "334 VXNlcm5hbWU6"));
+        assert!(fits(Ready, "220 ready") && !fits(Ready, "250 ok"));
+    }
+
+    #[test]
+    fn a_recipient_status_is_no_verdict_on_a_message() {
+        use Expect::*;
+        // What servers say to the text: Postfix, Exchange Online, no enhanced code at all.
+        assert!(fits(Verdict, "250 2.0.0 Ok: queued as 4XyZ"));
+        assert!(fits(
+            Verdict,
+            "250 2.6.0 <id@contoso.com> Queued mail for delivery"
+        ));
+        assert!(fits(Verdict, "250 ok"));
+        assert!(fits(Verdict, "250-2.0.0 first"));
+        // What they say to MAIL and RCPT: a verdict read one behind.
+        assert!(!fits(Verdict, "250 2.1.5 Recipient OK"));
+        assert!(!fits(Verdict, "250-2.1.0 Sender OK"));
+        assert!(
+            fits(Completion, "250 2.1.5 Recipient OK"),
+            "RCPT's own reply"
+        );
+        // A refusal is taken as it comes, whatever its status.
+        assert!(fits(Verdict, "550 5.1.1 unknown recipient"));
+        assert!(fits(Verdict, "451 4.1.8 sender domain unresolvable"));
+        assert!(!fits(Verdict, "354 go ahead"));
+        // Subject 10 is not subject 1.
+        assert!(fits(Verdict, "250 2.10.0 odd but no address status"));
     }
 }

@@ -70,7 +70,7 @@ impl SmtpLeg {
         let Some(c) = self.conn.as_mut() else {
             return Err(UpstreamError::Dropped(Stage::Bdat));
         };
-        let reply = match c.read_expected(Expect::Completion, wait, Stage::Bdat).await {
+        let reply = match c.read_expected(Expect::Verdict, wait, Stage::Bdat).await {
             Ok(r) => r,
             Err(e) => {
                 self.abort();
