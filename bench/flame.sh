@@ -22,6 +22,7 @@ cargo build --release --locked --quiet --bins --example loadgen
 bin="${RELAYGATE_BIN:-./target/release/relaygate}"
 work=$(mktemp -d /tmp/relaygate-flame.XXXXXX)
 SINK=127.0.0.1:26801 GATE=127.0.0.1:26802
+ports_free "$SINK" "$GATE"
 pids=()
 trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done' EXIT
 smtp-sink -u nobody "$SINK" 1024 & pids+=($!)

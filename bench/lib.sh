@@ -7,6 +7,19 @@ wait_port() {
   return 1
 }
 
+# ports_free HOST:PORT...: fail if anything listens on one of them already. A process left over
+# from an earlier run would otherwise answer in place of the one a script starts (whose bind
+# fails), and wait_port could not tell: the run would measure the wrong thing without a word.
+ports_free() {
+  local a busy=()
+  for a in "$@"; do
+    (echo >"/dev/tcp/${a%:*}/${a#*:}") 2>/dev/null && busy+=("$a")
+  done
+  [ ${#busy[@]} -eq 0 ] && return 0
+  echo "already in use (a process left from an earlier run?): ${busy[*]}" >&2
+  return 1
+}
+
 # The benchmark tenant: contoso.com accepted, loopback on an OnPremises IP connector.
 BENCH_TENANT='[[accepted_domains]]
 domain = "contoso.com"

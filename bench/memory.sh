@@ -11,6 +11,7 @@ command -v smtp-source >/dev/null || { DEBIAN_FRONTEND=noninteractive apt-get in
 cargo build --release --locked --quiet
 work=$(mktemp -d /tmp/relaygate-mem.XXXXXX)
 SINK=127.0.0.1:26201 GATE=127.0.0.1:26202
+ports_free "$SINK" "$GATE"
 pids=()
 trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done' EXIT
 

@@ -24,6 +24,7 @@ repeats="${1:-3}"
 work=$(mktemp -d /tmp/relaygate-bench.XXXXXX)
 SINK=127.0.0.1:26001 GATE=127.0.0.1:26002 POSTFIX=127.0.0.1:26003 NGINX=127.0.0.1:26004 AUTH=127.0.0.1:26005
 NOPOOL=127.0.0.1:26006
+ports_free "$SINK" "$GATE" "$POSTFIX" "$NGINX" "$AUTH" "$NOPOOL"
 
 need() { command -v "$1" >/dev/null 2>&1; }
 if ! need smtp-source || ! need nginx || [ ! -e /usr/lib/nginx/modules/ngx_mail_module.so ]; then

@@ -36,6 +36,7 @@ ulimit -n 65536 2>/dev/null || true
 
 work=$(mktemp -d /tmp/relaygate-soak.XXXXXX)
 SINK=127.0.0.1:26600 UP=127.0.0.1:26601 DELAY=127.0.0.1:26602 GATE=127.0.0.1:26603
+ports_free "$SINK" "$UP" "$DELAY" "$GATE"
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done

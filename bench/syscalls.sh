@@ -19,6 +19,7 @@ bin="${2:-target/release/relaygate}"
 [ "$#" -ge 2 ] || cargo build --release --locked --quiet
 work=$(mktemp -d /tmp/relaygate-syscalls.XXXXXX)
 SINK=127.0.0.1:26101 GATE=127.0.0.1:26102
+ports_free "$SINK" "$GATE"
 smtp-sink -u nobody "$SINK" 1024 & sink=$!
 trap 'kill $sink 2>/dev/null || true' EXIT
 wait_port "$SINK"

@@ -37,6 +37,7 @@ fi
 
 work=$(mktemp -d /tmp/relaygate-tlssess.XXXXXX)
 SINK=127.0.0.1:26700 GATE=127.0.0.1:26701 NGINX=127.0.0.1:26702 AUTH=127.0.0.1:26703
+ports_free "$SINK" "$GATE" "$NGINX" "$AUTH"
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done

@@ -15,6 +15,7 @@ command -v smtp-source >/dev/null || { DEBIAN_FRONTEND=noninteractive apt-get in
 cargo build --release --locked --quiet --bins --example loadgen
 work=$(mktemp -d /tmp/relaygate-tls.XXXXXX)
 SINK=127.0.0.1:26301 GATE=127.0.0.1:26302 INNER=127.0.0.1:26303 POOLED=127.0.0.1:26304 UNPOOLED=127.0.0.1:26305
+ports_free "$SINK" "$GATE" "$INNER" "$POOLED" "$UNPOOLED"
 pids=()
 trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done' EXIT
 

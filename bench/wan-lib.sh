@@ -1,5 +1,12 @@
 # Shared by bench/wan.sh, bench/soak.sh and bench/tls-sessions.sh (sourced after bench/lib.sh).
 
+# work_for_postfix WORK: Postfix's daemons run as `postfix`: they must reach the work directory
+# and read their certificates (the relay's and the upstream's) from it.
+work_for_postfix() {
+  chmod 755 "$1"
+  cp certs/gate.pem certs/gate.key certs/ca.pem "$1/" && chmod 644 "$1"/*.pem "$1"/*.key
+}
+
 # upstream_start WORK SINK UP: the TLS-speaking upstream. Postfix smtpd on UP from its own
 # configuration directory (WORK/upstream, bench/lib.sh's postfix_start), offering STARTTLS with
 # the gate's development certificate, with smtp-sink on SINK as its before-queue proxy filter
@@ -9,9 +16,7 @@
 upstream_start() {
   local work=$1 sink=$2 up=$3
   shift 3
-  chmod 755 "$work"
-  # Postfix's daemons run as `postfix`: they read their certificates from the work directory.
-  cp certs/gate.pem certs/gate.key certs/ca.pem "$work/" && chmod 644 "$work"/*.pem "$work"/*.key
+  work_for_postfix "$work"
   smtp-sink -u nobody -c "$sink" 1024 >"$work/sink.out" 2>&1 & pids+=($!)
   wait_port "$sink"
   postfix_start "$work/upstream" "$up" \
@@ -23,6 +28,20 @@ upstream_start() {
     "smtpd_tls_session_cache_database = btree:$work/upstream/data/tls_cache" \
     "default_process_limit = 600" "smtpd_client_connection_rate_limit = 0" \
     "smtpd_client_connection_count_limit = 0" "anvil_rate_time_unit = 60s" "$@"
+}
+
+# upstream_start_sink WORK SINK UP: the lightest TLS-speaking upstream, for telling the relay's
+# time from the upstream's: smtp-sink on SINK behind bench/tlsfront.rs on UP, which offers
+# STARTTLS with the gate's development certificate and splices each session to smtp-sink (no
+# CHUNKING: smtp-sink takes DATA only). Adds both pids to the caller's `pids`.
+upstream_start_sink() {
+  local work=$1 sink=$2 up=$3
+  work_for_postfix "$work"
+  smtp-sink -u nobody -c "$sink" 1024 >"$work/sink.out" 2>&1 & pids+=($!)
+  wait_port "$sink"
+  ./target/release/examples/tlsfront --listen "$up" --upstream "$sink" \
+    --cert certs/gate.pem --key certs/gate.key >"$work/tlsfront.out" 2>&1 & pids+=($!)
+  wait_port "$up"
 }
 
 # sink_count WORK: messages smtp-sink has received so far (its -c counter, \r-separated).

@@ -17,6 +17,9 @@
 #   bash bench/wan.sh [messages]     (default 2000 per run; results to bench/wan-results.md)
 #   WAN_PER_SESSION=5 WAN_RTTS="0 20 50" WAN_CLIENTS="20 200" bash bench/wan.sh 400
 #   WAN_DATA_ONLY=1 WAN_OUT=bench/wan-results-data-only.md bash bench/wan.sh   (no CHUNKING upstream)
+#   WAN_UPSTREAM=sink WAN_OUT=bench/wan-results-sink.md bash bench/wan.sh
+#       (the upstream is smtp-sink behind bench/tlsfront.rs, a STARTTLS front: the lightest
+#        TLS-speaking upstream, DATA only, so the upstream's own time is as small as it gets)
 #
 # Reported per run: client msgs/s (250s over the client's run), end-to-end msgs/s (messages over
 # the time until the sink counted the last one), p50/p99 from MAIL to the final reply and from
@@ -41,12 +44,13 @@ if ! need smtp-sink || ! need nginx || [ ! -e /usr/lib/nginx/modules/ngx_mail_mo
   apt-get update -qq
   apt-get install -y -qq postfix nginx libnginx-mod-mail >/dev/null
 fi
-cargo build --release --locked --quiet --bins --example loadgen --example delayproxy
+cargo build --release --locked --quiet --bins --example loadgen --example delayproxy --example tlsfront
 ulimit -n 65536 2>/dev/null || true
 
 work=$(mktemp -d /tmp/relaygate-wan.XXXXXX)
 SINK=127.0.0.1:26500 UP=127.0.0.1:26501 DELAY=127.0.0.1:26502 GATE=127.0.0.1:26503
 PFX=127.0.0.1:26504 NGINX=127.0.0.1:26505 AUTH=127.0.0.1:26506
+ports_free "$SINK" "$UP" "$DELAY" "$GATE" "$PFX" "$NGINX" "$AUTH"
 
 pids=()
 per_rtt=()
@@ -65,7 +69,11 @@ trap cleanup EXIT
 
 # WAN_DATA_ONLY=1: the upstream does not offer CHUNKING (BDAT), as an upstream that only takes
 # DATA: a relay then pays the DATA/354 round trip as well.
-upstream_start "$work" "$SINK" "$UP" ${WAN_DATA_ONLY:+"smtpd_discard_ehlo_keywords = chunking"}
+if [ "${WAN_UPSTREAM:-postfix}" = sink ]; then
+  upstream_start_sink "$work" "$SINK" "$UP"
+else
+  upstream_start "$work" "$SINK" "$UP" ${WAN_DATA_ONLY:+"smtpd_discard_ehlo_keywords = chunking"}
+fi
 
 # --- the relays under test, started fresh for each RTT -----------------------------------
 start_rtt() { # rtt
@@ -142,11 +150,19 @@ one() {
 }
 
 {
+  # This block is a subshell (the pipe to tee): the relays it starts are in its per_rtt, which
+  # the script's own trap cannot see. Its own trap stops them if a step fails.
+  trap stop_rtt EXIT
   echo "### TLS both legs over a WAN ($(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg))"
   echo
   echo "$messages messages per run, $per_session per session, 2 KB, clients on STARTTLS with a client"
-  echo "certificate, pipelining; upstream: Postfix smtpd (STARTTLS) with smtp-sink as its before-queue"
-  echo "filter${WAN_DATA_ONLY:+, not offering CHUNKING (DATA only)}; nginx's upstream leg is plain. Latencies in ms; the floor is 2 upstream RTT; \"direct\" is the p50 against the direct path's in the same run."
+  if [ "${WAN_UPSTREAM:-postfix}" = sink ]; then
+    echo "certificate, pipelining; upstream: smtp-sink behind bench/tlsfront.rs (STARTTLS, DATA only)."
+  else
+    echo "certificate, pipelining; upstream: Postfix smtpd (STARTTLS) with smtp-sink as its before-queue"
+    echo "filter${WAN_DATA_ONLY:+, not offering CHUNKING (DATA only)}."
+  fi
+  echo "nginx's upstream leg is plain. Latencies in ms; the floor is 2 upstream RTT; \"direct\" is the p50 against the direct path's in the same run."
   echo
   echo "| RTT ms | clients | path | client msgs/s | end-to-end msgs/s | MAIL to final reply p50 / p99 | end of text to final reply p50 / p99 | drain s | p50 vs floor; vs direct | session errors |"
   echo "|---|---|---|---|---|---|---|---|---|---|"
