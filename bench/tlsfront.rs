@@ -174,6 +174,20 @@ fn acceptor(cert: &str, key: &str) -> TlsAcceptor {
     TlsAcceptor::from(Arc::new(config))
 }
 
+/// A listener with room for a burst: `TcpListener::bind`'s backlog of 128 overflows when a load
+/// generator opens 200 sessions at once, and the dropped SYNs then cost the clients a second or
+/// more (the relay's figures, not this tool's, would show it).
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(4096)
+}
+
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
@@ -182,7 +196,7 @@ async fn main() {
         "loopback addresses only"
     );
     let tls = acceptor(&args.cert, &args.key);
-    let listener = TcpListener::bind(args.listen).await.expect("listen");
+    let listener = listen(args.listen).expect("listen");
     eprintln!(
         "tlsfront ready on {} for smtp-sink at {}",
         args.listen, args.upstream

@@ -17,6 +17,7 @@
 #   bash bench/wan.sh [messages]     (default 2000 per run; results to bench/wan-results.md)
 #   WAN_PER_SESSION=5 WAN_RTTS="0 20 50" WAN_CLIENTS="20 200" bash bench/wan.sh 400
 #   WAN_DATA_ONLY=1 WAN_OUT=bench/wan-results-data-only.md bash bench/wan.sh   (no CHUNKING upstream)
+#   WAN_PATHS="direct relaygate nginx postfix" bash bench/wan.sh   (which paths, in which order)
 #   WAN_UPSTREAM=sink WAN_OUT=bench/wan-results-sink.md bash bench/wan.sh
 #       (the upstream is smtp-sink behind bench/tlsfront.rs, a STARTTLS front: the lightest
 #        TLS-speaking upstream, DATA only, so the upstream's own time is as small as it gets)
@@ -36,6 +37,8 @@ messages="${1:-2000}"
 per_session="${WAN_PER_SESSION:-5}"
 rtts="${WAN_RTTS:-0 20 50}"
 clients_list="${WAN_CLIENTS:-20 200}"
+# The order of the paths in each block; direct first, as the others are shown against it.
+paths="${WAN_PATHS:-direct relaygate postfix nginx}"
 out="${WAN_OUT:-bench/wan-results.md}"
 
 need() { command -v "$1" >/dev/null 2>&1; }
@@ -169,10 +172,15 @@ one() {
   for rtt in $rtts; do
     start_rtt "$rtt"
     for clients in $clients_list; do
-      one "$rtt" "$clients" direct "$DELAY"
-      one "$rtt" "$clients" relaygate "$GATE"
-      one "$rtt" "$clients" postfix "$PFX"
-      one "$rtt" "$clients" nginx "$NGINX"
+      for path in $paths; do
+        case $path in
+          direct) one "$rtt" "$clients" direct "$DELAY" ;;
+          relaygate) one "$rtt" "$clients" relaygate "$GATE" ;;
+          postfix) one "$rtt" "$clients" postfix "$PFX" ;;
+          nginx) one "$rtt" "$clients" nginx "$NGINX" ;;
+          *) echo "unknown path $path" >&2; exit 2 ;;
+        esac
+      done
     done
     stop_rtt
   done

@@ -19,16 +19,37 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{watch, Notify};
+
+/// Connections the kernel completes and holds for a listener until the accept loop takes them.
+/// `TcpListener::bind` asks for 128, the standard library's figure: a burst of more clients
+/// than that at once (printers reconnecting after a network blip, an application opening its
+/// pool) while both cores are busy with TLS handshakes overflows it, and Linux then drops the
+/// SYNs, so those clients wait a second or more for their retransmission before the gate sees
+/// them (the WAN benchmark's 200 clients at once hit it). 1,024 holds a burst of the default
+/// `max_connections`; the kernel caps it at `net.core.somaxconn` (4,096 by default).
+pub const LISTEN_BACKLOG: u32 = 1024;
 
 /// Bind every configured address; the first failure is returned with the address it concerns.
 pub async fn bind(addrs: &[SocketAddr]) -> Result<Vec<TcpListener>, (SocketAddr, io::Error)> {
     let mut listeners = Vec::with_capacity(addrs.len());
     for addr in addrs {
-        listeners.push(TcpListener::bind(addr).await.map_err(|e| (*addr, e))?);
+        listeners.push(listen(*addr).map_err(|e| (*addr, e))?);
     }
     Ok(listeners)
+}
+
+/// What `TcpListener::bind` does (`SO_REUSEADDR`, so a restart need not wait for TIME-WAIT),
+/// with [`LISTEN_BACKLOG`].
+fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// Which kind of listener a socket is: the sessions it accepts know it.
@@ -404,4 +425,32 @@ async fn serve_connection(
         run_session_at(door, stream, peer, settings, upstream, phase).await;
     }
     drop(ticket);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_burst_of_connections_waits_in_the_backlog_not_in_syn_retransmission() {
+        // Nothing accepts: every connection must still complete its handshake at once, held
+        // by the kernel. With the standard library's backlog of 128, the connections beyond
+        // it would sit in SYN retransmission (1 s, 3 s, 7 s, ...) and never complete here.
+        let listeners = bind(&["127.0.0.1:0".parse().unwrap()]).await.unwrap();
+        let addr = listeners[0].local_addr().unwrap();
+        let burst = 300;
+        let connects: Vec<_> = (0..burst)
+            .map(|_| tokio::spawn(TcpStream::connect(addr)))
+            .collect();
+        let mut held = Vec::with_capacity(burst);
+        for c in connects {
+            let stream = tokio::time::timeout(Duration::from_secs(30), c)
+                .await
+                .expect("a connection left in SYN retransmission: the backlog overflowed")
+                .unwrap()
+                .unwrap();
+            held.push(stream);
+        }
+        assert_eq!(held.len(), burst);
+    }
 }
