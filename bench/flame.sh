@@ -25,7 +25,7 @@ SINK=127.0.0.1:26801 GATE=127.0.0.1:26802
 ports_free "$SINK" "$GATE"
 pids=()
 trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done' EXIT
-smtp-sink -u nobody "$SINK" 1024 & pids+=($!)
+smtp-sink -u nobody -m 5000 "$SINK" 1024 & pids+=($!)
 wait_port "$SINK"
 relaygate_conf "$GATE" "$SINK" tls=client pool=64 >"$work/gate.toml"
 "$bin" serve --config "$work/gate.toml" >"$work/gate.log" 2>&1 & gate=$!

@@ -7,6 +7,12 @@ wait_port() {
   return 1
 }
 
+# Every smtp-sink here runs with -m 5000: by default it serves 256 connections at once and
+# leaves the rest queued in the kernel, and a relay's pool of idle upstream connections (256 in
+# wan.sh) plus the next path's sessions went past that, so the next path's sessions waited
+# seconds for a turn (nginx at 50 ms and 200 clients: 376 msgs/s after the gate's run, 1,105
+# before it).
+
 # ports_free HOST:PORT...: fail if anything listens on one of them already. A process left over
 # from an earlier run would otherwise answer in place of the one a script starts (whose bind
 # fails), and wait_port could not tell: the run would measure the wrong thing without a word.

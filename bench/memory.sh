@@ -15,7 +15,7 @@ ports_free "$SINK" "$GATE"
 pids=()
 trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done' EXIT
 
-smtp-sink -u nobody "$SINK" 1024 & pids+=($!)
+smtp-sink -u nobody -m 5000 "$SINK" 1024 & pids+=($!)
 relaygate_conf "$GATE" "$SINK" tls=client max=20000 max_message_size=300000000 >"$work/gate.toml"
 wait_port "$SINK"
 kib() { awk -v k="$2" '$1 == k":" { print $2 }' "/proc/$1/status"; }

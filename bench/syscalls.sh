@@ -20,7 +20,7 @@ bin="${2:-target/release/relaygate}"
 work=$(mktemp -d /tmp/relaygate-syscalls.XXXXXX)
 SINK=127.0.0.1:26101 GATE=127.0.0.1:26102
 ports_free "$SINK" "$GATE"
-smtp-sink -u nobody "$SINK" 1024 & sink=$!
+smtp-sink -u nobody -m 5000 "$SINK" 1024 & sink=$!
 trap 'kill $sink 2>/dev/null || true' EXIT
 wait_port "$SINK"
 relaygate_conf "$GATE" "$SINK" >"$work/relaygate.toml"

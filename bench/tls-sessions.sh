@@ -45,7 +45,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-smtp-sink -u nobody "$SINK" 1024 & pids+=($!)
+smtp-sink -u nobody -m 5000 "$SINK" 1024 & pids+=($!)
 wait_port "$SINK"
 relaygate_conf "$GATE" "$SINK" tls=client pool=32 max=$((held + 100)) >"$work/gate.toml"
 "${RELAYGATE_BIN:-./target/release/relaygate}" serve --config "$work/gate.toml" >"$work/gate.log" 2>&1 & gate=$!

@@ -27,7 +27,7 @@ gate() { # name listen upstream-address upstream-tls pool
   wait_port "$2"
 }
 
-smtp-sink -u nobody "$SINK" 1024 & pids+=($!)
+smtp-sink -u nobody -m 5000 "$SINK" 1024 & pids+=($!)
 wait_port "$SINK"
 gate gate "$GATE" "$SINK" none 32
 gate inner "$INNER" "$SINK" none 32

@@ -17,7 +17,7 @@ upstream_start() {
   local work=$1 sink=$2 up=$3
   shift 3
   work_for_postfix "$work"
-  smtp-sink -u nobody -c "$sink" 1024 >"$work/sink.out" 2>&1 & pids+=($!)
+  smtp-sink -u nobody -m 5000 -c "$sink" 1024 >"$work/sink.out" 2>&1 & pids+=($!)
   wait_port "$sink"
   postfix_start "$work/upstream" "$up" \
     "myhostname = upstream.bench" "mynetworks = 127.0.0.0/8" \
@@ -37,7 +37,7 @@ upstream_start() {
 upstream_start_sink() {
   local work=$1 sink=$2 up=$3
   work_for_postfix "$work"
-  smtp-sink -u nobody -c "$sink" 1024 >"$work/sink.out" 2>&1 & pids+=($!)
+  smtp-sink -u nobody -m 5000 -c "$sink" 1024 >"$work/sink.out" 2>&1 & pids+=($!)
   wait_port "$sink"
   ./target/release/examples/tlsfront --listen "$up" --upstream "$sink" \
     --cert certs/gate.pem --key certs/gate.key >"$work/tlsfront.out" 2>&1 & pids+=($!)
