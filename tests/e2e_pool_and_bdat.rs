@@ -70,6 +70,44 @@ async fn a_pooled_connection_the_upstream_closed_is_replaced_transparently() {
     assert_eq!(up.connections.load(Ordering::SeqCst), 2);
 }
 
+#[tokio::test]
+async fn a_session_whose_upstream_connection_closed_while_it_idled_sends_its_next_message_on_a_new_one(
+) {
+    // A client that keeps its session open (an application server, smtp-source -d) between
+    // messages; meanwhile the upstream closes the connection the session holds, as Exchange
+    // Online does with an idle one. Nothing of the next transaction has gone out when the gate
+    // finds the connection closed, so it opens another: the client sees nothing of it.
+    let close = Stray::close();
+    let up = Upstream::start(Script {
+        stray_after_first_message: Some(close.clone()),
+        ..Default::default()
+    })
+    .await;
+    let g = relay_gate(&up, "").await;
+    let mut c = session(&g).await;
+    let first = b"Subject: first\r\n\r\nthe first message\r\n";
+    let r = c
+        .send_message("app@contoso.com", &["bob@example.org"], first)
+        .await;
+    assert!(r.starts_with("250 "), "{r:?}");
+    close.go.notify_one();
+    tokio::time::timeout(WAIT, close.written.notified())
+        .await
+        .expect("the upstream closed its connection");
+    let second = b"Subject: second\r\n\r\nthe second message\r\n";
+    let r = c
+        .send_message("app@contoso.com", &["carol@example.org"], second)
+        .await;
+    assert!(
+        r.starts_with("250 "),
+        "the second message: {r:?}; {}",
+        up.view()
+    );
+    c.quit().await;
+    assert_eq!(up.completed(), 2);
+    assert_eq!(up.connections.load(Ordering::SeqCst), 2);
+}
+
 // ---------------------------------------------------------------------------------------------
 // CHUNKING (RFC 3030)
 // ---------------------------------------------------------------------------------------------

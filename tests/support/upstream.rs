@@ -104,6 +104,12 @@ impl Stray {
             written: Arc::new(tokio::sync::Notify::new()),
         }
     }
+
+    /// Instead of a line, the upstream closes the connection (as one does whose idle timeout
+    /// passed); `written` is notified once its FIN is out.
+    pub fn close() -> Stray {
+        Stray::new("")
+    }
 }
 
 /// One transaction as the upstream saw it.

@@ -36,7 +36,8 @@ pub(super) struct SmtpShared {
 pub struct SmtpLeg {
     shared: Arc<SmtpShared>,
     conn: Option<Connection>,
-    /// The connection came from the pool (it may have been closed by the upstream meanwhile).
+    /// The connection came from the pool, or is held from an earlier transaction of this
+    /// session: either sat idle and may have been closed by the upstream meanwhile.
     reused: bool,
     in_transaction: bool,
     stuffer: DotStuffer,
@@ -175,6 +176,13 @@ impl SmtpLeg {
     ) -> Result<(UpstreamReply, Option<UpstreamReply>), UpstreamError> {
         self.forget_data_answer();
         self.any_accepted = false;
+        if self.conn.is_some() {
+            // Held from this session's last transaction: it sat idle while the client took
+            // its time, and the upstream may have closed it (Exchange Online drops idle
+            // connections) or said something meanwhile. Like a pooled one, it gets MAIL again
+            // on a new connection if it turns out dead: nothing of this transaction is out.
+            self.reused = true;
+        }
         let mut failovers = 0;
         // Built again for each connection: after a failover the next server may offer other
         // extensions (PIPELINING, SIZE, DSN, SMTPUTF8) than the one that failed.

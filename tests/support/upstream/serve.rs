@@ -309,6 +309,11 @@ pub(super) async fn session(
             if timeout(WAIT, stray.go.notified()).await.is_err() {
                 return;
             }
+            if stray.line.is_empty() {
+                let _ = s.shutdown().await;
+                stray.written.notify_one();
+                return;
+            }
             if s.write_all(format!("{}\r\n", stray.line).as_bytes())
                 .await
                 .is_err()
