@@ -8,10 +8,11 @@ use relaygate::config::Settings;
 use relaygate::session::{run_session, Peer, Phase};
 use relaygate::upstream::{Connector, Dial, Dialing, Transport};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use support::{ip_tenant, settings_from, Client};
-use tokio::io::{AsyncWriteExt, DuplexStream};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, DuplexStream};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -41,13 +42,84 @@ impl Dial for SilentUpstream {
     }
 }
 
+/// An upstream that accepts every transaction, on a new pipe per connection: it counts the
+/// connections the gate opens and the messages it completes.
+#[derive(Default, Clone)]
+struct AcceptingUpstream {
+    dials: Arc<AtomicUsize>,
+    messages: Arc<AtomicUsize>,
+}
+
+impl AcceptingUpstream {
+    async fn serve(far: DuplexStream, messages: Arc<AtomicUsize>) {
+        let (r, mut w) = tokio::io::split(far);
+        let mut r = BufReader::new(r);
+        let _ = w.write_all(b"220 upstream.test ESMTP\r\n").await;
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if r.read_line(&mut line).await.unwrap_or(0) == 0 {
+                return;
+            }
+            let verb = line.get(..4).unwrap_or("").to_ascii_uppercase();
+            let reply: &[u8] = match verb.as_str() {
+                "EHLO" => b"250-upstream.test\r\n250 PIPELINING\r\n",
+                "MAIL" => b"250 2.1.0 ok\r\n",
+                "RCPT" => b"250 2.1.5 ok\r\n",
+                "DATA" => {
+                    let _ = w.write_all(b"354 go ahead\r\n").await;
+                    loop {
+                        line.clear();
+                        if r.read_line(&mut line).await.unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if line == ".\r\n" {
+                            break;
+                        }
+                    }
+                    messages.fetch_add(1, Ordering::SeqCst);
+                    b"250 2.0.0 queued\r\n"
+                }
+                "QUIT" => {
+                    let _ = w.write_all(b"221 bye\r\n").await;
+                    return;
+                }
+                _ => b"250 ok\r\n",
+            };
+            if w.write_all(reply).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+impl Dial for AcceptingUpstream {
+    fn dial(&self) -> Dialing<'_> {
+        Box::pin(async move {
+            self.dials.fetch_add(1, Ordering::SeqCst);
+            let (gate, far) = tokio::io::duplex(64 * 1024);
+            tokio::spawn(AcceptingUpstream::serve(far, Arc::clone(&self.messages)));
+            Ok(Box::new(gate) as Box<dyn Transport>)
+        })
+    }
+}
+
 /// A session on one end of a pipe whose buffer holds `window` bytes each way; the client's end
 /// is returned.
 fn start(settings: Arc<Settings>, window: usize) -> (DuplexStream, JoinHandle<()>) {
+    start_with(settings, window, Box::new(SilentUpstream::default()))
+}
+
+/// [`start`] with the upstream `dial` reaches.
+fn start_with(
+    settings: Arc<Settings>,
+    window: usize,
+    dial: Box<dyn Dial>,
+) -> (DuplexStream, JoinHandle<()>) {
     let connector = Connector::with_dial(
         &settings.tenants[0].upstream,
         &settings.server.hostname,
-        Box::new(SilentUpstream::default()),
+        dial,
     );
     let (client, gate) = tokio::io::duplex(window);
     let (_phase_tx, phase) = tokio::sync::watch::channel(Phase::Running);
@@ -129,5 +201,35 @@ async fn a_silent_client_gets_421_after_the_five_minute_command_timeout() {
     assert!(r.starts_with("421 4.4.2"), "{r:?}");
     // RFC 5321 4.5.3.2.7's five minutes, in virtual time.
     assert_eq!(started.elapsed().as_secs(), 300);
+    session.await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_connection_held_between_messages_is_replaced_once_idle_longer_than_the_pool_keeps_one() {
+    // A client that keeps its session open keeps the gate's upstream connection between its
+    // messages. Idle for less than pool_idle_timeout_secs it carries the next message; idle
+    // for longer (a firewall between may have forgotten it by then) it is dropped as an
+    // expired pooled one would be, and the next message goes on a new connection.
+    let up = AcceptingUpstream::default();
+    let settings = settings("", "pool_idle_timeout_secs = 30");
+    let (pipe, session) = start_with(settings, 64 * 1024, Box::new(up.clone()));
+    let mut c = Client::over(pipe);
+    assert!(c.reply().await.starts_with("220 "));
+    c.cmd("EHLO client.contoso.com", "250").await;
+    let message = b"Subject: held\r\n\r\nhi\r\n";
+    for (idle, dials) in [(0, 1), (20, 1), (31, 2), (5, 2)] {
+        tokio::time::sleep(Duration::from_secs(idle)).await;
+        let r = c
+            .send_message("app@contoso.com", &["bob@example.org"], message)
+            .await;
+        assert!(r.starts_with("250 "), "after {idle} s idle: {r:?}");
+        assert_eq!(
+            up.dials.load(Ordering::SeqCst),
+            dials,
+            "connections opened after a message {idle} s after the one before"
+        );
+    }
+    assert_eq!(up.messages.load(Ordering::SeqCst), 4);
+    c.cmd("QUIT", "221").await;
     session.await.unwrap();
 }

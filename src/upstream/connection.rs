@@ -96,6 +96,8 @@ pub struct Connection {
     /// before anything is committed marks that address. Boxed: a session's leg holds its
     /// connection inline, and this is read only when something fails.
     pub(super) via: Option<Box<Target>>,
+    /// When the last complete reply came: how long the connection has been idle since.
+    pub(super) last_reply: Instant,
 }
 
 impl Connection {
@@ -111,6 +113,7 @@ impl Connection {
             caps: Capabilities::default(),
             timer: Timer::default(),
             via: None,
+            last_reply: Instant::now(),
         }
     }
 
@@ -365,6 +368,7 @@ impl Connection {
                 self.rbuf.drain(..=nl);
                 lines += 1;
                 if !more {
+                    self.last_reply = Instant::now();
                     return Ok(UpstreamReply {
                         code: line_code,
                         raw,

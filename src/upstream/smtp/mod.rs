@@ -176,12 +176,19 @@ impl SmtpLeg {
     ) -> Result<(UpstreamReply, Option<UpstreamReply>), UpstreamError> {
         self.forget_data_answer();
         self.any_accepted = false;
-        if self.conn.is_some() {
+        if let Some(c) = &self.conn {
             // Held from this session's last transaction: it sat idle while the client took
-            // its time, and the upstream may have closed it (Exchange Online drops idle
-            // connections) or said something meanwhile. Like a pooled one, it gets MAIL again
-            // on a new connection if it turns out dead: nothing of this transaction is out.
-            self.reused = true;
+            // its time. Idle longer than a pooled connection may be, it is dropped as an
+            // expired pooled one is (a firewall between may have forgotten it without a word,
+            // and MAIL would then wait out the reply timeout). Otherwise the upstream may
+            // still have closed it (Exchange Online drops idle connections) or said something
+            // meanwhile: like a pooled one, it gets MAIL again on a new connection if it turns
+            // out dead, as nothing of this transaction is out.
+            if c.last_reply.elapsed() >= self.shared.settings.pool_idle_timeout {
+                self.conn = None;
+            } else {
+                self.reused = true;
+            }
         }
         let mut failovers = 0;
         // Built again for each connection: after a failover the next server may offer other
