@@ -16,7 +16,7 @@ use clap::Parser;
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -144,20 +144,6 @@ async fn relay(
     }
 }
 
-/// A listener with room for a burst: `TcpListener::bind`'s backlog of 128 overflows when a load
-/// generator opens 200 sessions at once, and the dropped SYNs then cost the clients a second or
-/// more (the relay's figures, not this tool's, would show it).
-fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() {
-        tokio::net::TcpSocket::new_v4()?
-    } else {
-        tokio::net::TcpSocket::new_v6()?
-    };
-    socket.set_reuseaddr(true)?;
-    socket.bind(addr)?;
-    socket.listen(4096)
-}
-
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
@@ -165,7 +151,7 @@ async fn main() {
         eprintln!("delayproxy: loopback addresses only");
         std::process::exit(2);
     }
-    let listener = match listen(args.listen) {
+    let listener = match relaygate::server::listen(args.listen, 4096) {
         Ok(l) => l,
         Err(e) => {
             eprintln!("delayproxy: cannot listen on {}: {e}", args.listen);

@@ -18,7 +18,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 
 /// Longest command line taken before TLS (RFC 5321 4.5.3.1.4: 512 octets).
@@ -174,20 +174,6 @@ fn acceptor(cert: &str, key: &str) -> TlsAcceptor {
     TlsAcceptor::from(Arc::new(config))
 }
 
-/// A listener with room for a burst: `TcpListener::bind`'s backlog of 128 overflows when a load
-/// generator opens 200 sessions at once, and the dropped SYNs then cost the clients a second or
-/// more (the relay's figures, not this tool's, would show it).
-fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() {
-        tokio::net::TcpSocket::new_v4()?
-    } else {
-        tokio::net::TcpSocket::new_v6()?
-    };
-    socket.set_reuseaddr(true)?;
-    socket.bind(addr)?;
-    socket.listen(4096)
-}
-
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
@@ -196,7 +182,7 @@ async fn main() {
         "loopback addresses only"
     );
     let tls = acceptor(&args.cert, &args.key);
-    let listener = listen(args.listen).expect("listen");
+    let listener = relaygate::server::listen(args.listen, 4096).expect("listen");
     eprintln!(
         "tlsfront ready on {} for smtp-sink at {}",
         args.listen, args.upstream

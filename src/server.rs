@@ -35,21 +35,22 @@ pub const LISTEN_BACKLOG: u32 = 1024;
 pub async fn bind(addrs: &[SocketAddr]) -> Result<Vec<TcpListener>, (SocketAddr, io::Error)> {
     let mut listeners = Vec::with_capacity(addrs.len());
     for addr in addrs {
-        listeners.push(listen(*addr).map_err(|e| (*addr, e))?);
+        listeners.push(listen(*addr, LISTEN_BACKLOG).map_err(|e| (*addr, e))?);
     }
     Ok(listeners)
 }
 
 /// What `TcpListener::bind` does (`SO_REUSEADDR`, so a restart need not wait for TIME-WAIT),
-/// with [`LISTEN_BACKLOG`].
-fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
+/// with room for `backlog` connections not yet accepted ([`LISTEN_BACKLOG`] says why). Public
+/// for the bench tools, which meet the same bursts.
+pub fn listen(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
     let socket = match addr {
         SocketAddr::V4(_) => TcpSocket::new_v4()?,
         SocketAddr::V6(_) => TcpSocket::new_v6()?,
     };
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
-    socket.listen(LISTEN_BACKLOG)
+    socket.listen(backlog)
 }
 
 /// Which kind of listener a socket is: the sessions it accepts know it.
