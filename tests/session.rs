@@ -8,11 +8,11 @@ use relaygate::config::Settings;
 use relaygate::session::{run_session, Peer, Phase};
 use relaygate::upstream::{Connector, Dial, Dialing, Transport};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use support::{ip_tenant, settings_from, Client};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, DuplexStream};
+use support::{ip_tenant, settings_from, Client, Script, Upstream};
+use tokio::io::{AsyncWriteExt, DuplexStream};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -37,68 +37,6 @@ impl Dial for SilentUpstream {
         Box::pin(async move {
             let (gate, far) = tokio::io::duplex(4096);
             self.far_ends.lock().unwrap().push(far);
-            Ok(Box::new(gate) as Box<dyn Transport>)
-        })
-    }
-}
-
-/// An upstream that accepts every transaction, on a new pipe per connection: it counts the
-/// connections the gate opens and the messages it completes.
-#[derive(Default, Clone)]
-struct AcceptingUpstream {
-    dials: Arc<AtomicUsize>,
-    messages: Arc<AtomicUsize>,
-}
-
-impl AcceptingUpstream {
-    async fn serve(far: DuplexStream, messages: Arc<AtomicUsize>) {
-        let (r, mut w) = tokio::io::split(far);
-        let mut r = BufReader::new(r);
-        let _ = w.write_all(b"220 upstream.test ESMTP\r\n").await;
-        let mut line = String::new();
-        loop {
-            line.clear();
-            if r.read_line(&mut line).await.unwrap_or(0) == 0 {
-                return;
-            }
-            let verb = line.get(..4).unwrap_or("").to_ascii_uppercase();
-            let reply: &[u8] = match verb.as_str() {
-                "EHLO" => b"250-upstream.test\r\n250 PIPELINING\r\n",
-                "MAIL" => b"250 2.1.0 ok\r\n",
-                "RCPT" => b"250 2.1.5 ok\r\n",
-                "DATA" => {
-                    let _ = w.write_all(b"354 go ahead\r\n").await;
-                    loop {
-                        line.clear();
-                        if r.read_line(&mut line).await.unwrap_or(0) == 0 {
-                            return;
-                        }
-                        if line == ".\r\n" {
-                            break;
-                        }
-                    }
-                    messages.fetch_add(1, Ordering::SeqCst);
-                    b"250 2.0.0 queued\r\n"
-                }
-                "QUIT" => {
-                    let _ = w.write_all(b"221 bye\r\n").await;
-                    return;
-                }
-                _ => b"250 ok\r\n",
-            };
-            if w.write_all(reply).await.is_err() {
-                return;
-            }
-        }
-    }
-}
-
-impl Dial for AcceptingUpstream {
-    fn dial(&self) -> Dialing<'_> {
-        Box::pin(async move {
-            self.dials.fetch_add(1, Ordering::SeqCst);
-            let (gate, far) = tokio::io::duplex(64 * 1024);
-            tokio::spawn(AcceptingUpstream::serve(far, Arc::clone(&self.messages)));
             Ok(Box::new(gate) as Box<dyn Transport>)
         })
     }
@@ -210,9 +148,9 @@ async fn a_connection_held_between_messages_is_replaced_once_idle_longer_than_th
     // messages. Idle for less than pool_idle_timeout_secs it carries the next message; idle
     // for longer (a firewall between may have forgotten it by then) it is dropped as an
     // expired pooled one would be, and the next message goes on a new connection.
-    let up = AcceptingUpstream::default();
+    let (up, dial) = Upstream::piped(Script::default());
     let settings = settings("", "pool_idle_timeout_secs = 30");
-    let (pipe, session) = start_with(settings, 64 * 1024, Box::new(up.clone()));
+    let (pipe, session) = start_with(settings, 64 * 1024, dial);
     let mut c = Client::over(pipe);
     assert!(c.reply().await.starts_with("220 "));
     c.cmd("EHLO client.contoso.com", "250").await;
@@ -224,12 +162,12 @@ async fn a_connection_held_between_messages_is_replaced_once_idle_longer_than_th
             .await;
         assert!(r.starts_with("250 "), "after {idle} s idle: {r:?}");
         assert_eq!(
-            up.dials.load(Ordering::SeqCst),
+            up.connections.load(Ordering::SeqCst),
             dials,
             "connections opened after a message {idle} s after the one before"
         );
     }
-    assert_eq!(up.messages.load(Ordering::SeqCst), 4);
+    assert_eq!(up.completed(), 4);
     c.cmd("QUIT", "221").await;
     session.await.unwrap();
 }

@@ -5,6 +5,7 @@
 mod serve;
 
 use super::WAIT;
+use relaygate::upstream::{Dial, Dialing, Transport};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use tokio::net::TcpListener;
@@ -165,7 +166,7 @@ impl Upstream {
             while let Ok((s, _)) = listener.accept().await {
                 counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 tokio::spawn(serve::session(
-                    s,
+                    Box::new(s),
                     script.clone(),
                     Arc::clone(&l2),
                     tx.clone(),
@@ -178,6 +179,28 @@ impl Upstream {
             log,
             done: tokio::sync::Mutex::new(rx),
         }
+    }
+
+    /// The recording upstream over in-memory pipes, for sessions on tokio's paused clock:
+    /// every dial of the returned [`Dial`] is a new pipe answered as `script` says, counted in
+    /// `connections`. It has no address (`addr` is 0.0.0.0:0): the dial is the way in.
+    pub fn piped(script: Script) -> (Upstream, Box<dyn Dial>) {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::unbounded_channel();
+        let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let dial = PipeDial {
+            script,
+            log: Arc::clone(&log),
+            done: tx,
+            connections: Arc::clone(&connections),
+        };
+        let up = Upstream {
+            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+            connections,
+            log,
+            done: tokio::sync::Mutex::new(rx),
+        };
+        (up, Box::new(dial))
     }
 
     /// Wait (bounded) until a transaction has received its final dot; return it.
@@ -229,5 +252,30 @@ impl Upstream {
             })
             .collect();
         format!("upstream got {}", t.join(" "))
+    }
+}
+
+/// [`Upstream::piped`]'s way in.
+struct PipeDial {
+    script: Script,
+    log: Arc<Mutex<Vec<Received>>>,
+    done: mpsc::UnboundedSender<()>,
+    connections: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Dial for PipeDial {
+    fn dial(&self) -> Dialing<'_> {
+        Box::pin(async move {
+            self.connections
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let (gate, far) = tokio::io::duplex(64 * 1024);
+            tokio::spawn(serve::session(
+                Box::new(far),
+                self.script.clone(),
+                Arc::clone(&self.log),
+                self.done.clone(),
+            ));
+            Ok(Box::new(gate) as Box<dyn Transport>)
+        })
     }
 }

@@ -7,7 +7,6 @@ use crate::support::WAIT;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::timeout;
 
@@ -26,14 +25,14 @@ async fn read_line(s: &mut Box<dyn Io>, buf: &mut Vec<u8>) -> Option<String> {
     }
 }
 
-/// One connection to the recording upstream, from greeting to close.
+/// One connection to the recording upstream (a TCP connection or an in-memory pipe), from
+/// greeting to close.
 pub(super) async fn session(
-    s: TcpStream,
+    mut s: Box<dyn Io>,
     script: Script,
     log: Arc<Mutex<Vec<Received>>>,
     done: mpsc::UnboundedSender<()>,
 ) {
-    let mut s: Box<dyn Io> = Box::new(s);
     let mut tls = false;
     let mut client_certificate = None;
     let greeting = script.greeting.unwrap_or("220 upstream.test ESMTP");
