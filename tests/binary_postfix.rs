@@ -233,6 +233,64 @@ async fn a_bdat_client_reaches_postfix_without_chunking_byte_for_byte_after_data
     assert_sent_with(gate, &postfix, "data");
 }
 
+/// swaks pipelining MAIL, one RCPT and DATA through the gate to Postfix, which offers
+/// CHUNKING and PIPELINING: (it succeeded, its transcript, Postfix's disconnect line once the
+/// gate is gone).
+fn swaks_one_pipelined_recipient(postfix: &Postfix, to: &str) -> (bool, String, String) {
+    let gate = gate_in_front_of(plain_smtp_upstream(postfix.addr));
+    let (ok, transcript) = swaks(
+        &gate,
+        &["--pipeline", "--from", "app@contoso.com", "--to", to],
+    );
+    drop(gate);
+    (ok, transcript, postfix.wait_for_disconnect())
+}
+
+#[tokio::test]
+#[cfg_attr(
+    not(feature = "peers"),
+    ignore = "needs Postfix and swaks: cargo test --features peers (scripts/test.sh)"
+)]
+async fn swaks_pipelining_one_recipient_reaches_postfix_with_the_envelope_sent_ahead() {
+    let postfix = Postfix::start("");
+    let (ok, transcript, session) = swaks_one_pipelined_recipient(&postfix, "bob@example.org");
+    assert!(ok, "{transcript}");
+    assert!(
+        transcript
+            .contains("<-  250 2.1.5 Recipient OK (the upstream answers it with the message)"),
+        "{transcript}"
+    );
+    let d = postfix.wait_for_delivery("bob");
+    assert!(
+        String::from_utf8_lossy(&d.message)
+            .contains("\n\nHello from swaks\n..a dot-stuffed line\n"),
+        "{}",
+        String::from_utf8_lossy(&d.message)
+    );
+    assert!(session.contains(" mail=1 rcpt=1 bdat=1 "), "{session}");
+}
+
+#[tokio::test]
+#[cfg_attr(
+    not(feature = "peers"),
+    ignore = "needs Postfix and swaks: cargo test --features peers (scripts/test.sh)"
+)]
+async fn postfix_refusing_the_sole_recipient_sent_ahead_is_the_final_reply_word_for_word() {
+    let postfix = Postfix::start("");
+    let (ok, transcript, session) = swaks_one_pipelined_recipient(&postfix, "nobody@example.org");
+    assert!(!ok, "{transcript}");
+    assert!(
+        transcript.contains(
+            "<** 550 5.1.1 <nobody@example.org>: Recipient address rejected: User unknown in virtual mailbox table"
+        ),
+        "{transcript}"
+    );
+    // Postfix took the text for the chunk it refused, never for commands.
+    assert!(!session.contains("unknown="), "{session}");
+    assert!(session.contains(" bdat=0/1 "), "{session}");
+    assert!(postfix.delivered("bob").is_empty());
+}
+
 #[tokio::test]
 #[cfg_attr(
     not(feature = "peers"),

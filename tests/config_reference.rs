@@ -264,6 +264,7 @@ data_end_timeout_secs = 60
 pool_max_idle = 0
 pool_idle_timeout_secs = 5
 chunking = false
+answer_sole_recipient_early = false
 [[rewrite]]
 client_ips = ["192.0.2.0/24"]
 client_certificate_names = ["*.fabrikam.com"]

@@ -132,22 +132,6 @@ async fn text_larger_than_the_held_buffer_arrives_whole_after_a_late_354() {
     assert!(!t.text_before_data_answer);
 }
 
-/// MAIL, RCPT(s) and DATA as one write, as a pipelining client sends them (RFC 2920 lets DATA
-/// end a group); the replies in order.
-async fn pipelined_envelope(c: &mut Client, rcpts: &[&str]) -> Vec<String> {
-    let mut group = String::from("MAIL FROM:<app@contoso.com>\r\n");
-    for r in rcpts {
-        group.push_str(&format!("RCPT TO:<{r}>\r\n"));
-    }
-    group.push_str("DATA\r\n");
-    c.send(group.as_bytes()).await;
-    let mut replies = Vec::new();
-    for _ in 0..rcpts.len() + 2 {
-        replies.push(c.reply().await);
-    }
-    replies
-}
-
 #[tokio::test]
 async fn a_pipelining_clients_data_goes_upstream_in_the_group_with_its_rcpt() {
     // The upstream's answer to DATA is held: the gate waits for it with the RCPT's reply, so
@@ -155,7 +139,7 @@ async fn a_pipelining_clients_data_goes_upstream_in_the_group_with_its_rcpt() {
     let (up, hold) = holding_upstream(None).await;
     let g = relay_gate(&up, "").await;
     let mut c = session(&g).await;
-    let (replies, ()) = tokio::join!(pipelined_envelope(&mut c, &["bob@example.org"]), async {
+    let (replies, ()) = tokio::join!(c.pipelined_envelope(&["bob@example.org"]), async {
         timeout(WAIT, hold.seen.notified())
             .await
             .expect("DATA reached the upstream before the client's RCPT was answered");
@@ -187,7 +171,9 @@ async fn with_one_recipient_refused_upstream_the_others_message_goes_on() {
     .await;
     let g = relay_gate(&up, "").await;
     let mut c = session(&g).await;
-    let replies = pipelined_envelope(&mut c, &["bob@example.org", "nobody@example.org"]).await;
+    let replies = c
+        .pipelined_envelope(&["bob@example.org", "nobody@example.org"])
+        .await;
     assert!(replies[1].starts_with("250 "), "{replies:?}");
     assert!(
         replies[2].starts_with("550 5.1.1 no such user"),
@@ -212,7 +198,7 @@ async fn every_recipient_refused_upstream_the_client_never_sees_354() {
     .await;
     let g = relay_gate(&up, "").await;
     let mut c = session(&g).await;
-    let replies = pipelined_envelope(&mut c, &["bob@example.org"]).await;
+    let replies = c.pipelined_envelope(&["bob@example.org"]).await;
     assert!(
         replies[1].starts_with("550 5.1.1 no such user"),
         "{replies:?}"
@@ -241,7 +227,7 @@ async fn a_354_when_every_recipient_was_refused_is_out_of_step() {
     .await;
     let g = relay_gate(&up, "").await;
     let mut c = session(&g).await;
-    let replies = pipelined_envelope(&mut c, &["bob@example.org"]).await;
+    let replies = c.pipelined_envelope(&["bob@example.org"]).await;
     assert_exo_reply(
         &replies[1],
         "451 4.4.3 Temporary server error. Please try again later [",
@@ -281,7 +267,7 @@ async fn without_pipelining_upstream_data_goes_on_its_own() {
     .await;
     let g = relay_gate(&up, "").await;
     let mut c = session(&g).await;
-    let replies = pipelined_envelope(&mut c, &["bob@example.org"]).await;
+    let replies = c.pipelined_envelope(&["bob@example.org"]).await;
     assert!(replies[2].starts_with("354 "), "{replies:?}");
     c.send(&stuff(TEXT)).await;
     c.send(b".\r\n").await;

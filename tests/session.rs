@@ -171,3 +171,32 @@ async fn a_connection_held_between_messages_is_replaced_once_idle_longer_than_th
     c.cmd("QUIT", "221").await;
     session.await.unwrap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_envelope_goes_ahead_only_on_a_connection_that_answered_within_two_seconds() {
+    // A connection idle longer may have been closed by the upstream: MAIL then goes on its
+    // own, to be sent again on a new connection if it was (nothing of the message is out).
+    let (up, dial) = Upstream::piped(Script {
+        chunking: true,
+        ..Script::default()
+    });
+    let (pipe, session) = start_with(settings("", ""), 64 * 1024, dial);
+    let mut c = Client::over(pipe);
+    assert!(c.reply().await.starts_with("220 "));
+    c.cmd("EHLO client.contoso.com", "250").await;
+    let ahead = "250 2.1.5 Recipient OK (the upstream answers it with the message)\r\n";
+    let upstreams_own = "250 2.1.5 ok\r\n";
+    for (idle, rcpt_reply) in [(0, ahead), (1, ahead), (3, upstreams_own), (0, ahead)] {
+        tokio::time::sleep(Duration::from_secs(idle)).await;
+        let replies = c.pipelined_envelope(&["bob@example.org"]).await;
+        assert_eq!(replies[1], rcpt_reply, "after {idle} s idle");
+        assert!(replies[2].starts_with("354 "), "{replies:?}");
+        c.send(b"Subject: ahead\r\n\r\nhi\r\n.\r\n").await;
+        let r = c.reply().await;
+        assert!(r.starts_with("250 "), "after {idle} s idle: {r:?}");
+    }
+    assert_eq!(up.completed(), 4);
+    assert_eq!(up.connections.load(Ordering::SeqCst), 1);
+    c.cmd("QUIT", "221").await;
+    session.await.unwrap();
+}

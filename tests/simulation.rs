@@ -97,6 +97,10 @@ fn every_message_told_250_is_held_upstream_exactly_once() {
             tally.data_with_rcpt > 0 && tally.data_with_rcpt_no_recipient > 0,
             "no DATA went upstream in the group with the last RCPT: {tally}"
         );
+        assert!(
+            tally.ahead_taken > 0 && tally.ahead_refused > 0,
+            "no message went with its envelope sent ahead, or none of those was refused: {tally}"
+        );
     }
 }
 

@@ -85,6 +85,11 @@ pub const fn default_chunking() -> bool {
     true
 }
 
+/// One upstream round trip per message for the common case; the client's outcome is the same.
+pub const fn default_answer_sole_recipient_early() -> bool {
+    true
+}
+
 /// `[upstream]` as written.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -130,6 +135,13 @@ pub struct UpstreamConfig {
     /// Online does: no DATA/354 round trip per message. Default true.
     #[serde(default = "default_chunking")]
     pub chunking: bool,
+    /// When a client pipelines DATA right behind the only RCPT of its transaction and the
+    /// upstream offers CHUNKING and PIPELINING: answer that RCPT at once and send MAIL, RCPT
+    /// and the message as BDAT without waiting in between (RFC 3030 4.2), one upstream round
+    /// trip per message instead of two. An upstream refusal of MAIL or RCPT is then the
+    /// message's final reply. Default true.
+    #[serde(default = "default_answer_sole_recipient_early")]
+    pub answer_sole_recipient_early: bool,
 }
 
 /// `[upstream] address`: one `host:port`, or a list tried in order. Kept as written, so
@@ -179,6 +191,8 @@ pub struct SmtpUpstreamSettings {
     pub data_end_timeout: Duration,
     /// Use BDAT when the upstream offers CHUNKING.
     pub chunking: bool,
+    /// `answer_sole_recipient_early`: see [`UpstreamConfig`].
+    pub answer_sole_recipient_early: bool,
     /// Idle upstream connections kept for reuse across sessions (the pool itself belongs to
     /// the `upstream::Connector` built from these settings; a reload starts a new one).
     pub pool_max_idle: usize,
@@ -303,6 +317,7 @@ impl UpstreamConfig {
             reply_timeout: Duration::from_secs(self.reply_timeout_secs),
             data_end_timeout: Duration::from_secs(self.data_end_timeout_secs),
             chunking: self.chunking,
+            answer_sole_recipient_early: self.answer_sole_recipient_early,
             pool_max_idle: self.pool_max_idle,
             pool_idle_timeout: Duration::from_secs(self.pool_idle_timeout_secs),
         })

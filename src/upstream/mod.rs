@@ -122,6 +122,8 @@ impl Upstream {
             }
         };
         match &r {
+            // Sent ahead: the upstream's replies are counted when they are read.
+            Ok(_) if matches!(self, Upstream::Smtp(l) if l.envelope_ahead()) => {}
             Ok((mail, rcpt)) => {
                 count(&Ok(mail));
                 if let Some(rcpt) = rcpt {

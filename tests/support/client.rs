@@ -147,6 +147,22 @@ impl Client {
         self.send(b".\r\n").await;
         self.reply().await
     }
+
+    /// MAIL from app@contoso.com, RCPT(s) and DATA as one write, as a pipelining client sends
+    /// them (RFC 2920 lets DATA end a group); the replies in order.
+    pub async fn pipelined_envelope(&mut self, rcpts: &[&str]) -> Vec<String> {
+        let mut group = String::from("MAIL FROM:<app@contoso.com>\r\n");
+        for r in rcpts {
+            group.push_str(&format!("RCPT TO:<{r}>\r\n"));
+        }
+        group.push_str("DATA\r\n");
+        self.send(group.as_bytes()).await;
+        let mut replies = Vec::new();
+        for _ in 0..rcpts.len() + 2 {
+            replies.push(self.reply().await);
+        }
+        replies
+    }
 }
 
 /// `message` as BDAT commands and payloads (RFC 3030): chunks of `chunk` octets (at least

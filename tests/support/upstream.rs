@@ -60,6 +60,13 @@ pub struct Script {
     pub stray_after_first_message: Option<Stray>,
     /// Hold the answer to DATA (354 or `data_reply`) until the test says so.
     pub hold_data_answer: Option<Hold>,
+    /// Answer MAIL and RCPT only when the next other command (BDAT, DATA, RSET...) arrives,
+    /// all in one write with its reply: a client that waits for those replies before sending
+    /// its message waits until its reply timeout.
+    pub envelope_replies_wait: bool,
+    /// Accept `BDAT ... LAST` when no recipient was accepted (an upstream breaking RFC 3030:
+    /// it takes a message for nobody). Otherwise LAST then gets `554 5.5.1`.
+    pub text_for_nobody: bool,
 }
 
 /// The answer to DATA held back: the upstream notifies `seen` when DATA has arrived and
@@ -141,6 +148,10 @@ pub struct Received {
     /// DATA had arrived behind an RCPT before that RCPT was answered: the client sent DATA
     /// as the last command of its group (RFC 2920).
     pub data_with_rcpt: bool,
+    /// A BDAT command arrived while the replies to MAIL and RCPT were still unwritten
+    /// (`Script::envelope_replies_wait`): the client sent its message without waiting for
+    /// them.
+    pub bdat_before_envelope_replies: bool,
 }
 
 /// A running recording upstream; it serves until the test's runtime ends.

@@ -64,8 +64,13 @@ impl SmtpLeg {
         Ok(())
     }
 
-    /// Read the reply to the oldest chunk in flight; a refusal becomes the message's verdict.
+    /// Read the reply to the oldest chunk in flight (behind an envelope sent ahead, that
+    /// envelope's first: [`super::ahead`]); a refusal becomes the message's verdict.
     async fn read_chunk_reply(&mut self) -> Result<(), UpstreamError> {
+        if let Some(refusal) = self.settle_envelope().await? {
+            let bdat = self.bdat.as_mut().expect("BDAT mode");
+            bdat.refused.get_or_insert(refusal);
+        }
         let wait = self.reply_timeout();
         let Some(c) = self.conn.as_mut() else {
             return Err(UpstreamError::Dropped(Stage::Bdat));
@@ -107,6 +112,10 @@ impl SmtpLeg {
         if let Some(reply) = refused {
             self.abort();
             return Ok(reply);
+        }
+        if self.envelope_ahead {
+            // A message of one chunk behind its envelope: the one round trip.
+            return self.finish_ahead().await;
         }
         self.ensure_in_step(Stage::BdatLast)?;
         // The octets exactly as the client sent them: a BDAT message (BINARYMIME above all)

@@ -6,6 +6,7 @@
 //! checked against its command ([`Expect`]); any trouble drops the connection, so a connection
 //! that comes back to the pool is always between transactions and in step.
 
+mod ahead;
 mod bdat;
 mod pipelined;
 mod text;
@@ -57,6 +58,9 @@ pub struct SmtpLeg {
     /// DATA went with the last RCPT and the upstream answered 354; the message has not
     /// started yet ([`pipelined`]). (A refusal then waits in `data_refusal`.)
     data_go_ahead: bool,
+    /// MAIL and the sole RCPT went out with their replies not read: they are read with the
+    /// message's ([`ahead`]).
+    envelope_ahead: bool,
 }
 
 impl SmtpLeg {
@@ -74,6 +78,7 @@ impl SmtpLeg {
             data_refusal: None,
             any_accepted: false,
             data_go_ahead: false,
+            envelope_ahead: false,
         }
     }
 
@@ -202,6 +207,7 @@ impl SmtpLeg {
                 return Ok((r, None));
             }
             let (mut lines, rcpt) = self.mail_lines(env, address, dsn, caps);
+            let ahead = data_follows && !env.binary_mime && self.may_send_ahead(caps);
             let with_data = data_follows && !env.binary_mime && self.data_may_join(caps);
             if with_data {
                 lines.push("DATA".into());
@@ -212,7 +218,12 @@ impl SmtpLeg {
             let elsewhere = via
                 .as_ref()
                 .is_some_and(|t| open::has_alternative(&self.shared, t.addr));
-            match self.exchange(&lines, Stage::Mail).await {
+            let sent = if ahead {
+                self.send_ahead(&lines).await.map(|()| Vec::new())
+            } else {
+                self.exchange(&lines, Stage::Mail).await
+            };
+            match sent {
                 // A pooled connection the upstream had closed or spoiled meanwhile, or (on a
                 // new connection) an address failing at MAIL: nothing of this transaction is
                 // committed yet, so once more on a new connection, which skips that address.
@@ -227,6 +238,13 @@ impl SmtpLeg {
                 other => break (other?, rcpt, with_data),
             }
         };
+        if replies.is_empty() {
+            // Sent ahead: the replies come with the message's.
+            self.in_transaction = true;
+            self.any_accepted = true;
+            self.envelope_ahead = true;
+            return Ok(ahead::provisional());
+        }
         let data_reply = if with_data { replies.pop() } else { None };
         let mail_reply = replies.remove(0);
         self.in_transaction = mail_reply.is_positive();
@@ -294,6 +312,16 @@ impl SmtpLeg {
             // would carry only the recipients from now on.
             return Err(UpstreamError::Dropped(Stage::Rcpt));
         }
+        if let Some(refusal) = self.settle_envelope().await? {
+            // The client was told 250 for a recipient sent ahead that the upstream refused
+            // (it pipelined DATA, then added a recipient after all): the transaction cannot
+            // carry what the client was told, so it goes no further.
+            self.abort();
+            return Err(UpstreamError::Refused {
+                stage: Stage::Rcpt,
+                reply: refusal.summary(),
+            });
+        }
         self.forget_data_answer();
         let line = rcpt_command(address, dsn, self.offers_dsn());
         let caps = self.conn.as_ref().map(|c| c.caps).unwrap_or_default();
@@ -334,11 +362,14 @@ impl SmtpLeg {
         self.awaiting_354 = false;
         self.data_refusal = None;
         self.data_go_ahead = false;
+        self.envelope_ahead = false;
     }
 
     pub async fn reset(&mut self) {
-        if self.awaiting_354 || self.data_accepted_ahead() {
-            // DATA is out: the only way back is to close before the final dot.
+        if self.awaiting_354 || self.data_accepted_ahead() || self.envelope_ahead {
+            // DATA is out: the only way back is to close before the final dot. With the
+            // envelope sent ahead its replies are still owed: a transaction ended before its
+            // message (rare: the client had already sent DATA) costs the connection.
             self.abort();
             return;
         }

@@ -33,6 +33,9 @@ pub struct Sent {
     /// One of its BDAT chunks had a size the gate cannot skip (over the limit, or no number):
     /// the session ends there, and nothing of the message may be held.
     pub unskippable: bool,
+    /// Its recipient was answered ahead of the upstream (the envelope sent ahead, the
+    /// upstream's replies read with the message's).
+    pub ahead: bool,
 }
 
 /// How a message's text was sent, and what it holds.
@@ -179,6 +182,7 @@ impl Client {
             text_sent: false,
             body,
             unskippable: false,
+            ahead: false,
         });
         let pipelined = self.rng.chance(50);
         if bdat {
@@ -209,6 +213,9 @@ impl Client {
             for r in &rcpts {
                 let code = self.reply().await?;
                 self.note_rcpt(r, code);
+                if self.last_line.contains("answers it with the message") {
+                    self.last_mut().ahead = true;
+                }
             }
             self.reply().await?
         } else {

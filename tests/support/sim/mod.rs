@@ -79,6 +79,8 @@ fn settings(rng: &mut Rng, added: &mut Rng, session_timeout: Duration) -> Settin
     let stage = *rng.pick(&["rcpt", "data"]);
     let pool = *rng.pick(&[0, 4]);
     let chunking = rng.chance(70);
+    // Added later still, drawn from a generator of its own (nothing else shifts).
+    let early = !rng.sibling_for(2).chance(25);
     // Now and then a limit the large messages run into, over DATA and over BDAT's chunks.
     let max_size = if added.chance(15) {
         format!(
@@ -110,6 +112,7 @@ reply_timeout_secs = 10
 data_end_timeout_secs = 20
 pool_max_idle = {pool}
 chunking = {chunking}
+answer_sole_recipient_early = {early}
 {submission}
 "#,
         session = session_timeout.as_secs(),
@@ -151,6 +154,10 @@ pub struct Tally {
     /// and those of them the upstream got with no recipient accepted.
     pub data_with_rcpt: u64,
     pub data_with_rcpt_no_recipient: u64,
+    /// Messages whose sole recipient was answered ahead of the upstream, told 2xx, and
+    /// refused (the upstream's refusal of MAIL or RCPT, or of the text, as the final reply).
+    pub ahead_taken: u64,
+    pub ahead_refused: u64,
 }
 
 impl Tally {
@@ -159,6 +166,10 @@ impl Tally {
             self.messages += 1;
             let taken = s.final_code.is_some_and(|c| (200..300).contains(&c));
             let refused = s.final_code.is_some_and(|c| c >= 500);
+            if s.ahead {
+                self.ahead_taken += u64::from(taken);
+                self.ahead_refused += u64::from(s.final_code.is_some_and(|c| c >= 400));
+            }
             self.too_large += u64::from(s.final_code == Some(552));
             if s.body == Body::Data && stuff(&s.text).len() > 256 * 1024 {
                 self.data_over_held_buffer_taken += u64::from(taken);
@@ -189,6 +200,8 @@ impl Tally {
         self.data_over_held_buffer_taken += other.data_over_held_buffer_taken;
         self.data_with_rcpt += other.data_with_rcpt;
         self.data_with_rcpt_no_recipient += other.data_with_rcpt_no_recipient;
+        self.ahead_taken += other.ahead_taken;
+        self.ahead_refused += other.ahead_refused;
     }
 }
 
@@ -201,7 +214,8 @@ impl std::fmt::Display for Tally {
              BINARYMIME answered, none 2xx; {} answered 552; {} sessions with AUTH ({} with a \
              wrong password); {} answers to DATA late, after the text; {} DATA messages larger \
              than the text held for a 354 told 2xx; {} DATAs upstream in the group with the \
-             last RCPT ({} of them with no recipient accepted)",
+             last RCPT ({} of them with no recipient accepted); {} messages with their sole \
+             recipient answered ahead of the upstream told 2xx, {} of them refused 4xx/5xx",
             self.messages,
             self.data_taken,
             self.bdat_taken,
@@ -214,7 +228,9 @@ impl std::fmt::Display for Tally {
             self.late_data_answers,
             self.data_over_held_buffer_taken,
             self.data_with_rcpt,
-            self.data_with_rcpt_no_recipient
+            self.data_with_rcpt_no_recipient,
+            self.ahead_taken,
+            self.ahead_refused
         )
     }
 }

@@ -45,6 +45,11 @@ pub(super) async fn session(
     let mut buf = Vec::new();
     let mut current: Option<usize> = None;
     let mut rcpts_on_connection = 0usize;
+    // Replies to MAIL and RCPT not written yet (`Script::envelope_replies_wait`).
+    let mut held = String::new();
+    // The transaction in progress: MAIL accepted, and how many recipients were.
+    let mut mail_open = false;
+    let mut accepted_rcpts = 0usize;
     // The reply to a message's end, and whether it is the first message this upstream
     // completed (over any connection): that one may get `first_end_reply`, and the stray line.
     let end_reply = |log: &Arc<Mutex<Vec<Received>>>| -> (&'static str, bool) {
@@ -116,7 +121,10 @@ pub(super) async fn session(
             if script.drop_after_mail {
                 return;
             }
-            script.mail_reply.unwrap_or("250 2.1.0 ok").into()
+            let reply = script.mail_reply.unwrap_or("250 2.1.0 ok");
+            mail_open = reply.starts_with('2');
+            accepted_rcpts = 0;
+            reply.into()
         } else if upper.starts_with("RCPT") {
             if let Some(i) = current {
                 let mut l = log.lock().unwrap();
@@ -145,9 +153,11 @@ pub(super) async fn session(
                 _ => {}
             }
             let reply = match script.refuse_rcpt.iter().find(|(a, _)| line.contains(a)) {
+                _ if !mail_open => "503 5.5.1 Error: need MAIL command".into(),
                 Some((_, r)) => r.to_string(),
                 None => "250 2.1.5 ok".into(),
             };
+            accepted_rcpts += usize::from(reply.starts_with('2'));
             match script.rcpt_trailer {
                 Some(t) => format!("{reply}\r\n{t}"),
                 None => reply,
@@ -175,6 +185,7 @@ pub(super) async fn session(
             let (chunks, received) = match current {
                 Some(i) => {
                     let mut l = log.lock().unwrap();
+                    l[i].bdat_before_envelope_replies |= !held.is_empty();
                     l[i].data.extend_from_slice(&bytes);
                     l[i].bdat_chunks += 1;
                     (l[i].bdat_chunks, l[i].data.len())
@@ -197,6 +208,10 @@ pub(super) async fn session(
                     Some((n, r)) if n == chunks => r.to_string(),
                     _ => format!("250 2.0.0 {size} octets received"),
                 }
+            } else if accepted_rcpts == 0 && !script.text_for_nobody {
+                // RFC 3030: no recipient, no message; the chunk was read all the same.
+                mail_open = false;
+                "554 5.5.1 Error: no valid recipients".into()
             } else {
                 if let Some(i) = current {
                     log.lock().unwrap()[i].completed = true;
@@ -289,6 +304,8 @@ pub(super) async fn session(
             }
         } else if upper == "RSET" {
             current = None;
+            mail_open = false;
+            accepted_rcpts = 0;
             "250 2.0.0 reset".into()
         } else if upper == "QUIT" {
             let _ = s.write_all(b"221 bye\r\n").await;
@@ -298,10 +315,13 @@ pub(super) async fn session(
         } else {
             "502 5.5.1 unknown".into()
         };
-        if s.write_all(format!("{reply}\r\n").as_bytes())
-            .await
-            .is_err()
+        if script.envelope_replies_wait && (upper.starts_with("MAIL") || upper.starts_with("RCPT"))
         {
+            held.push_str(&format!("{reply}\r\n"));
+            continue;
+        }
+        let reply = format!("{}{reply}\r\n", std::mem::take(&mut held));
+        if s.write_all(reply.as_bytes()).await.is_err() {
             return;
         }
         if let (true, Some(stray)) = (ended_first_message, &script.stray_after_first_message) {

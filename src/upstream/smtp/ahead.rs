@@ -1,0 +1,140 @@
+//! The envelope sent ahead: MAIL and the transaction's sole RCPT go out without their replies
+//! being awaited, and the message follows as BDAT right behind them (RFC 3030 section 4.2
+//! pipelines a whole transaction this way). A message then costs one upstream round trip
+//! instead of two (the envelope, then the text).
+//!
+//! The session asks for it only when its client pipelined DATA right behind the transaction's
+//! only recipient, and nothing but the upstream can still refuse the message before its text
+//! (every recipient decided at RCPT). The client's RCPT is answered at once; the upstream's
+//! replies to MAIL and RCPT are read in order with the message's:
+//! - both accepted: the verdict on the message is the upstream's reply to its text, as ever;
+//! - MAIL or RCPT refused: with its only recipient refused, the upstream has nobody to deliver
+//!   to and must refuse the text (RFC 3030); that first refusal, word for word, is the
+//!   client's final reply. For a transaction of one recipient a refusal at RCPT and one at the
+//!   end of the message mean the same to the client: bounce it (5xx) or try again (4xx);
+//! - a 421, trouble, or the text accepted after a refused envelope: an upstream out of step,
+//!   so the client gets a 4xx and keeps the message.
+//!
+//! Only on a connection that answered within [`POOL_CHECK_AFTER`]: a connection idle longer
+//! may have been closed by the upstream, and then MAIL is better sent on its own, to be sent
+//! again on a new connection (nothing of the message is out yet).
+
+use super::{SmtpLeg, POOL_CHECK_AFTER};
+use crate::upstream::connection::{Capabilities, Expect};
+use crate::upstream::{count, Stage, UpstreamError, UpstreamReply};
+
+/// What [`SmtpLeg::mail_rcpt`] answers for an envelope sent ahead: MAIL's and RCPT's
+/// acceptance stand for the upstream's, whose replies are read with the message's.
+pub(super) fn provisional() -> (UpstreamReply, Option<UpstreamReply>) {
+    (
+        UpstreamReply::local(250, "2.1.0 Sender OK (sent ahead)"),
+        Some(UpstreamReply::local(
+            250,
+            "2.1.5 Recipient OK (the upstream answers it with the message)",
+        )),
+    )
+}
+
+impl SmtpLeg {
+    /// Whether the envelope may go ahead on the connection in use, which offers `caps`:
+    /// configured so, the message will go as BDAT chunks pipelined behind it, and the
+    /// connection answered recently.
+    pub(super) fn may_send_ahead(&self, caps: Capabilities) -> bool {
+        let settings = &self.shared.settings;
+        settings.answer_sole_recipient_early
+            && settings.chunking
+            && caps.chunking
+            && caps.pipelining
+            && self
+                .conn
+                .as_ref()
+                .is_some_and(|c| c.last_reply.elapsed() < POOL_CHECK_AFTER)
+    }
+
+    /// Write MAIL and RCPT without reading their replies. Trouble drops the connection, as
+    /// [`SmtpLeg::exchange`] does.
+    pub(super) async fn send_ahead(&mut self, lines: &[String]) -> Result<(), UpstreamError> {
+        let wait = self.reply_timeout();
+        let c = self.conn().await?;
+        let mut r = c.ensure_in_step(Stage::Mail);
+        if r.is_ok() {
+            let mut buf = Vec::with_capacity(lines.iter().map(|l| l.len() + 2).sum());
+            for l in lines {
+                buf.extend_from_slice(l.as_bytes());
+                buf.extend_from_slice(b"\r\n");
+            }
+            r = c.write(&buf, wait, Stage::Mail).await;
+        }
+        self.settle(r.map(|()| Vec::new()), Stage::Mail).map(drop)
+    }
+
+    /// Whether the replies to an envelope sent ahead are still owed.
+    pub fn envelope_ahead(&self) -> bool {
+        self.envelope_ahead
+    }
+
+    /// Read the replies to an envelope sent ahead, if owed: the first refusal among them, if
+    /// any. A 421 or trouble drops the connection.
+    pub(super) async fn settle_envelope(&mut self) -> Result<Option<UpstreamReply>, UpstreamError> {
+        if !std::mem::take(&mut self.envelope_ahead) {
+            return Ok(None);
+        }
+        let wait = self.reply_timeout();
+        let mut refusal = None;
+        for stage in [Stage::Mail, Stage::Rcpt] {
+            let read = match self.conn.as_mut() {
+                None => Err(UpstreamError::Dropped(stage)),
+                Some(c) => c.read_expected(Expect::Completion, wait, stage).await,
+            };
+            let reply = match read {
+                Ok(r) => r,
+                Err(e) => {
+                    self.abort();
+                    return Err(e);
+                }
+            };
+            count(&Ok(&reply));
+            if reply.code == 421 {
+                self.abort();
+                return Err(UpstreamError::Refused {
+                    stage,
+                    reply: reply.summary(),
+                });
+            }
+            if !reply.is_positive() && refusal.is_none() {
+                refusal = Some(reply);
+            }
+        }
+        Ok(refusal)
+    }
+
+    /// The end of a message whose envelope is still unanswered (it went as one chunk): `BDAT
+    /// LAST` behind it, then the replies in order. The first refusal is the verdict; the text
+    /// accepted after a refused envelope is an upstream out of step.
+    pub(super) async fn finish_ahead(&mut self) -> Result<UpstreamReply, UpstreamError> {
+        self.send_chunk(true).await?;
+        self.bdat = None;
+        self.wbuf.clear();
+        let refusal = self.settle_envelope().await?;
+        let verdict = self.read_final_reply().await?;
+        match refusal {
+            None => Ok(verdict),
+            Some(r) if verdict.is_positive() => {
+                self.abort();
+                Err(UpstreamError::OutOfStep {
+                    stage: Stage::EndOfData,
+                    seen: format!(
+                        "message accepted after its envelope was refused ({}): {}",
+                        r.summary(),
+                        verdict.summary()
+                    ),
+                })
+            }
+            Some(r) => {
+                // The upstream may still hold the failed transaction: closed, not pooled.
+                self.abort();
+                Ok(r)
+            }
+        }
+    }
+}
