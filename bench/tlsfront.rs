@@ -9,6 +9,12 @@
 //!   cargo run --release --example tlsfront -- --listen 127.0.0.1:26501 \
 //!       --upstream 127.0.0.1:26500 --cert certs/gate.pem --key certs/gate.key
 //!
+//! With `--chunking` the front offers CHUNKING, as Exchange Online does, although smtp-sink
+//! cannot take BDAT: after the handshake it speaks SMTP itself, command by command, passing
+//! each command to smtp-sink and its reply back, with CHUNKING added to EHLO's reply, and
+//! a message that came as BDAT chunks goes to smtp-sink as DATA at `LAST`, dot-stuffed.
+//! smtp-sink is on loopback, so the upstream's CHUNKING costs its client no round trip.
+//!
 //! Session tickets are issued (as Postfix and OpenSSL servers do by default), so returning
 //! clients resume. Prints one `tlsfront ready ...` line when it listens.
 
@@ -36,6 +42,9 @@ struct Args {
     cert: String,
     #[arg(long)]
     key: String,
+    /// Offer CHUNKING after STARTTLS (BDAT goes to smtp-sink as DATA).
+    #[arg(long)]
+    chunking: bool,
 }
 
 /// What a command line before TLS asks of the front.
@@ -100,7 +109,118 @@ where
     Ok(())
 }
 
-async fn serve(client: TcpStream, upstream: SocketAddr, tls: TlsAcceptor) -> std::io::Result<()> {
+/// One (possibly multi-line) reply, whole.
+async fn reply<R: AsyncRead + Unpin>(r: &mut BufReader<R>) -> std::io::Result<Vec<u8>> {
+    let mut reply = Vec::new();
+    loop {
+        let start = reply.len();
+        if r.read_until(b'\n', &mut reply).await? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        if reply.get(start + 3) != Some(&b'-') {
+            return Ok(reply);
+        }
+    }
+}
+
+/// `text` (lines ending in CRLF, or not) dot-stuffed and ended with `CRLF.CRLF`.
+fn stuffed(text: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len() + text.len() / 64 + 5);
+    let mut line_start = true;
+    for &b in text {
+        if line_start && b == b'.' {
+            out.push(b'.');
+        }
+        out.push(b);
+        line_start = b == b'\n';
+    }
+    if !out.ends_with(b"\r\n") {
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b".\r\n");
+    out
+}
+
+/// `--chunking`: the session after STARTTLS, command by command (the module's doc says why).
+async fn translate<C>(client: C, mut sink: BufReader<TcpStream>) -> std::io::Result<()>
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut client = BufReader::new(client);
+    let mut line = Vec::new();
+    let mut message = Vec::new();
+    loop {
+        line.clear();
+        if (&mut client)
+            .take(MAX_LINE as u64)
+            .read_until(b'\n', &mut line)
+            .await?
+            == 0
+        {
+            return Ok(());
+        }
+        let upper = line.to_ascii_uppercase();
+        if let Some(args) = upper.strip_prefix(b"BDAT ") {
+            let args = String::from_utf8_lossy(args);
+            let mut words = args.split_ascii_whitespace();
+            let size: usize = words.next().and_then(|w| w.parse().ok()).unwrap_or(0);
+            let last = words.next() == Some("LAST");
+            let start = message.len();
+            message.resize(start + size, 0);
+            client.read_exact(&mut message[start..]).await?;
+            if !last {
+                let ok = format!("250 2.0.0 {size} octets received\r\n");
+                client.get_mut().write_all(ok.as_bytes()).await?;
+                continue;
+            }
+            sink.get_mut().write_all(b"DATA\r\n").await?;
+            let go = reply(&mut sink).await?;
+            let answer = if go.starts_with(b"354") {
+                sink.get_mut().write_all(&stuffed(&message)).await?;
+                reply(&mut sink).await?
+            } else {
+                go
+            };
+            message.clear();
+            client.get_mut().write_all(&answer).await?;
+            continue;
+        }
+        sink.get_mut().write_all(&line).await?;
+        let mut answer = reply(&mut sink).await?;
+        if upper.starts_with(b"EHLO") && answer.starts_with(b"250-") {
+            // After the first line, which names the server.
+            let at = answer.iter().position(|&b| b == b'\n').map_or(0, |i| i + 1);
+            answer.splice(at..at, b"250-CHUNKING\r\n".iter().copied());
+        }
+        if upper.starts_with(b"DATA") && answer.starts_with(b"354") {
+            client.get_mut().write_all(&answer).await?;
+            // The text, as it came, up to its final dot.
+            let mut text = Vec::new();
+            loop {
+                let start = text.len();
+                if client.read_until(b'\n', &mut text).await? == 0 {
+                    return Ok(());
+                }
+                if &text[start..] == b".\r\n" {
+                    break;
+                }
+            }
+            sink.get_mut().write_all(&text).await?;
+            answer = reply(&mut sink).await?;
+        }
+        client.get_mut().write_all(&answer).await?;
+        if upper.starts_with(b"QUIT") {
+            return Ok(());
+        }
+    }
+}
+
+async fn serve(
+    client: TcpStream,
+    upstream: SocketAddr,
+    tls: TlsAcceptor,
+    chunking: bool,
+) -> std::io::Result<()> {
     client.set_nodelay(true)?;
     let mut client = BufReader::new(client);
     client
@@ -142,7 +262,11 @@ async fn serve(client: TcpStream, upstream: SocketAddr, tls: TlsAcceptor) -> std
                     .write_all(b"220 2.0.0 Ready to start TLS\r\n")
                     .await?;
                 let session = tls.accept(client.into_inner()).await?;
-                return splice(session, sink(upstream, false).await?).await;
+                let sink = sink(upstream, false).await?;
+                if chunking {
+                    return translate(session, sink).await;
+                }
+                return splice(session, sink).await;
             }
             Step::Clear => {
                 // The line and anything pipelined behind it go to smtp-sink, which the
@@ -191,7 +315,7 @@ async fn main() {
         let Ok((client, _)) = listener.accept().await else {
             continue;
         };
-        tokio::spawn(serve(client, args.upstream, tls.clone()));
+        tokio::spawn(serve(client, args.upstream, tls.clone(), args.chunking));
     }
 }
 
@@ -207,5 +331,11 @@ mod tests {
         assert_eq!(step("QUIT\r\n"), Step::Quit);
         assert_eq!(step("MAIL FROM:<a@b>\r\n"), Step::Clear);
         assert_eq!(step("\r\n"), Step::Clear);
+    }
+
+    #[test]
+    fn a_bdat_message_goes_to_smtp_sink_dot_stuffed_with_its_end() {
+        assert_eq!(stuffed(b".a\r\nb\r\n..c\r\n"), b"..a\r\nb\r\n...c\r\n.\r\n");
+        assert_eq!(stuffed(b"no line end"), b"no line end\r\n.\r\n");
     }
 }

@@ -33,14 +33,17 @@ upstream_start() {
 # upstream_start_sink WORK SINK UP: the lightest TLS-speaking upstream, for telling the relay's
 # time from the upstream's: smtp-sink on SINK behind bench/tlsfront.rs on UP, which offers
 # STARTTLS with the gate's development certificate and splices each session to smtp-sink (no
-# CHUNKING: smtp-sink takes DATA only). Adds both pids to the caller's `pids`.
+# CHUNKING: smtp-sink takes DATA only). Further arguments go to tlsfront (`--chunking`: it
+# offers CHUNKING as Exchange Online does, and passes BDAT on to smtp-sink as DATA). Adds both
+# pids to the caller's `pids`.
 upstream_start_sink() {
   local work=$1 sink=$2 up=$3
+  shift 3
   work_for_postfix "$work"
   smtp-sink -u nobody -m 5000 -c "$sink" 1024 >"$work/sink.out" 2>&1 & pids+=($!)
   wait_port "$sink"
   ./target/release/examples/tlsfront --listen "$up" --upstream "$sink" \
-    --cert certs/gate.pem --key certs/gate.key >"$work/tlsfront.out" 2>&1 & pids+=($!)
+    --cert certs/gate.pem --key certs/gate.key "$@" >"$work/tlsfront.out" 2>&1 & pids+=($!)
   wait_port "$up"
 }
 

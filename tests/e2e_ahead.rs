@@ -226,3 +226,53 @@ async fn without_pipelining_upstream_the_recipient_gets_the_upstreams_own_reply(
     assert_eq!(replies[1], "250 2.1.5 ok\r\n", "{replies:?}");
     assert!(text(&mut c, TEXT).await.starts_with("250 "));
 }
+
+/// MAIL, one RCPT and `text` as BDAT chunks of `chunk` octets in one write, as Exchange
+/// sends them: the RCPT's reply, then the reply to LAST.
+async fn bdat_client(c: &mut Client, rcpt: &str, text: &[u8], chunk: usize) -> (String, String) {
+    let mut wire = format!("MAIL FROM:<app@contoso.com>\r\nRCPT TO:<{rcpt}>\r\n").into_bytes();
+    let (chunks, n) = bdat_wire(text, chunk);
+    wire.extend_from_slice(&chunks);
+    c.send(&wire).await;
+    assert!(c.reply().await.starts_with("250 "));
+    let rcpt_reply = c.reply().await;
+    for i in 1..n {
+        let r = c.reply().await;
+        assert!(r.starts_with("250 "), "chunk {i}: {r:?}");
+    }
+    (rcpt_reply, c.reply().await)
+}
+
+#[tokio::test]
+async fn a_bdat_clients_chunks_go_behind_its_unanswered_envelope() {
+    // Exchange servers send MAIL, RCPT and their chunks in one go; with one recipient the
+    // gate passes them on the same way.
+    let up = Upstream::start(chunking(Script {
+        envelope_replies_wait: true,
+        ..Script::default()
+    }))
+    .await;
+    let g = gate(&up, "").await;
+    let mut c = session(&g).await;
+    let (rcpt, last) = bdat_client(&mut c, "bob@example.org", TEXT, 20).await;
+    assert_eq!(rcpt, AHEAD);
+    assert_eq!(last, "250 2.0.0 queued as UPSTREAM1\r\n", "{}", up.view());
+    let t = up.next_completed().await;
+    assert!(t.bdat_before_envelope_replies, "{t:?}");
+    assert_eq!(strip_received(&t.data), TEXT);
+}
+
+#[tokio::test]
+async fn a_bdat_clients_refused_recipient_is_the_reply_to_its_last_chunk() {
+    let up = Upstream::start(chunking(Script {
+        refuse_rcpt: vec![("bob@", "550 5.1.1 no such user")],
+        ..Script::default()
+    }))
+    .await;
+    let g = gate(&up, "").await;
+    let mut c = session(&g).await;
+    let (rcpt, last) = bdat_client(&mut c, "bob@example.org", TEXT, 20).await;
+    assert_eq!(rcpt, AHEAD);
+    assert_eq!(last, "550 5.1.1 no such user\r\n");
+    assert_eq!(up.completed(), 0, "{}", up.view());
+}

@@ -15,7 +15,7 @@ use crate::policy::{
     self, Attribution, HeaderSender, RecipientVerdict, RelayDenial, ReversePath, SessionFacts,
     Submitter,
 };
-use crate::upstream::{Envelope, Stage, UpstreamError, UpstreamReply};
+use crate::upstream::{Envelope, Follows, Stage, UpstreamError, UpstreamReply};
 use crate::wire::dsn::{Dropped, MailDsn, RcptDsn};
 use crate::wire::reply::Reply;
 use std::sync::Arc;
@@ -217,8 +217,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             }
             RcptAnswer::Hold => self.accept_recipient(address, verdict, false),
             RcptAnswer::Forward => {
-                let data_follows = self.data_follows(&verdict);
-                self.forward(address, verdict, &dsn, data_follows).await?;
+                let follows = self.follows(&verdict);
+                self.forward(address, verdict, &dsn, follows).await?;
             }
         }
         Ok(())
@@ -231,9 +231,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         address: String,
         verdict: RecipientVerdict,
         dsn: &RcptDsn,
-        data_follows: bool,
+        follows: Follows,
     ) -> Result<(), End> {
-        match self.forward_rcpt(&address, dsn, data_follows).await? {
+        match self.forward_rcpt(&address, dsn, follows).await? {
             Ok(reply) if reply.is_positive() => {
                 self.reply_upstream(&reply);
                 self.accept_recipient(address, verdict, true);
@@ -250,28 +250,35 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         Ok(())
     }
 
-    /// Whether DATA may go upstream with this recipient (RFC 2920: the last command of a
-    /// group), so its 354 comes back with the RCPT replies and the message costs one upstream
-    /// round trip less: only when the client's DATA is already here right behind this RCPT,
-    /// and nothing but the upstream can still refuse the message before its text (every
-    /// recipient, this one included, decided at RCPT and forwarded). Any doubt keeps DATA
-    /// for when the client's DATA is read.
-    fn data_follows(&self, verdict: &RecipientVerdict) -> bool {
+    /// What the client already sent right behind this RCPT, when that lets the upstream
+    /// transaction save a round trip: DATA may go upstream with this recipient (RFC 2920: the
+    /// last command of a group), so its 354 comes back with the RCPT replies; and DATA or BDAT
+    /// behind the transaction's only recipient lets the envelope go ahead of its replies, the
+    /// message right behind it. Only when nothing but the upstream can still refuse the
+    /// message before its text (every recipient, this one included, decided at RCPT and
+    /// forwarded). Any doubt is [`Follows::Nothing`]: each reply is awaited.
+    fn follows(&self, verdict: &RecipientVerdict) -> Follows {
         let Some(txn) = self.txn.as_ref() else {
-            return false;
+            return Follows::Nothing;
         };
         let undecided = |v: &RecipientVerdict| matches!(v, RecipientVerdict::AwaitingHeaderSender);
-        let next = self.buffered();
-        next.len() >= 6
-            && next[..6].eq_ignore_ascii_case(b"DATA\r\n")
-            && !undecided(verdict)
+        let decided = !undecided(verdict)
             && !txn.envelope.binary_mime
             && txn.chunks.is_none()
             && !txn.upstream_lost
             && txn
                 .recipients
                 .iter()
-                .all(|r| r.forwarded && !undecided(&r.verdict))
+                .all(|r| r.forwarded && !undecided(&r.verdict));
+        let next = self.buffered();
+        match next.get(..5) {
+            _ if !decided => Follows::Nothing,
+            Some(verb) if verb.eq_ignore_ascii_case(b"BDAT ") => Follows::Bdat,
+            Some(verb) if verb.eq_ignore_ascii_case(b"DATA\r") && next.get(5) == Some(&b'\n') => {
+                Follows::Data
+            }
+            _ => Follows::Nothing,
+        }
     }
 
     fn accept_recipient(&mut self, address: String, verdict: RecipientVerdict, forwarded: bool) {
@@ -296,27 +303,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     }
 
     /// Open the upstream transaction if needed, then ask the upstream about this recipient.
-    /// `data_follows`: DATA may go with it ([`Session::data_follows`]). The outer error ends
+    /// `follows`: what the client sent right behind it ([`Session::follows`]). The outer error ends
     /// the session (its deadline passed).
     async fn forward_rcpt(
         &mut self,
         address: &str,
         dsn: &RcptDsn,
-        data_follows: bool,
+        follows: Follows,
     ) -> Result<Result<UpstreamReply, UpstreamError>, End> {
         let txn = self.txn.as_ref().expect("txn");
         if txn.upstream_lost {
             return Ok(Err(UpstreamError::Dropped(Stage::Rcpt)));
         }
         let result = if txn.upstream_open {
-            within_deadline!(self, self.upstream.leg().rcpt(address, dsn, data_follows))
+            within_deadline!(self, self.upstream.leg().rcpt(address, dsn, follows))
         } else {
             let env = txn.envelope.clone();
             match within_deadline!(
                 self,
-                self.upstream
-                    .leg()
-                    .mail_rcpt(&env, address, dsn, data_follows)
+                self.upstream.leg().mail_rcpt(&env, address, dsn, follows)
             ) {
                 // MAIL refused: its reply is the answer to this RCPT.
                 Ok((mail, None)) => Ok(mail),

@@ -62,4 +62,16 @@ mod tests {
         assert!(!bare.pipelining && !bare.starttls && !bare.chunking && !bare.dsn);
         assert!(!bare.binarymime);
     }
+
+    #[test]
+    fn an_ehlo_reply_ending_in_an_empty_line_still_offers_what_it_lists() {
+        // Postfix's smtp-sink ends its EHLO reply with "250 " and nothing after the code.
+        let raw = b"250-smtp-sink\r\n250-CHUNKING\r\n250-PIPELINING\r\n250-8BITMIME\r\n\
+250-ENHANCEDSTATUSCODES\r\n250-DSN\r\n250 \r\n";
+        let caps = Capabilities::from_ehlo(&UpstreamReply {
+            code: 250,
+            raw: raw.to_vec(),
+        });
+        assert!(caps.pipelining && caps.chunking && caps.dsn && caps.eight_bit_mime);
+    }
 }

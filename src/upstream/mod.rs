@@ -52,6 +52,18 @@ pub struct Envelope {
     pub binary_mime: bool,
 }
 
+/// What the client already sent right behind the RCPT being forwarded, when it pipelined and
+/// nothing but the upstream can still refuse the message before its text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Follows {
+    /// Nothing yet, or anything else.
+    Nothing,
+    /// DATA, the last command of its group (RFC 2920).
+    Data,
+    /// BDAT, pipelined behind the envelope (RFC 3030).
+    Bdat,
+}
+
 /// An upstream reply, kept verbatim (every line) so the client sees exactly what the upstream said.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpstreamReply {
@@ -103,18 +115,19 @@ pub struct ClientFacts {
 impl Upstream {
     /// Open the upstream transaction with its first recipient (connecting first if needed):
     /// MAIL's reply, and RCPT's when MAIL was accepted. `dsn` is the recipient's DSN request.
-    /// `data_follows`: the client's DATA is already here, right behind this RCPT, so an SMTP
-    /// upstream offering PIPELINING gets DATA in the same group (its answer is kept for
-    /// [`Upstream::data`]).
+    /// `follows`: what the client already sent right behind this RCPT. DATA joins the group
+    /// for an SMTP upstream offering PIPELINING (its answer is kept for [`Upstream::data`]);
+    /// the message, DATA or BDAT, may go right behind the envelope to one offering CHUNKING
+    /// too (`SmtpLeg`'s envelope sent ahead).
     pub async fn mail_rcpt(
         &mut self,
         env: &Envelope,
         path: &str,
         dsn: &RcptDsn,
-        data_follows: bool,
+        follows: Follows,
     ) -> Result<(UpstreamReply, Option<UpstreamReply>), UpstreamError> {
         let r = match self {
-            Upstream::Smtp(l) => l.mail_rcpt(env, path, dsn, data_follows).await,
+            Upstream::Smtp(l) => l.mail_rcpt(env, path, dsn, follows).await,
             Upstream::Directory(l) => {
                 let mail = l.mail(env);
                 let rcpt = l.rcpt(path);
@@ -135,15 +148,15 @@ impl Upstream {
         r
     }
 
-    /// A further recipient; `data_follows` as for [`Upstream::mail_rcpt`].
+    /// A further recipient; `follows` as for [`Upstream::mail_rcpt`].
     pub async fn rcpt(
         &mut self,
         path: &str,
         dsn: &RcptDsn,
-        data_follows: bool,
+        follows: Follows,
     ) -> Result<UpstreamReply, UpstreamError> {
         let r = match self {
-            Upstream::Smtp(l) => l.rcpt(path, dsn, data_follows).await,
+            Upstream::Smtp(l) => l.rcpt(path, dsn, follows).await,
             Upstream::Directory(l) => Ok(l.rcpt(path)),
         };
         count(&r.as_ref());

@@ -14,7 +14,7 @@ mod text;
 use super::connection::{Capabilities, Connection, Expect};
 use super::open::{self, Route};
 use super::pool::Pool;
-use super::{format_path, Envelope, Stage, UpstreamError, UpstreamReply};
+use super::{format_path, Envelope, Follows, Stage, UpstreamError, UpstreamReply};
 use crate::config::SmtpUpstreamSettings;
 use crate::wire::data::DotStuffer;
 use crate::wire::dsn::RcptDsn;
@@ -170,14 +170,15 @@ impl SmtpLeg {
 
     /// Open the transaction with its first recipient: MAIL and RCPT in one round trip when the
     /// upstream offers PIPELINING (RFC 2920). Returns MAIL's reply and, if MAIL was accepted,
-    /// RCPT's. `data_follows`: the client's DATA is next, so DATA ends the group where it may
-    /// ([`pipelined`]).
+    /// RCPT's. `follows`: what the client sent right behind this RCPT: DATA ends the group
+    /// where it may ([`pipelined`]); DATA or BDAT lets the envelope go ahead where it may
+    /// ([`ahead`]).
     pub async fn mail_rcpt(
         &mut self,
         env: &Envelope,
         address: &str,
         dsn: &RcptDsn,
-        data_follows: bool,
+        follows: Follows,
     ) -> Result<(UpstreamReply, Option<UpstreamReply>), UpstreamError> {
         self.forget_data_answer();
         self.any_accepted = false;
@@ -207,8 +208,10 @@ impl SmtpLeg {
                 return Ok((r, None));
             }
             let (mut lines, rcpt) = self.mail_lines(env, address, dsn, caps);
-            let ahead = data_follows && !env.binary_mime && self.may_send_ahead(caps);
-            let with_data = data_follows && !env.binary_mime && self.data_may_join(caps);
+            let ahead =
+                follows != Follows::Nothing && !env.binary_mime && self.may_send_ahead(caps);
+            let with_data =
+                follows == Follows::Data && !env.binary_mime && self.data_may_join(caps);
             if with_data {
                 lines.push("DATA".into());
             }
@@ -300,12 +303,12 @@ impl SmtpLeg {
         (lines, rcpt)
     }
 
-    /// A further recipient; `data_follows` as for [`SmtpLeg::mail_rcpt`].
+    /// A further recipient; `follows` as for [`SmtpLeg::mail_rcpt`] (only DATA counts here).
     pub async fn rcpt(
         &mut self,
         address: &str,
         dsn: &RcptDsn,
-        data_follows: bool,
+        follows: Follows,
     ) -> Result<UpstreamReply, UpstreamError> {
         if !self.in_transaction {
             // The upstream transaction this recipient would join is gone: a new MAIL here
@@ -325,7 +328,7 @@ impl SmtpLeg {
         self.forget_data_answer();
         let line = rcpt_command(address, dsn, self.offers_dsn());
         let caps = self.conn.as_ref().map(|c| c.caps).unwrap_or_default();
-        let with_data = data_follows && self.data_may_join(caps);
+        let with_data = follows == Follows::Data && self.data_may_join(caps);
         let mut lines = vec![line];
         if with_data {
             lines.push("DATA".into());

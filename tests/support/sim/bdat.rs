@@ -145,6 +145,9 @@ impl Client {
             if replies.first().is_some_and(|r| r.code == 250) {
                 for (r, reply) in rcpts.iter().zip(&replies[1..]) {
                     self.note_rcpt(r, reply.code);
+                    if reply.line.contains("answers it with the message") {
+                        self.last_mut().ahead = true;
+                    }
                 }
             }
             if closed {

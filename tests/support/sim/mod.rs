@@ -158,6 +158,9 @@ pub struct Tally {
     /// refused (the upstream's refusal of MAIL or RCPT, or of the text, as the final reply).
     pub ahead_taken: u64,
     pub ahead_refused: u64,
+    /// Scenarios in which a stray line took the place of a reply still owed, and the gate, a
+    /// reply behind without knowing it, spoke while the upstream owed an answer to DATA.
+    pub out_of_turn_after_stray: u64,
 }
 
 impl Tally {
@@ -202,6 +205,7 @@ impl Tally {
         self.data_with_rcpt_no_recipient += other.data_with_rcpt_no_recipient;
         self.ahead_taken += other.ahead_taken;
         self.ahead_refused += other.ahead_refused;
+        self.out_of_turn_after_stray += other.out_of_turn_after_stray;
     }
 }
 
@@ -215,7 +219,9 @@ impl std::fmt::Display for Tally {
              wrong password); {} answers to DATA late, after the text; {} DATA messages larger \
              than the text held for a 354 told 2xx; {} DATAs upstream in the group with the \
              last RCPT ({} of them with no recipient accepted); {} messages with their sole \
-             recipient answered ahead of the upstream told 2xx, {} of them refused 4xx/5xx",
+             recipient answered ahead of the upstream told 2xx, {} of them refused 4xx/5xx; {} \
+             scenarios where a stray line in the place of an owed reply left the gate a reply \
+             behind (nothing lost; README's limit)",
             self.messages,
             self.data_taken,
             self.bdat_taken,
@@ -230,7 +236,8 @@ impl std::fmt::Display for Tally {
             self.data_with_rcpt,
             self.data_with_rcpt_no_recipient,
             self.ahead_taken,
-            self.ahead_refused
+            self.ahead_refused,
+            self.out_of_turn_after_stray
         )
     }
 }
@@ -363,8 +370,22 @@ async fn scenario(seed: u64, trace: Trace) -> Result<Tally, String> {
     }
     // Let every upstream finish what it was doing (late stray lines, slow replies).
     tokio::time::sleep(Duration::from_secs(3600)).await;
-    if let Some(v) = store.violations.lock().unwrap().first() {
-        return Err(format!("the gate broke the upstream's protocol: {v}"));
+    let violations = store.violations.lock().unwrap().clone();
+    if let Some(v) = violations.first() {
+        // The one limit no relay can see on the wire (README, "What the gate cannot
+        // promise"): a stray line in the place of a reply still owed shifts every later reply
+        // by one, and the gate, its replies all read as it sees it, sends its next command
+        // while the upstream still owes an answer to DATA. Tolerated only then, and only
+        // that; what the client was told is still checked below, as in every scenario.
+        let out_of_turn = |v: &String| {
+            v.ends_with("text before the answer to DATA") || v.contains("text after a refused DATA")
+        };
+        if store.strays_while_owed.load(Ordering::Relaxed) == 0
+            || !violations.iter().all(out_of_turn)
+        {
+            return Err(format!("the gate broke the upstream's protocol: {v}"));
+        }
+        tally.out_of_turn_after_stray += 1;
     }
     let held = store.held.lock().unwrap().clone();
     check(&sent, &held)?;

@@ -93,6 +93,10 @@ pub struct Store {
     /// and those of them answered when no recipient was accepted.
     pub data_with_rcpt: AtomicUsize,
     pub data_with_rcpt_no_recipient: AtomicUsize,
+    /// Stray lines written while the gate had further commands out whose replies were owed:
+    /// on the wire such a line is the next reply, and no client can tell (README, "What the
+    /// gate cannot promise").
+    pub strays_while_owed: AtomicUsize,
 }
 
 /// The gate's way to the simulated upstream: each dial is a new in-memory pipe with a server
@@ -144,6 +148,7 @@ struct Server {
     spec: Spec,
     trace: Trace,
     n: usize,
+    store: Arc<Store>,
 }
 
 /// How a reply went out.
@@ -205,7 +210,12 @@ impl Server {
                 }
                 return Sent::Over;
             }
-            Some(Fault::Stray) => format!("{reply}\r\n250 2.0.0 stray\r\n"),
+            Some(Fault::Stray) => {
+                if !self.buf.is_empty() {
+                    self.store.strays_while_owed.fetch_add(1, Ordering::Relaxed);
+                }
+                format!("{reply}\r\n250 2.0.0 stray\r\n")
+            }
             Some(Fault::Odd) => format!("{odd} odd\r\n"),
             Some(Fault::Mixed) => "554-5.0.0 first line\r\n250 2.0.0 second line\r\n".to_string(),
             Some(Fault::Slow) => {
@@ -325,6 +335,7 @@ async fn serve(io: DuplexStream, rng: Rng, spec: Spec, store: Arc<Store>, trace:
         spec,
         trace,
         n,
+        store: Arc::clone(&store),
     };
     let f = s.fault();
     let greeting = match f {
