@@ -151,6 +151,37 @@ async fn trouble_at_mail_moves_to_the_next_address_with_the_whole_envelope() {
 }
 
 #[tokio::test]
+async fn a_pipelining_client_still_fails_over_at_mail_on_a_new_connection() {
+    // To upstreams offering CHUNKING a pipelined one-recipient transaction would go with its
+    // envelope sent ahead, but not on a new connection that may still fail over at MAIL: the
+    // upstream's 421 would come back with the message's reply, too late for the next address.
+    let chunking = |mail_reply| Script {
+        chunking: true,
+        mail_reply,
+        ..Default::default()
+    };
+    let failing = Upstream::start(chunking(Some("421 4.3.2 Service shutting down"))).await;
+    let sink = Upstream::start(chunking(None)).await;
+    let g = gate_over(&[failing.addr.to_string(), sink.addr.to_string()]).await;
+    let mut c = session(&g).await;
+    let replies = c.pipelined_envelope(&["bob@example.org"]).await;
+    // (On the last address, with nothing left to fail over to, the envelope goes ahead.)
+    assert!(replies[1].starts_with("250 "), "{replies:?}");
+    assert!(replies[2].starts_with("354 "), "{replies:?}");
+    c.send(MESSAGE).await;
+    c.send(b".\r\n").await;
+    let r = c.reply().await;
+    assert!(r.starts_with("250 "), "{r}");
+    assert_eq!(sink.next_completed().await.rcpts.len(), 1);
+    assert_eq!(failing.completed(), 0, "{}", failing.view());
+    assert_eq!(
+        failing.transactions().len(),
+        1,
+        "MAIL was tried there first"
+    );
+}
+
+#[tokio::test]
 async fn a_refusal_of_the_sender_is_the_upstreams_verdict_not_a_failover() {
     let refusing = Upstream::start(Script {
         mail_reply: Some("550 5.7.1 sender refused"),

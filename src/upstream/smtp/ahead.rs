@@ -17,7 +17,8 @@
 //!
 //! Only on a connection that answered within [`POOL_CHECK_AFTER`]: a connection idle longer
 //! may have been closed by the upstream, and then MAIL is better sent on its own, to be sent
-//! again on a new connection (nothing of the message is out yet).
+//! again on a new connection (nothing of the message is out yet). Nor on a new connection
+//! with another configured address to fail over to at MAIL (`SmtpLeg::mail_rcpt`).
 
 use super::{SmtpLeg, POOL_CHECK_AFTER};
 use crate::upstream::connection::{Capabilities, Expect};

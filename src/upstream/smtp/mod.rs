@@ -208,19 +208,23 @@ impl SmtpLeg {
                 return Ok((r, None));
             }
             let (mut lines, rcpt) = self.mail_lines(env, address, dsn, caps);
-            let ahead =
-                follows != Follows::Nothing && !env.binary_mime && self.may_send_ahead(caps);
-            let with_data =
-                follows == Follows::Data && !env.binary_mime && self.data_may_join(caps);
-            if with_data {
-                lines.push("DATA".into());
-            }
             let via = self.conn.as_ref().and_then(|c| c.via.clone());
             // Failover at MAIL only to another address: the same server again would most
             // likely fail the same way, and a single upstream keeps its old behaviour.
             let elsewhere = via
                 .as_ref()
                 .is_some_and(|t| open::has_alternative(&self.shared, t.addr));
+            // Not on a new connection that could still fail over at MAIL: trouble there would
+            // come back with the message's reply, too late to try the next address.
+            let ahead = follows != Follows::Nothing
+                && !env.binary_mime
+                && (self.reused || !elsewhere)
+                && self.may_send_ahead(caps);
+            let with_data =
+                follows == Follows::Data && !env.binary_mime && self.data_may_join(caps);
+            if with_data {
+                lines.push("DATA".into());
+            }
             let sent = if ahead {
                 self.send_ahead(&lines).await.map(|()| Vec::new())
             } else {
