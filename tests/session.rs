@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use support::{ip_tenant, settings_from, Client, Script, Upstream};
+use support::{ip_tenant, settings_from, Client, Fault, Script, Upstream};
 use tokio::io::{AsyncWriteExt, DuplexStream};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -199,4 +199,48 @@ async fn an_envelope_goes_ahead_only_on_a_connection_that_answered_within_two_se
     assert_eq!(up.connections.load(Ordering::SeqCst), 1);
     c.cmd("QUIT", "221").await;
     session.await.unwrap();
+}
+
+/// What an ahead recipient's client says: MAIL, the RCPT and DATA in one write.
+const AHEAD: &str = "250 2.1.5 Recipient OK (the upstream answers it with the message)\r\n";
+
+#[tokio::test(start_paused = true)]
+async fn a_refusal_sent_ahead_stays_the_final_reply_when_the_upstream_then_hangs_up() {
+    // The upstream refuses the recipient and closes at once: the gate's write of the message
+    // fails, and the refusal it has not read yet is still the answer, word for word.
+    let (up, dial) = Upstream::piped(Script {
+        chunking: true,
+        rcpt_fault: Some((1, Fault::ReplyAndClose("550 5.1.1 no such user"))),
+        ..Script::default()
+    });
+    let (pipe, session) = start_with(settings("", ""), 64 * 1024, dial);
+    let mut c = Client::over(pipe);
+    assert!(c.reply().await.starts_with("220 "));
+    c.cmd("EHLO client.contoso.com", "250").await;
+    let replies = c.pipelined_envelope(&["bob@example.org"]).await;
+    assert_eq!(replies[1], AHEAD);
+    c.send(b"Subject: refused\r\n\r\nhi\r\n.\r\n").await;
+    assert_eq!(c.reply().await, "550 5.1.1 no such user\r\n");
+    assert_eq!(up.completed(), 0);
+    c.cmd("QUIT", "221").await;
+    session.await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_client_that_leaves_mid_message_after_its_envelope_went_ahead_delivers_nothing() {
+    let (up, dial) = Upstream::piped(Script {
+        chunking: true,
+        ..Script::default()
+    });
+    let (pipe, session) = start_with(settings("", ""), 64 * 1024, dial);
+    let mut c = Client::over(pipe);
+    assert!(c.reply().await.starts_with("220 "));
+    c.cmd("EHLO client.contoso.com", "250").await;
+    let replies = c.pipelined_envelope(&["bob@example.org"]).await;
+    assert_eq!(replies[1], AHEAD);
+    c.send(b"Subject: half\r\n\r\nthe first half").await;
+    drop(c);
+    session.await.unwrap();
+    assert_eq!(up.completed(), 0, "{}", up.view());
+    assert!(up.transactions()[0].data.is_empty(), "{}", up.view());
 }

@@ -2,7 +2,10 @@
 //! policy lets through asked of the upstream, whose own verdict the client then gets.
 //!
 //! The gate's promise starts here: a recipient is answered 250 only when the upstream
-//! transaction that will carry the message has accepted it. If that upstream transaction is
+//! transaction that will carry the message has accepted it, or, for the only recipient of a
+//! pipelined transaction whose envelope goes ahead of its replies (`upstream::Follows`), when
+//! the upstream's reply to it will be read before the message's final reply and a refusal
+//! will be that final reply. If that upstream transaction is
 //! lost after a recipient was accepted, a new one would carry only the recipients named from
 //! then on, so the rest of the client's transaction is answered 4xx instead.
 

@@ -15,6 +15,9 @@ pub struct Capabilities {
     pub dsn: bool,
     /// BINARYMIME (RFC 3030): it takes `BODY=BINARYMIME` messages (with BDAT).
     pub binarymime: bool,
+    /// ENHANCEDSTATUSCODES (RFC 2034): every reply carries one, which is what lets a reply
+    /// read one behind be told from a verdict ([`super::connection::Expect::Verdict`]).
+    pub enhanced_status_codes: bool,
 }
 
 impl Capabilities {
@@ -35,6 +38,7 @@ impl Capabilities {
             chunking: has(smtp_proto::EXT_CHUNKING),
             dsn: has(smtp_proto::EXT_DSN),
             binarymime: has(smtp_proto::EXT_BINARY_MIME),
+            enhanced_status_codes: has(smtp_proto::EXT_ENHANCED_STATUS_CODES),
         }
     }
 }
@@ -55,12 +59,13 @@ mod tests {
         });
         assert!(caps.pipelining && caps.starttls && caps.size && caps.eight_bit_mime);
         assert!(caps.smtputf8 && caps.chunking && caps.dsn && caps.binarymime);
+        assert!(caps.enhanced_status_codes);
         let bare = Capabilities::from_ehlo(&UpstreamReply {
             code: 250,
             raw: b"250 upstream.test\r\n".to_vec(),
         });
         assert!(!bare.pipelining && !bare.starttls && !bare.chunking && !bare.dsn);
-        assert!(!bare.binarymime);
+        assert!(!bare.binarymime && !bare.enhanced_status_codes);
     }
 
     #[test]

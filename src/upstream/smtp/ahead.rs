@@ -1,21 +1,27 @@
 //! The envelope sent ahead: MAIL and the transaction's sole RCPT go out without their replies
 //! being awaited, and the message follows as BDAT right behind them (RFC 3030 section 4.2
-//! pipelines a whole transaction this way). A message then costs one upstream round trip
-//! instead of two (the envelope, then the text).
+//! pipelines a whole transaction this way). A message of one chunk (up to 64 KiB) then costs
+//! one upstream round trip instead of two (the envelope, then the text); a larger one reads the
+//! envelope's replies with its first chunk's, before LAST, and costs two as before.
 //!
-//! The session asks for it only when its client pipelined DATA right behind the transaction's
-//! only recipient, and nothing but the upstream can still refuse the message before its text
-//! (every recipient decided at RCPT). The client's RCPT is answered at once; the upstream's
-//! replies to MAIL and RCPT are read in order with the message's:
+//! The session asks for it only when its client pipelined DATA or BDAT right behind the only
+//! recipient going upstream (recipients the policy refused do not count), and nothing but the
+//! upstream can still refuse the message before its text (every recipient decided at RCPT).
+//! The client's RCPT is answered at once; the upstream's replies to MAIL and RCPT are read in
+//! order with the message's:
 //! - both accepted: the verdict on the message is the upstream's reply to its text, as ever;
 //! - MAIL or RCPT refused: with its only recipient refused, the upstream has nobody to deliver
 //!   to and must refuse the text (RFC 3030); that first refusal, word for word, is the
 //!   client's final reply. For a transaction of one recipient a refusal at RCPT and one at the
-//!   end of the message mean the same to the client: bounce it (5xx) or try again (4xx);
+//!   end of the message mean the same to the client: bounce it (5xx) or try again (4xx). The
+//!   same when the connection breaks after that refusal was read: it is still the verdict;
 //! - a 421, trouble, or the text accepted after a refused envelope: an upstream out of step,
 //!   so the client gets a 4xx and keeps the message.
 //!
-//! Only on a connection that answered within [`POOL_CHECK_AFTER`]: a connection idle longer
+//! Only to an upstream offering ENHANCEDSTATUSCODES: with a stray line and a late reply, the
+//! RCPT's `250 2.1.5` would be read as the verdict on the message, and only its address status
+//! gives it away ([`Expect::Verdict`]). Only on a connection that answered within
+//! [`POOL_CHECK_AFTER`]: a connection idle longer
 //! may have been closed by the upstream, and then MAIL is better sent on its own, to be sent
 //! again on a new connection (nothing of the message is out yet). Nor on a new connection
 //! with another configured address to fail over to at MAIL (`SmtpLeg::mail_rcpt`).
@@ -38,14 +44,15 @@ pub(super) fn provisional() -> (UpstreamReply, Option<UpstreamReply>) {
 
 impl SmtpLeg {
     /// Whether the envelope may go ahead on the connection in use, which offers `caps`:
-    /// configured so, the message will go as BDAT chunks pipelined behind it, and the
-    /// connection answered recently.
+    /// configured so, the message will go as BDAT chunks pipelined behind it, every reply
+    /// carries an enhanced status code, and the connection answered recently.
     pub(super) fn may_send_ahead(&self, caps: Capabilities) -> bool {
         let settings = &self.shared.settings;
         settings.answer_sole_recipient_early
             && settings.chunking
             && caps.chunking
             && caps.pipelining
+            && caps.enhanced_status_codes
             && self
                 .conn
                 .as_ref()
@@ -75,7 +82,10 @@ impl SmtpLeg {
     }
 
     /// Read the replies to an envelope sent ahead, if owed: the first refusal among them, if
-    /// any. A 421 or trouble drops the connection.
+    /// any. A 421 or trouble drops the connection, and is the answer unless a refusal was read
+    /// before it: with its sole recipient refused the upstream has nothing to deliver, so that
+    /// refusal stays the verdict. Acceptances are counted here; a refusal is counted as the
+    /// message's verdict, where it is returned.
     pub(super) async fn settle_envelope(&mut self) -> Result<Option<UpstreamReply>, UpstreamError> {
         if !std::mem::take(&mut self.envelope_ahead) {
             return Ok(None);
@@ -87,24 +97,23 @@ impl SmtpLeg {
                 None => Err(UpstreamError::Dropped(stage)),
                 Some(c) => c.read_expected(Expect::Completion, wait, stage).await,
             };
-            let reply = match read {
-                Ok(r) => r,
-                Err(e) => {
-                    self.abort();
-                    return Err(e);
-                }
-            };
-            count(&Ok(&reply));
-            if reply.code == 421 {
-                self.abort();
-                return Err(UpstreamError::Refused {
+            let trouble = match read {
+                Ok(r) if r.code == 421 => UpstreamError::Refused {
                     stage,
-                    reply: reply.summary(),
-                });
-            }
-            if !reply.is_positive() && refusal.is_none() {
-                refusal = Some(reply);
-            }
+                    reply: r.summary(),
+                },
+                Ok(r) => {
+                    if r.is_positive() {
+                        count(&Ok(&r));
+                    } else if refusal.is_none() {
+                        refusal = Some(r);
+                    }
+                    continue;
+                }
+                Err(e) => e,
+            };
+            self.abort();
+            return refusal.map(Some).ok_or(trouble);
         }
         Ok(refusal)
     }
@@ -113,11 +122,28 @@ impl SmtpLeg {
     /// LAST` behind it, then the replies in order. The first refusal is the verdict; the text
     /// accepted after a refused envelope is an upstream out of step.
     pub(super) async fn finish_ahead(&mut self) -> Result<UpstreamReply, UpstreamError> {
-        self.send_chunk(true).await?;
+        // Written without dropping the connection on failure: an upstream that refused the
+        // envelope and closed makes the write fail, and its refusal is still there to be read.
+        let start = self.frame_chunk(true);
+        let wait = self.reply_timeout();
+        let written = match self.conn.as_mut() {
+            None => Err(UpstreamError::Dropped(Stage::BdatLast)),
+            Some(c) => c.write(&self.wbuf[start..], wait, Stage::BdatLast).await,
+        };
         self.bdat = None;
         self.wbuf.clear();
         let refusal = self.settle_envelope().await?;
-        let verdict = self.read_final_reply().await?;
+        if let Err(e) = written {
+            self.abort();
+            return refusal.ok_or(e);
+        }
+        let verdict = match self.read_final_reply().await {
+            Ok(v) => v,
+            Err(e) => {
+                self.abort();
+                return refusal.ok_or(e);
+            }
+        };
         match refusal {
             None => Ok(verdict),
             Some(r) if verdict.is_positive() => {

@@ -38,14 +38,7 @@ impl SmtpLeg {
     /// Send what `wbuf` holds after its headroom as one BDAT chunk, then read replies to
     /// earlier chunks down to the in-flight bound (the caller reads the last chunk's reply).
     pub(super) async fn send_chunk(&mut self, last: bool) -> Result<(), UpstreamError> {
-        let size = self.wbuf.len() - BDAT_HEADROOM;
-        let command = if last {
-            format!("BDAT {size} LAST\r\n")
-        } else {
-            format!("BDAT {size}\r\n")
-        };
-        let start = BDAT_HEADROOM - command.len();
-        self.wbuf[start..BDAT_HEADROOM].copy_from_slice(command.as_bytes());
+        let start = self.frame_chunk(last);
         self.write_wbuf(start, Stage::Bdat).await?;
         // The headroom again, for the next chunk's command.
         self.wbuf.resize(BDAT_HEADROOM, 0);
@@ -64,36 +57,68 @@ impl SmtpLeg {
         Ok(())
     }
 
+    /// Put the chunk's `BDAT <size> [LAST]` line in the headroom in front of it; returns where
+    /// the chunk, command included, starts in `wbuf`.
+    pub(super) fn frame_chunk(&mut self, last: bool) -> usize {
+        let size = self.wbuf.len() - BDAT_HEADROOM;
+        let command = if last {
+            format!("BDAT {size} LAST\r\n")
+        } else {
+            format!("BDAT {size}\r\n")
+        };
+        let start = BDAT_HEADROOM - command.len();
+        self.wbuf[start..BDAT_HEADROOM].copy_from_slice(command.as_bytes());
+        start
+    }
+
     /// Read the reply to the oldest chunk in flight (behind an envelope sent ahead, that
     /// envelope's first: [`super::ahead`]); a refusal becomes the message's verdict.
     async fn read_chunk_reply(&mut self) -> Result<(), UpstreamError> {
         if let Some(refusal) = self.settle_envelope().await? {
-            let bdat = self.bdat.as_mut().expect("BDAT mode");
-            bdat.refused.get_or_insert(refusal);
+            match self.bdat.as_mut() {
+                Some(bdat) => {
+                    bdat.refused.get_or_insert(refusal);
+                }
+                None => return self.refused_then_lost(refusal),
+            }
         }
         let wait = self.reply_timeout();
-        let Some(c) = self.conn.as_mut() else {
-            return Err(UpstreamError::Dropped(Stage::Bdat));
+        let read = match self.conn.as_mut() {
+            None => Err(UpstreamError::Dropped(Stage::Bdat)),
+            Some(c) => c.read_expected(Expect::Verdict, wait, Stage::Bdat).await,
         };
-        let reply = match c.read_expected(Expect::Verdict, wait, Stage::Bdat).await {
-            Ok(r) => r,
-            Err(e) => {
-                self.abort();
-                return Err(e);
-            }
-        };
-        if reply.code == 421 {
-            self.abort();
-            return Err(UpstreamError::Refused {
+        let trouble = match read {
+            Ok(r) if r.code == 421 => UpstreamError::Refused {
                 stage: Stage::Bdat,
-                reply: reply.summary(),
-            });
+                reply: r.summary(),
+            },
+            Ok(reply) => {
+                let bdat = self.bdat.as_mut().expect("BDAT mode");
+                bdat.in_flight -= 1;
+                if !reply.is_positive() && bdat.refused.is_none() {
+                    bdat.refused = Some(reply);
+                }
+                return Ok(());
+            }
+            Err(e) => e,
+        };
+        // A refusal already read (of the envelope, or of an earlier chunk) is the verdict
+        // still when the connection breaks after it: nothing of the message can be delivered.
+        match self.bdat.as_mut().and_then(|b| b.refused.take()) {
+            Some(refusal) => self.refused_then_lost(refusal),
+            None => {
+                self.abort();
+                Err(trouble)
+            }
         }
-        let bdat = self.bdat.as_mut().expect("BDAT mode");
-        bdat.in_flight -= 1;
-        if !reply.is_positive() && bdat.refused.is_none() {
-            bdat.refused = Some(reply);
-        }
+    }
+
+    /// The connection is gone after a refusal of this message: closed, with the refusal kept
+    /// as the verdict ([`SmtpLeg::finish_data`] answers with it; the rest of the text is
+    /// discarded meanwhile).
+    fn refused_then_lost(&mut self, refusal: UpstreamReply) -> Result<(), UpstreamError> {
+        self.abort();
+        self.data_refusal = Some(Box::new(refusal));
         Ok(())
     }
 
@@ -107,6 +132,13 @@ impl SmtpLeg {
     pub(super) async fn finish_bdat(&mut self) -> Result<UpstreamReply, UpstreamError> {
         while self.bdat.as_ref().is_some_and(|b| b.in_flight > 0) {
             self.read_chunk_reply().await?;
+        }
+        if self.bdat.is_none() {
+            // The connection broke after a refusal, which is the verdict (`refused_then_lost`).
+            let refusal = self.data_refusal.take();
+            return refusal
+                .map(|r| *r)
+                .ok_or(UpstreamError::Dropped(Stage::BdatLast));
         }
         let refused = self.bdat.as_ref().and_then(|b| b.refused.clone());
         if let Some(reply) = refused {

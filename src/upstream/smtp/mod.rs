@@ -182,6 +182,11 @@ impl SmtpLeg {
     ) -> Result<(UpstreamReply, Option<UpstreamReply>), UpstreamError> {
         self.forget_data_answer();
         self.any_accepted = false;
+        if self.in_transaction || self.envelope_ahead {
+            // An upstream transaction this leg never ended (the session's transaction moved to
+            // another tenant's leg, say): never start another on top of it.
+            self.abort();
+        }
         if let Some(c) = &self.conn {
             // Held from this session's last transaction: it sat idle while the client took
             // its time. Idle longer than a pooled connection may be, it is dropped as an

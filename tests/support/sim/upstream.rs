@@ -96,7 +96,7 @@ pub struct Store {
     /// Stray lines written while the gate had further commands out whose replies were owed:
     /// on the wire such a line is the next reply, and no client can tell (README, "What the
     /// gate cannot promise").
-    pub strays_while_owed: AtomicUsize,
+    pub strays_while_owed: Mutex<Vec<usize>>,
 }
 
 /// The gate's way to the simulated upstream: each dial is a new in-memory pipe with a server
@@ -212,7 +212,7 @@ impl Server {
             }
             Some(Fault::Stray) => {
                 if !self.buf.is_empty() {
-                    self.store.strays_while_owed.fetch_add(1, Ordering::Relaxed);
+                    self.store.strays_while_owed.lock().unwrap().push(self.n);
                 }
                 format!("{reply}\r\n250 2.0.0 stray\r\n")
             }
@@ -365,7 +365,12 @@ async fn serve(io: DuplexStream, rng: Rng, spec: Spec, store: Arc<Store>, trace:
                     caps.push("250-BINARYMIME");
                 }
             }
-            caps.extend(["250-8BITMIME", "250-SMTPUTF8", "250 SIZE 100000000"]);
+            caps.extend([
+                "250-8BITMIME",
+                "250-ENHANCEDSTATUSCODES",
+                "250-SMTPUTF8",
+                "250 SIZE 100000000",
+            ]);
             let reply = match f {
                 Some(Fault::Temporary) => "421 4.3.2 busy".to_string(),
                 Some(Fault::Permanent) => "550 5.7.1 no EHLO".to_string(),

@@ -85,7 +85,7 @@ pub(super) async fn session(
                 .ehlo_trailer
                 .map(|t| format!("\r\n{t}"))
                 .unwrap_or_default();
-            format!("250-upstream.test\r\n{pipelining}{starttls}{chunking}{dsn}250-8BITMIME\r\n250-SMTPUTF8\r\n250 SIZE 100000000{trailer}")
+            format!("250-upstream.test\r\n{pipelining}{starttls}{chunking}{dsn}250-8BITMIME\r\n250-ENHANCEDSTATUSCODES\r\n250-SMTPUTF8\r\n250 SIZE 100000000{trailer}")
         } else if upper == "STARTTLS" && script.starttls.is_some() && !tls {
             if s.write_all(b"220 2.0.0 ready\r\n").await.is_err() {
                 return;
