@@ -391,11 +391,13 @@ fn swaks_load_script_counts_final_replies_by_code_in_every_mode() {
     assert!(plain.contains("6 sessions in "), "{plain}");
     let starttls = run(&["-m", "starttls"]);
     assert_eq!(counted(&starttls, "250 2.6.0"), Some(6), "{starttls}");
+    let pipelined = run(&["-P"]);
+    assert_eq!(counted(&pipelined, "250 2.6.0"), Some(6), "{pipelined}");
     let ndr = run(&["-m", "cert", "-f", "<>"]);
     assert_eq!(counted(&ndr, "250 2.6.0"), Some(6), "{ndr}");
     let refused = run(&["-f", "app@example.net"]);
     assert_eq!(counted(&refused, "550 5.7.64"), Some(6), "{refused}");
-    assert_eq!(stored(gate.out.path()).len(), 18);
+    assert_eq!(stored(gate.out.path()).len(), 24);
     // Only loopback targets.
     let out = Command::new("bash")
         .arg(repo().join("scripts/swaks-load.sh"))

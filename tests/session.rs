@@ -59,6 +59,17 @@ fn start_with(
         &settings.server.hostname,
         dial,
     );
+    start_on(settings, window, &connector)
+}
+
+/// A session whose upstream legs come from `connector`: sessions started on one connector
+/// share its pool.
+fn start_on(
+    settings: Arc<Settings>,
+    window: usize,
+    connector: &Connector,
+) -> (DuplexStream, JoinHandle<()>) {
+    let legs = connector.leg();
     let (client, gate) = tokio::io::duplex(window);
     let (_phase_tx, phase) = tokio::sync::watch::channel(Phase::Running);
     let session = tokio::spawn(async move {
@@ -70,7 +81,7 @@ fn start_with(
                 early: Vec::new(),
             },
             settings,
-            connector.leg(),
+            legs,
             phase,
         )
         .await
@@ -243,4 +254,41 @@ async fn a_client_that_leaves_mid_message_after_its_envelope_went_ahead_delivers
     session.await.unwrap();
     assert_eq!(up.completed(), 0, "{}", up.view());
     assert!(up.transactions()[0].data.is_empty(), "{}", up.view());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_pooled_connection_ages_from_its_last_reply_not_from_when_it_was_pooled() {
+    // A client that idles before QUIT hands its upstream connection to the pool already idle;
+    // the upstream (or a firewall between) counts from the last reply, and so does the pool.
+    let (up, dial) = Upstream::piped(Script::default());
+    let settings = settings("", "pool_idle_timeout_secs = 30");
+    let connector = Connector::with_dial(
+        &settings.tenants[0].upstream,
+        &settings.server.hostname,
+        dial,
+    );
+    let message = b"Subject: pooled\r\n\r\nhi\r\n";
+    // Per session: the connections opened once it has sent its message, then how long it idles
+    // before QUIT, and how long the pool then waits for the next session. The third session
+    // finds the connection 28 s after its last reply and reuses it; the fourth finds it 35 s
+    // after, past pool_idle_timeout_secs, though only 10 s in the pool, and opens another.
+    for (dials, before_quit, pooled) in [(1, 0, 0), (1, 25, 3), (1, 25, 10), (2, 0, 0)] {
+        let (pipe, session) = start_on(Arc::clone(&settings), 64 * 1024, &connector);
+        let mut c = Client::over(pipe);
+        assert!(c.reply().await.starts_with("220 "));
+        c.cmd("EHLO client.contoso.com", "250").await;
+        let r = c
+            .send_message("app@contoso.com", &["bob@example.org"], message)
+            .await;
+        assert!(r.starts_with("250 "), "{r:?}");
+        assert_eq!(
+            up.connections.load(Ordering::SeqCst),
+            dials,
+            "connections opened"
+        );
+        tokio::time::sleep(Duration::from_secs(before_quit)).await;
+        c.cmd("QUIT", "221").await;
+        session.await.unwrap();
+        tokio::time::sleep(Duration::from_secs(pooled)).await;
+    }
 }

@@ -36,12 +36,18 @@ impl<C> Pool<C> {
         idle.pop().map(|(c, since)| (c, now.duration_since(since)))
     }
 
-    /// Keep a connection that is between transactions; it is handed back when the pool is
-    /// full (or disabled), for the caller to close politely.
-    pub fn put(&self, c: C) -> Option<C> {
+    /// Keep a connection that is between transactions and has been idle since `since` (its
+    /// last reply: a connection its session held while the client took its time comes here
+    /// already idle, and the upstream, or a firewall between, counts from then). It is handed
+    /// back when the pool is full (or disabled) or it has been idle too long already, for the
+    /// caller to close politely.
+    pub fn put(&self, c: C, since: Instant) -> Option<C> {
+        if since.elapsed() >= self.idle_timeout {
+            return Some(c);
+        }
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         if idle.len() < self.max_idle {
-            idle.push((c, Instant::now()));
+            idle.push((c, since));
             None
         } else {
             Some(c)
@@ -60,9 +66,13 @@ mod tests {
     #[test]
     fn most_recent_first_and_bounded() {
         let p: Pool<u32> = Pool::new(2, Duration::from_secs(60));
-        assert!(p.put(1).is_none());
-        assert!(p.put(2).is_none());
-        assert_eq!(p.put(3), Some(3), "the third is handed back to be closed");
+        assert!(p.put(1, Instant::now()).is_none());
+        assert!(p.put(2, Instant::now()).is_none());
+        assert_eq!(
+            p.put(3, Instant::now()),
+            Some(3),
+            "the third is handed back to be closed"
+        );
         assert_eq!(p.idle_count(), 2);
         assert_eq!(p.take().map(|(c, _)| c), Some(2));
         assert_eq!(p.take().map(|(c, _)| c), Some(1));
@@ -72,7 +82,11 @@ mod tests {
     #[test]
     fn expired_connections_are_not_reused() {
         let p: Pool<u32> = Pool::new(4, Duration::from_millis(0));
-        assert!(p.put(1).is_none());
+        assert_eq!(
+            p.put(1, Instant::now()),
+            Some(1),
+            "expired already: handed back"
+        );
         assert!(p.take().is_none());
         assert_eq!(p.idle_count(), 0);
     }
@@ -80,7 +94,7 @@ mod tests {
     #[test]
     fn zero_disables_the_pool() {
         let p: Pool<u32> = Pool::new(0, Duration::from_secs(60));
-        assert_eq!(p.put(1), Some(1));
+        assert_eq!(p.put(1, Instant::now()), Some(1));
         assert!(p.take().is_none());
     }
 }

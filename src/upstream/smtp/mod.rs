@@ -401,7 +401,8 @@ impl SmtpLeg {
         if let Some(mut c) = self.conn.take() {
             if !self.in_transaction && c.ensure_in_step(Stage::Quit).is_ok() {
                 c.rest();
-                match self.shared.pool.put(c) {
+                let since = c.last_reply;
+                match self.shared.pool.put(c, since) {
                     None => return,
                     Some(back) => c = back,
                 }
