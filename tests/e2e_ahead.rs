@@ -276,3 +276,33 @@ async fn a_bdat_clients_refused_recipient_is_the_reply_to_its_last_chunk() {
     assert_eq!(last, "550 5.1.1 no such user\r\n");
     assert_eq!(up.completed(), 0, "{}", up.view());
 }
+
+#[tokio::test]
+async fn a_stray_acceptance_behind_the_recipients_reply_is_never_the_verdict() {
+    // An upstream out of step: a line of its own right behind the RCPT's reply, then it
+    // refuses the message. LAST went out before those replies were read, so on the wire the
+    // stray line is LAST's reply; the NOOP behind LAST shows it was not. The client must hear
+    // a 4xx, never 250 for a message the upstream refused; and the gate stops sending
+    // envelopes ahead to that upstream.
+    let up = Upstream::start(chunking(Script {
+        rcpt_trailer: Some("250 2.0.0 stray"),
+        end_reply: Some("554 5.6.0 message refused"),
+        ..Script::default()
+    }))
+    .await;
+    let g = gate(&up, "").await;
+    let mut c = session(&g).await;
+    let replies = c.pipelined_envelope(&["bob@example.org"]).await;
+    assert_eq!(replies[1], AHEAD, "{replies:?}");
+    assert_exo_reply(
+        &text(&mut c, TEXT).await,
+        "451 4.4.3 Temporary server error. Please try again later [",
+    );
+    // No longer ahead: the RCPT is asked on its own, and the stray line behind its reply is
+    // then caught where it stands.
+    let replies = c.pipelined_envelope(&["carol@example.org"]).await;
+    assert_exo_reply(
+        &replies[1],
+        "451 4.4.3 Temporary server error. Please try again later [",
+    );
+}

@@ -139,3 +139,11 @@ fn seed_385_a_multi_line_reply_with_mixed_codes_is_no_acceptance() {
 fn seed_123204493062_a_stray_line_in_the_place_of_an_owed_reply_loses_nothing() {
     replay(123204493062);
 }
+
+/// A stray `250 2.0.0` right behind the RCPT's reply of an envelope sent ahead, read after
+/// `BDAT LAST` went out: on the wire it was LAST's reply, and the client was told 250 for a
+/// message the upstream then refused with 421. The NOOP behind LAST now catches the shift.
+#[test]
+fn seed_128434392021_a_stray_acceptance_is_never_the_verdict_on_a_message_sent_ahead() {
+    replay(128434392021);
+}

@@ -54,6 +54,7 @@ impl Connector {
                 helo_name: helo_name.to_string(),
                 pool: Pool::new(s.pool_max_idle, s.pool_idle_timeout),
                 route,
+                ahead_distrusted: Default::default(),
             })),
             (UpstreamSettings::Smtp(s), None) => {
                 return Connector::new(&UpstreamSettings::Smtp(Arc::clone(s)), helo_name)

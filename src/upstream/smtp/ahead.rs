@@ -29,6 +29,7 @@
 use super::{SmtpLeg, POOL_CHECK_AFTER};
 use crate::upstream::connection::{Capabilities, Expect};
 use crate::upstream::{count, Stage, UpstreamError, UpstreamReply};
+use std::sync::atomic::Ordering;
 
 /// What [`SmtpLeg::mail_rcpt`] answers for an envelope sent ahead: MAIL's and RCPT's
 /// acceptance stand for the upstream's, whose replies are read with the message's.
@@ -53,6 +54,7 @@ impl SmtpLeg {
             && caps.chunking
             && caps.pipelining
             && caps.enhanced_status_codes
+            && !self.shared.ahead_distrusted.load(Ordering::Relaxed)
             && self
                 .conn
                 .as_ref()
@@ -119,12 +121,21 @@ impl SmtpLeg {
     }
 
     /// The end of a message whose envelope is still unanswered (it went as one chunk): `BDAT
-    /// LAST` behind it, then the replies in order. The first refusal is the verdict; the text
-    /// accepted after a refused envelope is an upstream out of step.
+    /// LAST` behind it with a NOOP behind that, then the replies in order. The first refusal
+    /// is the verdict; the text accepted after a refused envelope is an upstream out of step.
+    ///
+    /// The NOOP is the check on the verdict. A stray line right behind the RCPT's reply that
+    /// arrives after LAST went out is, on the wire, LAST's reply; an acceptance from nowhere
+    /// would then tell the client 250 for a message the upstream may refuse. Behind NOOP it
+    /// cannot hide: LAST's own reply then sits in NOOP's place, and only a 2xx may be there.
+    /// A refusal there (the message was refused), or no reply at all, is an upstream out of
+    /// step: 451, and no envelope goes ahead to that upstream any more. Both 2xx: the message
+    /// was accepted whichever was which, so the client's 250 is true.
     pub(super) async fn finish_ahead(&mut self) -> Result<UpstreamReply, UpstreamError> {
         // Written without dropping the connection on failure: an upstream that refused the
         // envelope and closed makes the write fail, and its refusal is still there to be read.
         let start = self.frame_chunk(true);
+        self.wbuf.extend_from_slice(b"NOOP\r\n");
         let wait = self.reply_timeout();
         let written = match self.conn.as_mut() {
             None => Err(UpstreamError::Dropped(Stage::BdatLast)),
@@ -137,7 +148,7 @@ impl SmtpLeg {
             self.abort();
             return refusal.ok_or(e);
         }
-        let verdict = match self.read_final_reply().await {
+        let verdict = match self.read_ahead_verdict().await {
             Ok(v) => v,
             Err(e) => {
                 self.abort();
@@ -163,5 +174,58 @@ impl SmtpLeg {
                 Ok(r)
             }
         }
+    }
+
+    /// LAST's reply and the NOOP's behind it ([`SmtpLeg::finish_ahead`] says why). The
+    /// connection is kept only when nothing follows.
+    async fn read_ahead_verdict(&mut self) -> Result<UpstreamReply, UpstreamError> {
+        let (wait, noop_wait) = (self.shared.settings.data_end_timeout, self.reply_timeout());
+        self.in_transaction = false;
+        let Some(c) = self.conn.as_mut() else {
+            return Err(UpstreamError::Dropped(Stage::EndOfData));
+        };
+        let verdict = c
+            .read_expected(Expect::Verdict, wait, Stage::EndOfData)
+            .await?;
+        if verdict.code == 421 {
+            return Err(UpstreamError::Refused {
+                stage: Stage::EndOfData,
+                reply: verdict.summary(),
+            });
+        }
+        let noop = c
+            .read_expected(Expect::Completion, noop_wait, Stage::Noop)
+            .await;
+        match noop {
+            Ok(n) if (200..300).contains(&n.code) => {}
+            // The message's own refusal came first: whatever NOOP got, the verdict stands
+            // (a refusal read one behind only makes the client retry or bounce).
+            _ if !verdict.is_positive() => {
+                self.abort();
+                return Ok(verdict);
+            }
+            other => {
+                self.shared.ahead_distrusted.store(true, Ordering::Relaxed);
+                tracing::warn!(
+                    "upstream did not answer the NOOP behind a message as NOOP: envelopes are no longer sent ahead to it"
+                );
+                return Err(UpstreamError::OutOfStep {
+                    stage: Stage::Noop,
+                    seen: format!(
+                        "the reply behind the message's ({}) was not NOOP's: {}",
+                        verdict.summary(),
+                        match other {
+                            Ok(n) => n.summary(),
+                            Err(e) => e.to_string(),
+                        }
+                    ),
+                });
+            }
+        }
+        // Anything behind NOOP's reply: not pooled (the message's verdict stands either way).
+        if !matches!(c.ensure_in_step(Stage::Noop), Ok(())) {
+            self.conn = None;
+        }
+        Ok(verdict)
     }
 }

@@ -31,6 +31,9 @@ pub(super) struct SmtpShared {
     pub(super) helo_name: String,
     pub(super) pool: Pool<Connection>,
     pub(super) route: Route,
+    /// The upstream once answered the NOOP behind a message sent ahead out of turn, or not at
+    /// all: no envelope goes ahead to it any more ([`ahead`]).
+    pub(super) ahead_distrusted: std::sync::atomic::AtomicBool,
 }
 
 /// One client session's SMTP upstream.
