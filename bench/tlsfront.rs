@@ -19,6 +19,7 @@
 //! clients resume. Prints one `tlsfront ready ...` line when it listens.
 
 use clap::Parser;
+use relaygate::wire::data::DotStuffer;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::net::SocketAddr;
@@ -123,21 +124,13 @@ async fn reply<R: AsyncRead + Unpin>(r: &mut BufReader<R>) -> std::io::Result<Ve
     }
 }
 
-/// `text` (lines ending in CRLF, or not) dot-stuffed and ended with `CRLF.CRLF`.
+/// `text` (lines ending in CRLF, or not) dot-stuffed by the gate's own stuffer and ended with
+/// `CRLF.CRLF`.
 fn stuffed(text: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(text.len() + text.len() / 64 + 5);
-    let mut line_start = true;
-    for &b in text {
-        if line_start && b == b'.' {
-            out.push(b'.');
-        }
-        out.push(b);
-        line_start = b == b'\n';
-    }
-    if !out.ends_with(b"\r\n") {
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(b".\r\n");
+    let mut stuffer = DotStuffer::default();
+    stuffer.stuff(text, &mut out);
+    stuffer.finish(text.ends_with(b"\r\n"), &mut out);
     out
 }
 

@@ -35,6 +35,19 @@ async fn gate(up: &Upstream, upstream_extra: &str) -> Gate {
     .await
 }
 
+/// A gate relaying to an upstream answering as `script` with CHUNKING offered, and a session
+/// on it that pipelined MAIL, one RCPT to `rcpt` and DATA: its RCPT answered ahead, its DATA
+/// 354.
+async fn sent_ahead(script: Script, rcpt: &str) -> (Upstream, Gate, Client) {
+    let up = Upstream::start(chunking(script)).await;
+    let g = gate(&up, "").await;
+    let mut c = session(&g).await;
+    let replies = c.pipelined_envelope(&[rcpt]).await;
+    assert_eq!(replies[1], AHEAD, "{replies:?}");
+    assert!(replies[2].starts_with("354 "), "{replies:?}");
+    (up, g, c)
+}
+
 /// The message after a pipelined envelope whose DATA got 354: the final reply.
 async fn text(c: &mut Client, text: &[u8]) -> String {
     c.send(&stuff(text)).await;
@@ -46,16 +59,14 @@ async fn text(c: &mut Client, text: &[u8]) -> String {
 async fn a_pipelining_clients_message_goes_behind_its_unanswered_envelope() {
     // The upstream answers MAIL and RCPT only when the next command comes: a gate that waited
     // for the RCPT's reply before sending the message would wait out its reply timeout.
-    let up = Upstream::start(chunking(Script {
-        envelope_replies_wait: true,
-        ..Script::default()
-    }))
+    let (up, _g, mut c) = sent_ahead(
+        Script {
+            envelope_replies_wait: true,
+            ..Script::default()
+        },
+        "bob@example.org",
+    )
     .await;
-    let g = gate(&up, "").await;
-    let mut c = session(&g).await;
-    let replies = c.pipelined_envelope(&["bob@example.org"]).await;
-    assert_eq!(replies[1], AHEAD, "{replies:?}");
-    assert!(replies[2].starts_with("354 "), "{replies:?}");
     assert_eq!(
         text(&mut c, TEXT).await,
         "250 2.0.0 queued as UPSTREAM1\r\n",
@@ -76,15 +87,14 @@ async fn a_pipelining_clients_message_goes_behind_its_unanswered_envelope() {
 
 #[tokio::test]
 async fn the_upstreams_refusal_of_the_recipient_is_the_final_reply_word_for_word() {
-    let up = Upstream::start(chunking(Script {
-        refuse_rcpt: vec![("bob@", "550 5.7.64 TenantAttribution; Relay Access Denied")],
-        ..Script::default()
-    }))
+    let (up, _g, mut c) = sent_ahead(
+        Script {
+            refuse_rcpt: vec![("bob@", "550 5.7.64 TenantAttribution; Relay Access Denied")],
+            ..Script::default()
+        },
+        "bob@example.org",
+    )
     .await;
-    let g = gate(&up, "").await;
-    let mut c = session(&g).await;
-    let replies = c.pipelined_envelope(&["bob@example.org"]).await;
-    assert_eq!(replies[1], AHEAD, "{replies:?}");
     assert_eq!(
         text(&mut c, TEXT).await,
         "550 5.7.64 TenantAttribution; Relay Access Denied\r\n"
@@ -98,15 +108,14 @@ async fn the_upstreams_refusal_of_the_recipient_is_the_final_reply_word_for_word
 
 #[tokio::test]
 async fn the_upstreams_refusal_of_the_sender_is_the_final_reply_word_for_word() {
-    let up = Upstream::start(chunking(Script {
-        mail_reply: Some("550 5.7.1 Sender refused"),
-        ..Script::default()
-    }))
+    let (up, _g, mut c) = sent_ahead(
+        Script {
+            mail_reply: Some("550 5.7.1 Sender refused"),
+            ..Script::default()
+        },
+        "bob@example.org",
+    )
     .await;
-    let g = gate(&up, "").await;
-    let mut c = session(&g).await;
-    let replies = c.pipelined_envelope(&["bob@example.org"]).await;
-    assert_eq!(replies[1], AHEAD, "{replies:?}");
     assert_eq!(text(&mut c, TEXT).await, "550 5.7.1 Sender refused\r\n");
     assert_eq!(up.completed(), 0, "{}", up.view());
 }
@@ -115,16 +124,15 @@ async fn the_upstreams_refusal_of_the_sender_is_the_final_reply_word_for_word() 
 async fn a_message_taken_after_its_recipient_was_refused_is_out_of_step() {
     // An upstream breaking RFC 3030: it takes the message for nobody. The client must not be
     // told 250 for a recipient the upstream refused, nor 5xx for a message it may have.
-    let up = Upstream::start(chunking(Script {
-        refuse_rcpt: vec![("bob@", "550 5.1.1 no such user")],
-        text_for_nobody: true,
-        ..Script::default()
-    }))
+    let (_up, _g, mut c) = sent_ahead(
+        Script {
+            refuse_rcpt: vec![("bob@", "550 5.1.1 no such user")],
+            text_for_nobody: true,
+            ..Script::default()
+        },
+        "bob@example.org",
+    )
     .await;
-    let g = gate(&up, "").await;
-    let mut c = session(&g).await;
-    let replies = c.pipelined_envelope(&["bob@example.org"]).await;
-    assert_eq!(replies[1], AHEAD, "{replies:?}");
     assert_exo_reply(
         &text(&mut c, TEXT).await,
         "451 4.4.3 Temporary server error. Please try again later [",
@@ -140,15 +148,14 @@ async fn a_large_message_reads_the_envelopes_replies_before_its_last_chunk() {
         .copied()
         .chain(b"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcd\r\n".repeat(4096))
         .collect();
-    let up = Upstream::start(chunking(Script {
-        refuse_rcpt: vec![("nobody@", "550 5.1.1 no such user")],
-        ..Script::default()
-    }))
+    let (up, g, mut c) = sent_ahead(
+        Script {
+            refuse_rcpt: vec![("nobody@", "550 5.1.1 no such user")],
+            ..Script::default()
+        },
+        "nobody@example.org",
+    )
     .await;
-    let g = gate(&up, "").await;
-    let mut c = session(&g).await;
-    let replies = c.pipelined_envelope(&["nobody@example.org"]).await;
-    assert_eq!(replies[1], AHEAD, "{replies:?}");
     assert_eq!(text(&mut c, &large).await, "550 5.1.1 no such user\r\n");
     assert_eq!(up.completed(), 0, "{}", up.view());
     // And one the upstream accepts arrives whole, in several chunks.
@@ -284,16 +291,15 @@ async fn a_stray_acceptance_behind_the_recipients_reply_is_never_the_verdict() {
     // stray line is LAST's reply; the NOOP behind LAST shows it was not. The client must hear
     // a 4xx, never 250 for a message the upstream refused; and the gate stops sending
     // envelopes ahead to that upstream.
-    let up = Upstream::start(chunking(Script {
-        rcpt_trailer: Some("250 2.0.0 stray"),
-        end_reply: Some("554 5.6.0 message refused"),
-        ..Script::default()
-    }))
+    let (_up, _g, mut c) = sent_ahead(
+        Script {
+            rcpt_trailer: Some("250 2.0.0 stray"),
+            end_reply: Some("554 5.6.0 message refused"),
+            ..Script::default()
+        },
+        "bob@example.org",
+    )
     .await;
-    let g = gate(&up, "").await;
-    let mut c = session(&g).await;
-    let replies = c.pipelined_envelope(&["bob@example.org"]).await;
-    assert_eq!(replies[1], AHEAD, "{replies:?}");
     assert_exo_reply(
         &text(&mut c, TEXT).await,
         "451 4.4.3 Temporary server error. Please try again later [",

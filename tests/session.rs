@@ -89,6 +89,17 @@ fn start_on(
     (client, session)
 }
 
+/// A session over a pipe, greeted and past EHLO, whose gate relays to the recording upstream
+/// answering as `script` over pipes.
+async fn greeted(script: Script) -> (Upstream, Client, JoinHandle<()>) {
+    let (up, dial) = Upstream::piped(script);
+    let (pipe, session) = start_with(settings("", ""), 64 * 1024, dial);
+    let mut c = Client::over(pipe);
+    assert!(c.reply().await.starts_with("220 "));
+    c.cmd("EHLO client.contoso.com", "250").await;
+    (up, c, session)
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_client_that_never_reads_is_cut_off_within_its_deadlines() {
     let settings = settings("command_timeout_secs = 5\nsession_timeout_secs = 20", "");
@@ -187,14 +198,11 @@ async fn a_connection_held_between_messages_is_replaced_once_idle_longer_than_th
 async fn an_envelope_goes_ahead_only_on_a_connection_that_answered_within_two_seconds() {
     // A connection idle longer may have been closed by the upstream: MAIL then goes on its
     // own, to be sent again on a new connection if it was (nothing of the message is out).
-    let (up, dial) = Upstream::piped(Script {
+    let (up, mut c, session) = greeted(Script {
         chunking: true,
         ..Script::default()
-    });
-    let (pipe, session) = start_with(settings("", ""), 64 * 1024, dial);
-    let mut c = Client::over(pipe);
-    assert!(c.reply().await.starts_with("220 "));
-    c.cmd("EHLO client.contoso.com", "250").await;
+    })
+    .await;
     let ahead = "250 2.1.5 Recipient OK (the upstream answers it with the message)\r\n";
     let upstreams_own = "250 2.1.5 ok\r\n";
     for (idle, rcpt_reply) in [(0, ahead), (1, ahead), (3, upstreams_own), (0, ahead)] {
@@ -219,15 +227,12 @@ const AHEAD: &str = "250 2.1.5 Recipient OK (the upstream answers it with the me
 async fn a_refusal_sent_ahead_stays_the_final_reply_when_the_upstream_then_hangs_up() {
     // The upstream refuses the recipient and closes at once: the gate's write of the message
     // fails, and the refusal it has not read yet is still the answer, word for word.
-    let (up, dial) = Upstream::piped(Script {
+    let (up, mut c, session) = greeted(Script {
         chunking: true,
         rcpt_fault: Some((1, Fault::ReplyAndClose("550 5.1.1 no such user"))),
         ..Script::default()
-    });
-    let (pipe, session) = start_with(settings("", ""), 64 * 1024, dial);
-    let mut c = Client::over(pipe);
-    assert!(c.reply().await.starts_with("220 "));
-    c.cmd("EHLO client.contoso.com", "250").await;
+    })
+    .await;
     let replies = c.pipelined_envelope(&["bob@example.org"]).await;
     assert_eq!(replies[1], AHEAD);
     c.send(b"Subject: refused\r\n\r\nhi\r\n.\r\n").await;
@@ -239,14 +244,11 @@ async fn a_refusal_sent_ahead_stays_the_final_reply_when_the_upstream_then_hangs
 
 #[tokio::test(start_paused = true)]
 async fn a_client_that_leaves_mid_message_after_its_envelope_went_ahead_delivers_nothing() {
-    let (up, dial) = Upstream::piped(Script {
+    let (up, mut c, session) = greeted(Script {
         chunking: true,
         ..Script::default()
-    });
-    let (pipe, session) = start_with(settings("", ""), 64 * 1024, dial);
-    let mut c = Client::over(pipe);
-    assert!(c.reply().await.starts_with("220 "));
-    c.cmd("EHLO client.contoso.com", "250").await;
+    })
+    .await;
     let replies = c.pipelined_envelope(&["bob@example.org"]).await;
     assert_eq!(replies[1], AHEAD);
     c.send(b"Subject: half\r\n\r\nthe first half").await;
